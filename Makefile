@@ -1,0 +1,35 @@
+# lorabench: `make bench` (offline smoke suite by default) and `make test`.
+# Each target creates .venv/ on first use (an installed torch is respected).
+PYTHON ?= python3
+VENV   ?= .venv
+SUITE  ?= smoke
+OUT    ?= results/$(SUITE)
+ARGS   ?=
+STAMP  := $(VENV)/.lorabench-installed
+
+.PHONY: bench test lint validate benchmarks clean-results install
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/bootstrap.sh
+	@touch $@
+
+install: $(STAMP)
+
+bench: $(STAMP)
+	$(VENV)/bin/lorabench run suites/$(SUITE).yaml --out $(OUT) --strict $(ARGS)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lorabench tests benchmarks
+	$(VENV)/bin/ruff format --check lorabench tests benchmarks
+
+validate: $(STAMP)
+	@for f in suites/*.yaml suites/examples/*.yaml; do [ -f "$$f" ] && $(VENV)/bin/lorabench validate $$f || exit $$?; done
+
+benchmarks: $(STAMP)
+	$(VENV)/bin/python benchmarks/isolation_overhead.py
+
+clean-results:
+	rm -rf results/smoke

@@ -1,0 +1,3 @@
+from lorabench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""Command line: ``lorabench run | validate | report | list``.
+
+Usage errors (bad suite, unknown name, missing file) print a clear message and exit 2
+with no traceback. ``--help``, ``validate`` and ``list`` never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lorabench import __version__
+from lorabench.errors import UsageError
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from lorabench.plan import expand
+    from lorabench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    specs = expand(suite)
+    print(f"{suite.file}: ok: suite {suite.name!r}, {len(specs)} runs")
+    if args.plan:
+        for s in specs:
+            print(f"  {s.run_id}  {s.label}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from lorabench.bench import run_suite, summary_line
+    from lorabench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    out = Path(args.out) if args.out else Path("results") / suite.name
+    outcome = run_suite(suite, out, force=args.force, retry_failed=args.retry_failed, progress=not args.no_progress)
+    print(summary_line(outcome), file=sys.stderr)
+    print(f"lorabench: leaderboard: {out / 'leaderboard.md'}", file=sys.stderr)
+    print((out / "leaderboard.md").read_text())
+    if outcome.interrupted:
+        return 130
+    if args.strict and any(s != "success" for s in outcome.statuses):
+        print("lorabench: --strict: some runs did not succeed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from lorabench.record import load_records
+    from lorabench.report import build_report
+
+    out = Path(args.dir)
+    records = load_records(out)
+    paths = build_report(out, records)
+    print(f"lorabench: {len(records)} records -> {paths['leaderboard']}, {paths['report']}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "methods":
+        from lorabench.methods import METHODS
+
+        for name in METHODS:
+            print(f"{name:<16} {METHODS.get(name).description}")
+    elif args.what == "models":
+        from lorabench.models import BUILTIN_MODELS
+
+        for name in BUILTIN_MODELS:
+            print(f"builtin:{name:<20} {BUILTIN_MODELS.get(name).description}")
+        print("(any hub id or local directory with config.json also works)")
+    elif args.what == "tasks":
+        from lorabench.tasks import TASK_PRESETS, TASK_TYPES
+
+        for name in TASK_TYPES:
+            cls = TASK_TYPES.get(name)
+            print(f"type {name:<16} metrics: {', '.join(cls.metrics)}")
+        for name in TASK_PRESETS:
+            preset = TASK_PRESETS.get(name)
+            print(f"task {name:<16} built-in, type {preset['type']}, data {preset['data']}")
+    elif args.what == "metrics":
+        from lorabench.metrics import METRICS
+
+        for name in METRICS:
+            m = METRICS.get(name)
+            print(f"{name:<24} {'higher' if m.higher_is_better else 'lower':<6} is better  {m.kind:<7} {m.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lorabench",
+        description="Benchmark fine-tuning methods (full, LoRA, QLoRA, ...) for cost and quality.",
+    )
+    p.add_argument("--version", action="version", version=f"lorabench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a suite: every point in its own process; records, leaderboard, plots")
+    r.add_argument("suite", help="suite YAML file (or a name under suites/)")
+    r.add_argument("--out", help="results directory (default: results/<suite name>)")
+    r.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    r.add_argument("--retry-failed", action="store_true", help="rerun runs whose record is not a success")
+    r.add_argument("--strict", action="store_true", help="exit 1 if any run did not succeed")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_run)
+
+    v = sub.add_parser("validate", help="check a suite (schema, names, combinations) without running it")
+    v.add_argument("suite")
+    v.add_argument("--plan", action="store_true", help="also list every run_id and point")
+    v.set_defaults(func=_cmd_validate)
+
+    rep = sub.add_parser("report", help="rebuild runs.csv, leaderboard, plots and report from a results dir")
+    rep.add_argument("dir")
+    rep.set_defaults(func=_cmd_report)
+
+    ls = sub.add_parser("list", help="list registered methods, models, tasks or metrics")
+    ls.add_argument("what", choices=["methods", "models", "tasks", "metrics"])
+    ls.set_defaults(func=_cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"lorabench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nlorabench: interrupted", file=sys.stderr)
+        return 130

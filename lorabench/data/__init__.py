@@ -1,0 +1,1 @@
+"""Data: built-in synthetic generators (offline, deterministic) and real-data sources."""

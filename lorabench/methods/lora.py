@@ -1,0 +1,51 @@
+"""LoRA through peft (also QLoRA and int8-LoRA: the precision axis picks the base)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from lorabench.methods.base import MethodContext
+from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
+
+
+@dataclass(frozen=True)
+class LoraOptions:
+    alpha: float | None = None  # None: 2 × rank, a common choice; the resolved value is recorded
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] | None = None  # None: peft's per-architecture default
+    bias: Literal["none", "all", "lora_only"] = "none"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"`dropout` should be in [0, 1), got {self.dropout}")
+        if self.alpha is not None and self.alpha <= 0:
+            raise ValueError(f"`alpha` should be > 0, got {self.alpha}")
+
+
+class LoRA(PeftMethod):
+    name = "lora"
+    description = "LoRA (peft): low-rank A·B updates on target linears; QLoRA at nf4, int8-LoRA at int8"
+    uses_rank = True
+    default_rank = 8
+    Options = LoraOptions
+    extra: ClassVar[dict[str, Any]] = {}  # fixed LoraConfig kwargs for LoRA variants (DoRA, rsLoRA, ...)
+
+    def peft_config(self, ctx: MethodContext) -> Any:
+        from peft import LoraConfig
+
+        opts: LoraOptions = ctx.options
+        rank = ctx.rank or self.default_rank
+        return LoraConfig(
+            r=rank,
+            lora_alpha=opts.alpha if opts.alpha is not None else 2 * rank,
+            lora_dropout=opts.dropout,
+            target_modules=target_modules(ctx, opts.target_modules),
+            bias=opts.bias,
+            task_type=PEFT_TASK_TYPES[ctx.task_family],
+            **self.extra,
+        )
+
+    def resolved(self, model: Any, ctx: MethodContext) -> dict[str, Any]:
+        cfg = model.peft_config["default"]
+        return {**super().resolved(model, ctx), "r": cfg.r, "lora_alpha": cfg.lora_alpha}

@@ -1,0 +1,44 @@
+"""Model stage: built-in tiny models (pretrained by lorabench itself) and hub/local loading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lorabench.registry import Registry
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A tiny model that lorabench builds and pretrains offline, cached by content hash."""
+
+    name: str
+    description: str
+    model_type: str  # transformers config model_type
+    config: dict[str, Any] = field(default_factory=dict)
+    objective: Literal["clm", "mlm", "span"] = "clm"
+    pretrain_steps: int = 300
+    batch_size: int = 32
+    seq_len: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+
+
+BUILTIN_MODELS: Registry[BuiltinModel] = Registry("built-in model")
+
+
+def register_builtin(spec: BuiltinModel) -> None:
+    BUILTIN_MODELS.register(spec.name, spec)
+
+
+register_builtin(
+    BuiltinModel(
+        name="tiny-gpt2",
+        description="GPT-2-style causal LM, 2 layers x 96 wide (~0.27M params), pretrained on built-in prose",
+        model_type="gpt2",
+        config={"n_layer": 2, "n_embd": 96, "n_head": 4, "n_positions": 256},
+        objective="clm",
+        pretrain_steps=250,
+        batch_size=16,
+    )
+)

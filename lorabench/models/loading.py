@@ -1,0 +1,144 @@
+"""Load a model and tokenizer for a run: built-in, local directory or hub id.
+
+Everything goes through ``from_pretrained``, so the HF cache, ``HF_HUB_OFFLINE`` and
+revisions behave as users expect. Quantised bases use bitsandbytes via transformers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from lorabench.errors import UsageError
+
+AUTO_CLASSES = {
+    "causal-lm": "AutoModelForCausalLM",
+    "classification": "AutoModelForSequenceClassification",
+    "seq2seq": "AutoModelForSeq2SeqLM",
+}
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+class ModelLoadError(UsageError):
+    """A model could not be loaded; the message says why and what to do."""
+
+
+def resolve_path(model: dict[str, Any]) -> str:
+    """The directory or hub id to load from; built-ins are materialised on first use."""
+    path = model["path"]
+    if path.startswith("builtin:"):
+        from lorabench.models.builtin import ensure_builtin
+
+        return str(ensure_builtin(path.split(":", 1)[1]))
+    return os.path.expanduser(path)
+
+
+def compute_dtype(quant: dict[str, Any], device: str) -> str:
+    """Resolve ``compute_dtype: auto``: bf16 on a GPU that supports it, else fp32."""
+    choice = quant.get("compute_dtype", "auto")
+    if choice != "auto":
+        return choice
+    import torch
+
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def _hub_error(path: str, exc: BaseException) -> ModelLoadError:
+    from huggingface_hub import constants
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    how = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face Hub could not be reached"
+    return ModelLoadError(
+        f"cannot load model {path!r}: it is not a local directory, {how}, and it is not in the HF cache "
+        f"({constants.HF_HUB_CACHE}). Download it where the Hub is reachable (the cache is reused), or point "
+        f"the suite at a local directory with config.json. ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+    )
+
+
+def load_tokenizer(path: str, revision: str | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, revision=revision)
+    except OSError as exc:
+        raise _hub_error(path, exc) from None
+    if tok.pad_token is None:
+        # Causal LMs such as GPT-2 ship without a pad token; padding positions are
+        # masked out of loss and metrics, so reusing EOS is safe.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def quantization_config(precision: str, quant: dict[str, Any], cdtype: str) -> Any:
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if precision == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=precision,
+        bnb_4bit_use_double_quant=bool(quant.get("double_quant", True)),
+        bnb_4bit_compute_dtype=getattr(torch, DTYPES[cdtype]),
+    )
+
+
+def load_model(
+    model: dict[str, Any],
+    family: str,
+    precision: str,
+    quant: dict[str, Any],
+    device: str,
+    model_kwargs: dict[str, Any] | None = None,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Load (model, tokenizer, info). ``info`` records what was resolved for the run."""
+    import torch
+    import transformers
+
+    path = resolve_path(model)
+    revision = model.get("revision")
+    auto = getattr(transformers, AUTO_CLASSES[family])
+    tokenizer = load_tokenizer(path, revision)
+    kwargs: dict[str, Any] = dict(model_kwargs or {})
+    info: dict[str, Any] = {"resolved_path": path, "auto_class": AUTO_CLASSES[family]}
+    if precision in DTYPES:
+        kwargs["dtype"] = getattr(torch, DTYPES[precision])
+    else:
+        cdtype = compute_dtype(quant, device)
+        info["compute_dtype"] = cdtype
+        kwargs["quantization_config"] = quantization_config(precision, quant, cdtype)
+        kwargs["dtype"] = getattr(torch, DTYPES[cdtype])
+        if device == "cuda":
+            kwargs["device_map"] = {"": 0}
+    if kwargs.get("pad_token_id") is None and family == "classification":
+        kwargs["pad_token_id"] = tokenizer.pad_token_id
+    try:
+        if model.get("weights") == "random":
+            net = _random_model(auto, path, revision, kwargs)
+        else:
+            net = auto.from_pretrained(path, revision=revision, **kwargs)
+    except OSError as exc:
+        raise _hub_error(path, exc) from None
+    if "device_map" not in kwargs:
+        net.to(device)
+    info["model_type"] = net.config.model_type
+    return net, tokenizer, info
+
+
+def _random_model(auto: Any, path: str, revision: str | None, kwargs: dict[str, Any]) -> Any:
+    """Random weights with the real architecture (speed/memory runs, no weight download)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, revision=revision)
+    for key in ("pad_token_id", "num_labels"):
+        if key in kwargs:
+            setattr(config, key, kwargs[key])
+    if "quantization_config" not in kwargs:
+        return auto.from_config(config, dtype=kwargs.get("dtype"))
+    # bitsandbytes quantises while loading weights, so materialise random weights first.
+    with tempfile.TemporaryDirectory(prefix="lorabench-random-") as tmp:
+        auto.from_config(config).save_pretrained(tmp)
+        return auto.from_pretrained(tmp, **{k: v for k, v in kwargs.items() if k not in ("pad_token_id", "num_labels")})

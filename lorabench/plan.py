@@ -1,0 +1,229 @@
+"""Plan stage: a validated suite → a flat list of :class:`RunSpec` with stable run_ids.
+
+The run_id is a hash of the normalised spec (every option resolved to its default),
+so renaming a suite or re-ordering its YAML does not change it, and resume is free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from lorabench.errors import Issue, SuiteError
+from lorabench.suite.schema import QUANTIZED, ModelDef, Suite
+from lorabench.suite.typed import MISSING, Collector, build, key_line
+
+# Settings that change how a run is managed but not what it measures.
+_NOT_HASHED = ("timeout_s", "keep_adapter")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one isolated run needs, as plain JSON-able values."""
+
+    suite: str
+    model: dict[str, Any]
+    method: str
+    rank: int | None
+    method_options: dict[str, Any]
+    precision: str
+    quantization: dict[str, Any]
+    task: str
+    task_options: dict[str, Any]
+    seed: int
+    train: dict[str, Any]
+    eval: dict[str, Any]
+    execution: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+
+    @property
+    def run_id(self) -> str:
+        d = self.to_dict()
+        d.pop("suite")
+        d["execution"] = {k: v for k, v in d["execution"].items() if k not in _NOT_HASHED}
+        if self.precision not in QUANTIZED:
+            d.pop("quantization")  # bnb settings cannot affect an unquantised run
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        """A human-readable point name, e.g. ``tiny-gpt2/lora-r8/nf4/synthetic-lm/s0``."""
+        method = self.method if self.rank is None else f"{self.method}-r{self.rank}"
+        return f"{self.model['name']}/{method}/{self.precision}/{self.task}/s{self.seed}"
+
+    @property
+    def point(self) -> tuple[str, str, int | None, str, str]:
+        """The grid point, without the seed: what the leaderboard aggregates over."""
+        return (self.model["name"], self.method, self.rank, self.precision, self.task)
+
+
+def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) -> dict[str, Any] | None:
+    from lorabench.models import BUILTIN_MODELS
+
+    mdef = suite.models.get(name) or ModelDef(path=name)
+    if mdef.path.startswith("builtin:"):
+        builtin = mdef.path.split(":", 1)[1]
+        if builtin not in BUILTIN_MODELS:
+            col.error(line, f"model {name!r}: {BUILTIN_MODELS.unknown_message(builtin)}")
+            return None
+    elif mdef.path.startswith(("/", "./", "../", "~")) or os.path.isdir(mdef.path):
+        path = os.path.expanduser(mdef.path)
+        if not os.path.isdir(path):
+            col.error(line, f"model {name!r}: local directory {mdef.path!r} does not exist")
+            return None
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            col.error(line, f"model {name!r}: {mdef.path!r} has no config.json")
+            return None
+    d = dataclasses.asdict(mdef)
+    d["name"] = name.split("/")[-1].removeprefix("builtin:") if name not in suite.models else name
+    return d
+
+
+def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> dict[str, Any] | None:
+    from lorabench.tasks import TASK_PRESETS, TASK_TYPES
+
+    raw = suite.tasks.get(name)
+    where = f"tasks.{name}"
+    if raw is None:
+        if name not in TASK_PRESETS:
+            col.error(
+                line,
+                f"task {name!r} is not defined under `tasks:` and is no built-in task; "
+                f"{TASK_PRESETS.unknown_message(name)}",
+            )
+            return None
+        raw, where, line = TASK_PRESETS.get(name), f"built-in task {name}", line
+    else:
+        line = key_line(suite.tasks, name) or line
+    ttype = raw.get("type")
+    if ttype not in TASK_TYPES:
+        col.error(line, f"{where}.type: {TASK_TYPES.unknown_message(str(ttype))}")
+        return None
+    task_cls = TASK_TYPES.get(ttype)
+    opts = build(task_cls.Options, raw, col, where, line)
+    if opts is MISSING:
+        return None
+    return dataclasses.asdict(opts)
+
+
+def _method_options(method: str, suite: Suite, col: Collector, cache: dict[str, Any]) -> Any:
+    from lorabench.methods import METHODS
+
+    if method not in cache:
+        cls = METHODS.get(method)
+        raw = suite.methods.get(method)
+        line = key_line(suite.methods, method) if raw is not None else None
+        cache[method] = build(cls.Options, raw, col, f"methods.{method}", line)
+    return cache[method]
+
+
+def expand(suite: Suite) -> list[RunSpec]:
+    """Expand the suite's matrix into run specs, validating every combination.
+
+    Rank is a per-method axis: methods without a rank get ``rank=None`` once, and an
+    explicit rank on such a method (a block whose methods all ignore rank) is an error.
+    """
+    from lorabench.methods import METHODS
+
+    col = Collector(suite.file)
+    opt_cache: dict[str, Any] = {}
+    for name in suite.methods:
+        if name not in METHODS:
+            col.error(key_line(suite.methods, name), f"methods.{name}: {METHODS.unknown_message(name)}")
+    specs: dict[str, RunSpec] = {}
+    matched_rules: set[int] = set()
+    bad_combos: set[tuple[str, str, int | None]] = set()
+    for block, line in suite.blocks:
+        for m in block.method:
+            if m not in METHODS:
+                col.error(line, f"matrix: {METHODS.unknown_message(m)}")
+        methods = [m for m in block.method if m in METHODS]
+        if block.rank is not None and methods and not any(METHODS.get(m).uses_rank for m in methods):
+            col.error(line, f"matrix: `rank` is given but no method here uses one ({', '.join(methods)})")
+        models = {m: _resolve_model(m, suite, col, line) for m in block.model}
+        tasks = {t: _resolve_task(t, suite, col, line) for t in block.task}
+        for r in block.rank or ():
+            if r < 1:
+                col.error(line, f"matrix.rank: expected ranks >= 1, got {r}")
+        for model, method, precision, task in itertools.product(block.model, methods, block.precision, block.task):
+            cls = METHODS.get(method)
+            opts = _method_options(method, suite, col, opt_cache)
+            ranks: tuple[int | None, ...] = (block.rank or (cls.default_rank,)) if cls.uses_rank else (None,)
+            reason = cls.invalid_reason(precision)
+            for rank, seed in itertools.product(ranks, suite.seeds):
+                point = {
+                    "model": model,
+                    "method": method,
+                    "rank": rank,
+                    "precision": precision,
+                    "task": task,
+                    "seed": seed,
+                }
+                hit = [i for i, (rule, _) in enumerate(suite.exclude) if _matches(rule, point)]
+                matched_rules.update(hit)
+                if hit:
+                    continue
+                if reason:
+                    if (method, precision, line) not in bad_combos:
+                        bad_combos.add((method, precision, line))
+                        col.error(
+                            line,
+                            f"{method} at {precision} is invalid: {reason}. Remove it from the "
+                            f"matrix or add an exclude rule {{method: {method}, precision: {precision}}}",
+                        )
+                    continue
+                if models[model] is None or tasks[task] is None or opts is MISSING:
+                    continue
+                spec = RunSpec(
+                    suite=suite.name,
+                    model=models[model],
+                    method=method,
+                    rank=rank,
+                    method_options=dataclasses.asdict(opts),
+                    precision=precision,
+                    quantization=dataclasses.asdict(suite.quantization),
+                    task=task,
+                    task_options=tasks[task],
+                    seed=seed,
+                    train=dataclasses.asdict(suite.train),
+                    eval=dataclasses.asdict(suite.eval),
+                    execution=dataclasses.asdict(suite.execution),
+                )
+                specs.setdefault(spec.run_id, spec)
+    for i, (_rule, line) in enumerate(suite.exclude):
+        if i not in matched_rules:
+            col.error(line, f"exclude[{i}] matches no point of the matrix (a typo?)")
+    if col.issues:
+        raise SuiteError(_dedupe(col.issues))
+    if not specs:
+        raise SuiteError([Issue(suite.file, suite.lines.get("matrix"), "the matrix expands to no runs")])
+    return list(specs.values())
+
+
+def _matches(rule: Any, point: dict[str, Any]) -> bool:
+    for axis in ("model", "method", "task", "precision", "rank", "seed"):
+        allowed = getattr(rule, axis)
+        if allowed is not None and point[axis] not in allowed:
+            return False
+    return True
+
+
+def _dedupe(issues: list[Issue]) -> list[Issue]:
+    seen, out = set(), []
+    for i in issues:
+        if (i.line, i.message) not in seen:
+            seen.add((i.line, i.message))
+            out.append(i)
+    return out

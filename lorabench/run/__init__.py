@@ -1,0 +1,1 @@
+"""Run stage: inside one isolated process, load → apply method → train → evaluate, profiled."""

@@ -1,0 +1,191 @@
+"""One run, start to finish: load model → apply method → train → evaluate, profiled.
+
+Runs inside the isolated child process. It returns plain data; the driver alone
+writes ``record.json`` and ``predictions.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lorabench.methods import METHODS
+from lorabench.methods.base import MethodContext
+from lorabench.models.loading import DTYPES, compute_dtype, load_model
+from lorabench.plan import RunSpec
+from lorabench.run.env import run_environment
+from lorabench.run.profile import MemoryMonitor, Stopwatch, count_parameters, dir_bytes
+from lorabench.run.train import train
+from lorabench.suite.schema import QUANTIZED
+from lorabench.tasks import TASK_TYPES
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every CUDA device) with the spec's seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.cuda.manual_seed_all(seed)
+
+
+def resolve_device(choice: str) -> str:
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("execution.device is 'cuda' but torch sees no CUDA device")
+    return choice
+
+
+@dataclass
+class RunContext:
+    """Device, precision and seed as the training loop and tasks see them."""
+
+    device: str
+    amp_dtype: torch.dtype | None
+    seed: int
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device, dtype=self.amp_dtype)
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+
+def amp_dtype(spec: RunSpec, device: str) -> torch.dtype | None:
+    """Autocast dtype: the precision itself for bf16/fp16, the compute dtype for k-bit bases."""
+    name = spec.precision if spec.precision in ("bf16", "fp16") else None
+    if spec.precision in QUANTIZED:
+        cd = compute_dtype(spec.quantization, device)
+        name = cd if cd != "fp32" else None
+    return getattr(torch, DTYPES[name]) if name else None
+
+
+def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
+    """Execute one run; returns metrics, profile, curves and predictions as plain data."""
+    ex = spec.execution
+    if ex.get("threads"):
+        torch.set_num_threads(ex["threads"])
+    device = resolve_device(ex["device"])
+    seed_everything(spec.seed)
+    monitor = MemoryMonitor(device, ex.get("memory_sample_s", 0.02))
+    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    method = METHODS.get(spec.method)()
+    ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=spec.seed)
+    try:
+        monitor.start_phase()
+        t_load = time.perf_counter()
+        model, tokenizer, info = load_model(
+            spec.model, task.family, spec.precision, spec.quantization, device, task.model_kwargs()
+        )
+        mctx = _method_context(spec, task, info)
+        model = prepare_base(model, spec)
+        model = method.apply(model, mctx)
+        upcast_trainable(model)
+        if spec.train["grad_checkpointing"]:
+            enable_grad_checkpointing(model)
+        trainable, total = count_parameters(model)
+        data = task.prepare(tokenizer, spec.train, spec.seed)
+        load_s = time.perf_counter() - t_load
+        mem_load = monitor.end_phase()
+
+        monitor.start_phase()
+        stats = train(model, task, data.train, tokenizer, spec.train, ctx)
+        mem_train = monitor.end_phase()
+
+        monitor.start_phase()
+        model.eval()
+        with Stopwatch(ctx.sync) as sw:
+            result = task.evaluate(model, tokenizer, data, spec.eval, ctx)
+        mem_eval = monitor.end_phase()
+
+        adapter_dir = run_dir / "adapter"
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        method.save(model, adapter_dir)
+        adapter_bytes = dir_bytes(str(adapter_dir))
+        if not ex.get("keep_adapter", True):
+            shutil.rmtree(adapter_dir, ignore_errors=True)
+    finally:
+        monitor.close()
+    profile = {
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_pct": 100.0 * trainable / total if total else None,
+        "param_convention": "peft get_nb_trainable_parameters (tied once; Params4bit x2 x itemsize)",
+        "tokens_per_s": stats.tokens_per_s,
+        "samples_per_s": stats.samples_per_s,
+        "train_s": stats.train_s,
+        "timed_s": stats.timed_s,
+        "timed_steps": stats.timed_steps,
+        "timed_tokens": stats.tokens,
+        "train_steps": stats.steps,
+        "eval_s": sw.seconds,
+        "eval_tokens": result.tokens,
+        "load_s": load_s,
+        "adapter_bytes": adapter_bytes,
+        "memory_mb": {"load": mem_load, "train": mem_train, "eval": mem_eval},
+        "notes": monitor.notes,
+    }
+    return {
+        "metrics": result.metrics,
+        "profile": profile,
+        "resolved": {
+            **info,
+            "device": device,
+            "amp_dtype": str(ctx.amp_dtype).removeprefix("torch.") if ctx.amp_dtype else None,
+            "seed_applied": spec.seed,
+            "method": method.resolved(model, mctx),
+            "data": data.info,
+        },
+        "curves": {"train_loss": stats.curve},
+        "predictions": result.predictions,
+        "env": run_environment(device),
+    }
+
+
+def _method_context(spec: RunSpec, task: Any, info: dict[str, Any]) -> MethodContext:
+    from lorabench.suite.typed import Collector, build
+
+    cls = METHODS.get(spec.method)
+    options = build(cls.Options, spec.method_options, Collector("<spec>"), "method_options")
+    tm = spec.model.get("target_modules")
+    return MethodContext(
+        rank=spec.rank,
+        options=options,
+        task_family=task.family,
+        precision=spec.precision,
+        model_type=info["model_type"],
+        target_modules=tuple(tm) if tm else None,
+    )
+
+
+def prepare_base(model: Any, spec: RunSpec) -> Any:
+    """peft's k-bit preparation for quantised bases, when the suite asks for it."""
+    if spec.precision in QUANTIZED and spec.quantization.get("prepare_kbit", True):
+        from peft import prepare_model_for_kbit_training
+
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(spec.train["grad_checkpointing"]))
+    return model
+
+
+def upcast_trainable(model: Any) -> None:
+    """Keep trainable parameters in fp32 (master weights) whatever the base dtype."""
+    for p in model.parameters():
+        if p.requires_grad and p.dtype in (torch.float16, torch.bfloat16):
+            p.data = p.data.float()
+
+
+def enable_grad_checkpointing(model: Any) -> None:
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()

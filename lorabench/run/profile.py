@@ -1,0 +1,184 @@
+"""Measurement inside a run: parameters, peak memory per phase, timers.
+
+Memory sources (optimum-benchmark's set): on CUDA, torch ``max_memory_allocated`` /
+``max_memory_reserved`` and NVML per-process usage sampled in a side thread; on every
+device, peak host RSS. Each phase has its own peaks: counters are reset at phase
+start, never copied from one phase into the next. On CPU the CUDA figures are
+recorded as null with the reason in ``profile.notes``, not silently dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) with peft's ``get_nb_trainable_parameters`` convention.
+
+    Shared (tied) tensors count once; bitsandbytes ``Params4bit`` hold two 4-bit values
+    per byte of storage, so they count as ``numel × 2 × itemsize`` (their unpacked size).
+    """
+    trainable = total = 0
+    for _, p in model.named_parameters():
+        n = p.numel()
+        if p.__class__.__name__ == "Params4bit":
+            itemsize = (
+                p.element_size()
+                if hasattr(p, "element_size")
+                else getattr(getattr(p, "quant_storage", None), "itemsize", 1)
+            )
+            n = n * 2 * itemsize
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+def _read_hwm() -> int | None:
+    """Kernel-tracked peak RSS (VmHWM) of this process, in bytes."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_hwm() -> bool:
+    """Reset VmHWM to the current RSS (Linux ``clear_refs`` 5); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class MemoryMonitor:
+    """Per-phase peak memory from every available source, sampled in a side thread."""
+
+    def __init__(self, device: str, interval_s: float = 0.02) -> None:
+        import psutil
+
+        self.device = device
+        self.interval = interval_s
+        self._proc = psutil.Process()
+        self._peak_rss = 0
+        self._peak_nvml: int | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.notes: list[str] = []
+        self._nvml_handle = self._init_nvml() if device == "cuda" else None
+        if device != "cuda":
+            self.notes.append("device is cpu: torch CUDA allocator and NVML figures do not apply (null)")
+        self._hwm_ok = _reset_hwm()
+        if not self._hwm_ok:
+            self.notes.append("VmHWM reset unsupported: peak RSS comes from sampling only")
+        self._thread = threading.Thread(target=self._sample, name="lorabench-memory", daemon=True)
+        self._thread.start()
+
+    def _init_nvml(self) -> Any:
+        try:
+            import pynvml
+            import torch
+
+            pynvml.nvmlInit()
+            return pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+        except Exception as exc:  # no driver / no pynvml: record why
+            self.notes.append(f"NVML unavailable ({type(exc).__name__}: {exc}); nvml peaks are null")
+            return None
+
+    def _nvml_used(self) -> int | None:
+        import pynvml
+
+        pid = os.getpid()
+        try:
+            for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(self._nvml_handle):
+                if proc.pid == pid and proc.usedGpuMemory is not None:
+                    return int(proc.usedGpuMemory)
+        except pynvml.NVMLError:
+            return None
+        return 0
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            rss = self._proc.memory_info().rss
+            nv = self._nvml_used() if self._nvml_handle is not None else None
+            with self._lock:
+                self._peak_rss = max(self._peak_rss, rss)
+                if nv is not None:
+                    self._peak_nvml = max(self._peak_nvml or 0, nv)
+            self._stop.wait(self.interval)
+
+    def start_phase(self) -> None:
+        """Reset every peak counter to the current level."""
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        if self._hwm_ok:
+            _reset_hwm()
+        with self._lock:
+            self._peak_rss = self._proc.memory_info().rss
+            self._peak_nvml = None
+
+    def end_phase(self) -> dict[str, float | None]:
+        """Peaks since :meth:`start_phase`, in MiB."""
+        alloc = reserved = None
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+            alloc = torch.cuda.max_memory_allocated() / MiB
+            reserved = torch.cuda.max_memory_reserved() / MiB
+        rss = self._proc.memory_info().rss
+        with self._lock:
+            peak_rss = max(self._peak_rss, rss)
+            nvml = self._peak_nvml
+        hwm = _read_hwm() if self._hwm_ok else None
+        if hwm is not None:
+            peak_rss = max(peak_rss, hwm)
+        return {
+            "rss": round(peak_rss / MiB, 2),
+            "allocated": None if alloc is None else round(alloc, 2),
+            "reserved": None if reserved is None else round(reserved, 2),
+            "nvml": None if nvml is None else round(nvml / MiB, 2),
+        }
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+
+
+class Stopwatch:
+    """Wall-clock timing with a device sync at both edges (nanoGPT's discipline)."""
+
+    def __init__(self, sync: Any) -> None:
+        self.sync = sync
+        self.start = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self.sync()  # note: a CPU-GPU sync point, so queued kernels are not timed as ours
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sync()
+        self.seconds = time.perf_counter() - self.start
+
+
+def dir_bytes(path: str) -> int:
+    """Total size of regular files under ``path``."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            total += os.path.getsize(os.path.join(root, f))
+    return total

@@ -1,0 +1,144 @@
+"""The training loop, written out in one place (no Trainer), nanoGPT/torchtune style.
+
+Warm-up steps run first and are excluded from throughput; the timed stretch is
+bracketed by device syncs. Divergence (a non-finite loss) stops the run with status
+``diverged`` instead of training on garbage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN or inf."""
+
+
+@dataclass
+class TrainStats:
+    steps: int
+    train_s: float
+    timed_s: float
+    timed_steps: int
+    tokens: int
+    samples: int
+    curve: list[list[float]] = field(default_factory=list)  # [step, loss, lr]
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.tokens / self.timed_s if self.timed_s > 0 and self.timed_steps else None
+
+    @property
+    def samples_per_s(self) -> float | None:
+        return self.samples / self.timed_s if self.timed_s > 0 and self.timed_steps else None
+
+
+def lr_lambda(schedule: str, warmup: int, total: int) -> Any:
+    """Multiplier on the base lr at optimiser step ``s``: linear warm-up, then the schedule."""
+
+    def f(s: int) -> float:
+        if warmup and s < warmup:
+            return (s + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = (s - warmup) / max(1, total - warmup)
+        if schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def total_steps(cfg: dict[str, Any], n_rows: int) -> int:
+    if cfg["steps"] is not None:
+        return int(cfg["steps"])
+    per_epoch = math.ceil(n_rows / (cfg["batch_size"] * cfg["grad_accum"]))
+    return max(1, math.ceil(cfg["epochs"] * per_epoch))
+
+
+def batches(rows: list[dict[str, Any]], batch_size: int, seed: int, collate: Any) -> Iterator[dict[str, Any]]:
+    """Endless shuffled batches; each epoch is a fresh permutation from a seeded generator."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(len(rows), generator=gen).tolist()
+        for i in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
+            yield collate([rows[j] for j in order[i : i + batch_size]])
+
+
+def train(
+    model: Any, task: Any, rows: list[dict[str, Any]], tokenizer: Any, cfg: dict[str, Any], ctx: Any
+) -> TrainStats:
+    """Train ``model`` on ``rows`` per ``cfg``; returns timing, throughput and the loss curve."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the method left no trainable parameters")
+    if cfg["optimizer"] == "adamw":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    else:
+        opt = torch.optim.SGD(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    n_steps = total_steps(cfg, len(rows))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg["schedule"], cfg["lr_warmup_steps"], n_steps))
+    # fp16 needs loss scaling on CUDA; bf16 and fp32 do not.
+    scaler = torch.amp.GradScaler("cuda", enabled=ctx.device == "cuda" and ctx.amp_dtype == torch.float16)
+    stream = batches(rows, cfg["batch_size"], ctx.seed, lambda b: task.collate(b, tokenizer))
+    warmup = min(cfg["warmup_steps"], n_steps - 1)
+    model.train()
+    pending: list[tuple[int, torch.Tensor, float]] = []
+    curve: list[list[float]] = []
+    tokens = samples = 0
+    t0 = time.perf_counter()
+    t_timed = t0
+
+    def flush() -> None:
+        # One .item() per logged step keeps host-device syncs off the hot path.
+        for step, loss_t, lr in pending:
+            loss = float(loss_t)
+            if not math.isfinite(loss):
+                raise Diverged(f"loss is {loss} at step {step}")
+            curve.append([step, round(loss, 6), lr])
+        pending.clear()
+
+    for step in range(n_steps):
+        if step == warmup:
+            ctx.sync()  # note: CPU-GPU sync, so the timed stretch starts with an idle device
+            t_timed = time.perf_counter()
+        step_loss = torch.zeros((), device=ctx.device)
+        for _ in range(cfg["grad_accum"]):
+            batch = {k: v.to(ctx.device, non_blocking=True) for k, v in next(stream).items()}
+            with ctx.autocast():
+                loss = model(**batch).loss / cfg["grad_accum"]
+            scaler.scale(loss).backward()
+            step_loss += loss.detach()
+            if step >= warmup:
+                tokens += task.count_tokens(batch)
+                samples += int(batch["input_ids"].shape[0])
+        scaler.unscale_(opt)
+        if cfg["max_grad_norm"]:
+            torch.nn.utils.clip_grad_norm_(params, cfg["max_grad_norm"])
+        scaler.step(opt)
+        scaler.update()
+        lr_now = sched.get_last_lr()[0]
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        pending.append((step, step_loss, lr_now))
+        if (step + 1) % cfg["log_every"] == 0 or step == n_steps - 1:
+            flush()
+    ctx.sync()
+    t_end = time.perf_counter()
+    flush()
+    timed_steps = n_steps - warmup
+    return TrainStats(
+        steps=n_steps,
+        train_s=t_end - t0,
+        timed_s=t_end - t_timed,
+        timed_steps=timed_steps,
+        tokens=tokens,
+        samples=samples,
+        curve=curve,
+    )

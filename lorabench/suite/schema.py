@@ -1,0 +1,310 @@
+"""The suite schema: typed, frozen and strict. Nothing here imports torch.
+
+A suite names a matrix over model × method × rank × precision × task plus seeds and
+training/eval settings. ``load_suite`` parses, validates everything it can before any
+model is loaded, and raises one :class:`SuiteError` listing every problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lorabench.errors import Issue, SuiteError, UsageError
+from lorabench.suite.typed import MISSING, Collector, build, convert, key_line
+from lorabench.suite.yamlnodes import LDict, LList, load_yaml
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "nf4", "fp4")
+QUANTIZED = ("int8", "nf4", "fp4")
+Precision = Literal["fp32", "bf16", "fp16", "int8", "nf4", "fp4"]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How each run trains. ``warmup_steps`` are run but excluded from throughput."""
+
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    schedule: Literal["constant", "linear", "cosine"] = "linear"
+    lr_warmup_steps: int = 0
+    max_seq_len: int = 128
+    warmup_steps: int = 2
+    grad_checkpointing: bool = False
+    max_grad_norm: float | None = 1.0
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.epochs is None:
+            raise ValueError("give `steps` or `epochs`")
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError(f"give `steps` or `epochs`, not both (steps={self.steps}, epochs={self.epochs})")
+        for name in ("batch_size", "grad_accum", "max_seq_len", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` should be >= 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"`steps` should be >= 1, got {self.steps}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ValueError(f"`epochs` should be > 0, got {self.epochs}")
+        if self.lr <= 0:
+            raise ValueError(f"`lr` should be > 0, got {self.lr}")
+        if self.warmup_steps < 0 or self.lr_warmup_steps < 0:
+            raise ValueError("`warmup_steps` and `lr_warmup_steps` should be >= 0")
+        if self.steps is not None and self.warmup_steps >= self.steps:
+            raise ValueError(
+                f"`warmup_steps` ({self.warmup_steps}) must be < `steps` ({self.steps}): nothing would be timed"
+            )
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding for generative evaluation (summarisation). Recorded with each run."""
+
+    max_new_tokens: int = 48
+    num_beams: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.num_beams < 1:
+            raise ValueError("`max_new_tokens` and `num_beams` should be >= 1")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How each run is evaluated."""
+
+    batch_size: int = 16
+    max_batches: int | None = None
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"`batch_size` should be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    """bitsandbytes options for int8/nf4/fp4 bases."""
+
+    compute_dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    double_quant: bool = True
+    # peft's prepare_model_for_kbit_training upcasts non-quantised weights to fp32;
+    # it costs memory, so it is a recorded option, not an unconditional step.
+    prepare_kbit: bool = True
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """Where and how runs execute; ``timeout_s`` and ``keep_adapter`` do not change a run_id."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = None
+    timeout_s: float = 3600.0
+    keep_adapter: bool = True
+    memory_sample_s: float = 0.02
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    """A model: a hub id, a local directory or ``builtin:NAME``."""
+
+    path: str
+    revision: str | None = None
+    weights: Literal["pretrained", "random"] = "pretrained"
+    target_modules: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class MatrixBlock:
+    """One cartesian product of axes; a suite's grid is the union of its blocks."""
+
+    model: tuple[str, ...]
+    method: tuple[str, ...]
+    task: tuple[str, ...]
+    precision: tuple[Precision, ...] = ("fp32",)
+    rank: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PointRule:
+    """An ``exclude`` rule: a point matches when every given axis contains its value."""
+
+    model: tuple[str, ...] | None = None
+    method: tuple[str, ...] | None = None
+    task: tuple[str, ...] | None = None
+    precision: tuple[Precision, ...] | None = None
+    rank: tuple[int, ...] | None = None
+    seed: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite. ``blocks`` carry their YAML lines for later error messages."""
+
+    name: str
+    file: str
+    blocks: tuple[tuple[MatrixBlock, int | None], ...]
+    exclude: tuple[tuple[PointRule, int | None], ...]
+    seeds: tuple[int, ...]
+    models: dict[str, ModelDef]
+    tasks: dict[str, dict[str, Any]]
+    methods: dict[str, dict[str, Any]]
+    train: TrainSettings
+    eval: EvalSettings
+    quantization: QuantSettings
+    execution: ExecutionSettings
+    description: str = ""
+    # Line of each top-level key, so later validation (plan) can point into the file.
+    lines: dict[str, int] = field(default_factory=dict)
+
+
+TOP_KEYS = {
+    "name": "the suite's name (default: file stem)",
+    "description": "free text",
+    "matrix": "a mapping of axes, or a list of them",
+    "include": "extra matrix blocks",
+    "exclude": "a list of point rules",
+    "seeds": "a list of ints",
+    "models": "named model definitions",
+    "tasks": "named task definitions",
+    "methods": "per-method options",
+    "train": "training settings",
+    "eval": "evaluation settings",
+    "quantization": "bitsandbytes settings",
+    "execution": "device, threads, timeout",
+}
+
+
+def _blocks(raw: Any, col: Collector, where: str) -> list[tuple[MatrixBlock, int | None]]:
+    items = raw if isinstance(raw, LList) else [raw]
+    lines = raw.item_lines if isinstance(raw, LList) else [getattr(raw, "line", None)]
+    out = []
+    for i, (item, line) in enumerate(zip(items, lines)):
+        sub = f"{where}[{i}]" if isinstance(raw, LList) else where
+        block = build(MatrixBlock, item, col, sub, line)
+        if block is not MISSING:
+            out.append((block, line))
+    return out
+
+
+def parse_suite(text: str, file: str, default_name: str = "suite") -> Suite:
+    """Parse and validate suite ``text``; raise :class:`SuiteError` with every issue."""
+    raw = load_yaml(text, file)
+    col = Collector(file)
+    if not isinstance(raw, LDict):
+        raise SuiteError([Issue(file, getattr(raw, "line", 1), "a suite must be a mapping of keys")])
+    for key in raw:
+        if key not in TOP_KEYS:
+            import difflib
+
+            close = difflib.get_close_matches(key, TOP_KEYS, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            col.error(key_line(raw, key), f"unknown top-level key {key!r}{hint}; allowed: {', '.join(TOP_KEYS)}")
+
+    def section(cls: Any, key: str) -> Any:
+        value = build(cls, raw.get(key), col, key, key_line(raw, key))
+        return value
+
+    name = raw.get("name", default_name)
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        col.error(key_line(raw, "name"), f"name: expected letters, digits, '-' or '_', got {name!r}")
+        name = default_name
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        col.error(key_line(raw, "description"), "description: expected a string")
+        description = ""
+
+    blocks: list[tuple[MatrixBlock, int | None]] = []
+    if "matrix" not in raw:
+        col.error(1, "missing required key 'matrix' (axes: model, method, task, precision, rank)")
+    else:
+        blocks += _blocks(raw["matrix"], col, "matrix")
+    if "include" in raw:
+        if not isinstance(raw["include"], LList):
+            col.error(key_line(raw, "include"), "include: expected a list of matrix blocks")
+        else:
+            blocks += _blocks(raw["include"], col, "include")
+
+    exclude: list[tuple[PointRule, int | None]] = []
+    if "exclude" in raw:
+        ex = raw["exclude"]
+        if not isinstance(ex, LList):
+            col.error(key_line(raw, "exclude"), "exclude: expected a list of point rules")
+        else:
+            for i, (item, line) in enumerate(zip(ex, ex.item_lines)):
+                rule = build(PointRule, item, col, f"exclude[{i}]", line)
+                if rule is not MISSING:
+                    exclude.append((rule, line))
+
+    seeds = (0,)
+    if "seeds" in raw:
+        s = convert(tuple[int, ...], raw["seeds"], col, "seeds", key_line(raw, "seeds"))
+        if s is not MISSING:
+            if len(set(s)) != len(s):
+                col.error(key_line(raw, "seeds"), f"seeds: duplicates in {list(s)}")
+            seeds = s
+
+    models = convert(dict[str, ModelDef], raw.get("models", LDict()), col, "models", key_line(raw, "models"))
+    tasks = convert(dict[str, dict[str, Any]], raw.get("tasks", LDict()), col, "tasks", key_line(raw, "tasks"))
+    methods = convert(dict[str, dict[str, Any]], raw.get("methods", LDict()), col, "methods", key_line(raw, "methods"))
+    train = section(TrainSettings, "train") if "train" in raw else MISSING
+    if "train" not in raw:
+        col.error(1, "missing required key 'train' (at least `steps` or `epochs`)")
+    suite_kwargs = dict(
+        name=name,
+        file=file,
+        blocks=tuple(blocks),
+        exclude=tuple(exclude),
+        seeds=tuple(seeds),
+        models=models if models is not MISSING else {},
+        tasks=dict(raw.get("tasks") or {}) if tasks is not MISSING else {},
+        methods=dict(raw.get("methods") or {}) if methods is not MISSING else {},
+        train=train,
+        eval=section(EvalSettings, "eval"),
+        quantization=section(QuantSettings, "quantization"),
+        execution=section(ExecutionSettings, "execution"),
+        description=description,
+        lines={k: key_line(raw, k) or 1 for k in raw},
+    )
+    # Cross-checks that need the registries (still no torch) run even when a section
+    # failed, with placeholders, so every problem is reported in one go.
+    placeholders = {
+        "train": TrainSettings(steps=10),
+        "eval": EvalSettings(),
+        "quantization": QuantSettings(),
+        "execution": ExecutionSettings(),
+    }
+    broken = {k for k, v in suite_kwargs.items() if v is MISSING}
+    for k in broken:
+        suite_kwargs[k] = placeholders[k]
+    suite = Suite(**suite_kwargs)  # type: ignore[arg-type]
+    from lorabench.plan import expand
+
+    try:
+        if suite.blocks:
+            expand(suite)
+    except SuiteError as exc:
+        col.issues.extend(exc.issues)
+    if col.issues or broken:
+        raise SuiteError(sorted(col.issues, key=lambda i: i.line or 0))
+    return suite
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read a suite file (a path, or a bare name looked up in ``suites/``)."""
+    p = Path(path)
+    if not p.exists() and p.suffix == "" and (Path("suites") / f"{p}.yaml").exists():
+        p = Path("suites") / f"{p}.yaml"
+    if not p.exists():
+        raise UsageError(f"suite file not found: {path}")
+    if p.is_dir():
+        raise UsageError(f"suite path is a directory, expected a YAML file: {path}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read suite {path}: {exc}") from None
+    return parse_suite(text, str(p), default_name=p.stem)

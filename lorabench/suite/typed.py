@@ -1,0 +1,169 @@
+"""A small typed-schema builder: YAML values (with lines) → frozen dataclasses.
+
+Every problem is collected with ``file:line`` and the expected type instead of
+stopping at the first one. Unknown keys are errors with a did-you-mean hint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from typing import Any, Literal, get_args, get_origin
+
+from lorabench.errors import Issue
+from lorabench.suite.yamlnodes import LDict, LList, line_of
+
+MISSING = object()
+
+
+class Collector:
+    """Accumulates :class:`Issue` objects for one file."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.issues: list[Issue] = []
+
+    def error(self, line: int | None, message: str) -> None:
+        self.issues.append(Issue(self.file, line, message))
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if tp is type(None):
+        return "null"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if origin in (list, tuple):
+        return f"a list of {_type_name(get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def convert(tp: Any, value: Any, col: Collector, where: str, line: int | None) -> Any:
+    """Convert ``value`` to type ``tp``; on mismatch record an issue and return MISSING."""
+    origin = get_origin(tp)
+    bad = MISSING
+
+    def fail(extra: str = "") -> Any:
+        col.error(line, f"{where}: expected {_type_name(tp)}, got {value!r}{extra}")
+        return bad
+
+    if tp is Any:
+        return value
+    if origin is Literal:
+        return value if value in get_args(tp) else fail()
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            return None if type(None) in args else fail()
+        for arg in args:
+            if arg is type(None):
+                continue
+            sub = Collector(col.file)
+            out = convert(arg, value, sub, where, line)
+            if not sub.issues:
+                return out
+        # Report the most specific failure when only one non-null branch exists.
+        non_null = [a for a in args if a is not type(None)]
+        if len(non_null) == 1:
+            return convert(non_null[0], value, col, where, line)
+        return fail()
+    if tp is bool:
+        return value if isinstance(value, bool) else fail()
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else fail()
+    if tp is float:
+        if isinstance(value, bool):
+            return fail()
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string.
+            try:
+                return float(value)
+            except ValueError:
+                return fail()
+        return fail()
+    if tp is str:
+        return value if isinstance(value, str) else fail()
+    if origin in (list, tuple):
+        (item_tp, *_rest) = get_args(tp)
+        if not isinstance(value, list):
+            value_list, lines = [value], [line]  # a scalar where a list is expected: promote
+        else:
+            value_list = value
+            lines = getattr(value, "item_lines", [line] * len(value))
+        if not value_list:
+            return fail(" (empty list)")
+        out = [convert(item_tp, v, col, f"{where}[{i}]", ln) for i, (v, ln) in enumerate(zip(value_list, lines))]
+        if any(o is MISSING for o in out):
+            return bad
+        return tuple(out)
+    if origin is dict:
+        if not isinstance(value, dict):
+            return fail()
+        _key_tp, val_tp = get_args(tp)
+        out_d = {}
+        for k, v in value.items():
+            kl = getattr(value, "key_lines", {}).get(k, line)
+            out_d[k] = convert(val_tp, v, col, f"{where}.{k}", kl)
+        return bad if any(v is MISSING for v in out_d.values()) else out_d
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, col, where, line)
+    raise TypeError(f"unsupported schema type {tp!r}")  # a bug in lorabench, not in the suite
+
+
+def build(cls: Any, raw: Any, col: Collector, where: str, line: int | None = None) -> Any:
+    """Build dataclass ``cls`` from mapping ``raw``, collecting every problem in ``col``."""
+    line = line_of(raw, line)
+    if raw is None:
+        raw = LDict()
+    if not isinstance(raw, dict):
+        col.error(line, f"{where}: expected a mapping, got {raw!r}")
+        return MISSING
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    key_lines = getattr(raw, "key_lines", {})
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            allowed = ", ".join(fields)
+            col.error(key_lines.get(key, line), f"{where}: unknown key {key!r}{hint}; allowed: {allowed}")
+    kwargs: dict[str, Any] = {}
+    ok = True
+    for name, f in fields.items():
+        if name in raw:
+            val = convert(hints[name], raw[name], col, f"{where}.{name}", key_lines.get(name, line))
+            if val is MISSING:
+                ok = False
+            else:
+                kwargs[name] = val
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            col.error(line, f"{where}: missing required key {name!r} ({_type_name(hints[name])})")
+            ok = False
+    if not ok:
+        return MISSING
+    try:
+        obj = cls(**kwargs)
+    except ValueError as exc:  # __post_init__ checks put the bad value in the message
+        named = [k for k in re.findall(r"`(\w+)`", str(exc)) if k in key_lines]
+        col.error(key_lines[named[0]] if named else line, f"{where}: {exc}")
+        return MISSING
+    return obj
+
+
+def key_line(raw: Any, key: str) -> int | None:
+    """Line of ``key`` in a located mapping, else the mapping's own line."""
+    if isinstance(raw, LDict):
+        return raw.key_lines.get(key, raw.line)
+    if isinstance(raw, LList):
+        return raw.line
+    return None

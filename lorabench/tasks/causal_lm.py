@@ -1,0 +1,138 @@
+"""Causal language modelling: perplexity, token accuracy and eval loss.
+
+Perplexity is exp of the token-weighted mean NLL over every predicted (non-padding)
+target token. Long text is evaluated in windows of ``max_seq_len``; with ``stride`` the
+windows overlap and only the new tokens of each window are scored, as in the Hugging
+Face perplexity guide.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from lorabench.data.sources import DataSource, load_rows
+from lorabench.tasks.base import EvalResult, Task, TaskData
+
+
+@dataclass(frozen=True)
+class CausalLMOptions:
+    type: str
+    data: DataSource
+    text_column: str = "text"
+    n_train: int | None = None
+    n_eval: int | None = None
+    data_seed: int = 0
+    stride: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"`stride` should be >= 1, got {self.stride}")
+
+
+def windows(ids: list[int], max_len: int, stride: int | None) -> list[tuple[list[int], list[int]]]:
+    """Split a token stream into (input_ids, labels) windows; labels are -100 where not scored.
+
+    Without ``stride`` windows do not overlap. With it, each window starts ``stride``
+    tokens after the previous one and scores only tokens not scored before.
+    """
+    step = stride or max_len
+    if step > max_len:
+        raise ValueError(f"stride ({step}) must be <= max_seq_len ({max_len})")
+    out = []
+    prev_end = 0
+    begin = 0
+    while prev_end < len(ids):
+        end = min(begin + max_len, len(ids))
+        chunk = ids[begin:end]
+        new = end - prev_end
+        labels = [-100] * (len(chunk) - new) + chunk[len(chunk) - new :]
+        out.append((chunk, labels))
+        prev_end = end
+        if end == len(ids):
+            break
+        begin += step
+    return out
+
+
+class CausalLM(Task):
+    name = "causal-lm"
+    family = "causal-lm"
+    metrics = ("perplexity", "token_accuracy", "eval_loss")
+    primary_metric = "perplexity"
+    Options = CausalLMOptions
+
+    def _texts(self, split: str, n: int | None) -> list[str]:
+        o = self.options
+        rows = load_rows(o["data"], split, n, o["data_seed"], self.task_name)  # type: ignore[arg-type]
+        col = o["text_column"]
+        if col not in rows[0]:
+            from lorabench.data.sources import DataError
+
+            raise DataError(f"task {self.task_name!r}: column {col!r} not in data (columns: {sorted(rows[0])})")
+        return [str(r[col]) for r in rows if str(r[col]).strip()]
+
+    def _stream(self, texts: list[str], tokenizer: Any) -> list[int]:
+        ids: list[int] = []
+        eos = tokenizer.eos_token_id
+        for enc in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+            ids.extend(enc + ([eos] if eos is not None else []))
+        return ids
+
+    def prepare(self, tokenizer: Any, train: dict[str, Any], seed: int) -> TaskData:
+        o = self.options
+        max_len = train["max_seq_len"]
+        train_ids = self._stream(self._texts("train", o["n_train"]), tokenizer)
+        # Training packs the stream into full blocks: no padding, every token is a target.
+        blocks = [train_ids[i : i + max_len] for i in range(0, len(train_ids) - max_len + 1, max_len)]
+        if not blocks:
+            from lorabench.data.sources import DataError
+
+            raise DataError(f"task {self.task_name!r}: train text is shorter than one block of {max_len} tokens")
+        rows = [{"input_ids": b, "labels": list(b)} for b in blocks]
+        eval_ids = self._stream(self._texts("eval", o["n_eval"]), tokenizer)
+        wins = windows(eval_ids, max_len, o["stride"])
+        return TaskData(train=rows, eval=wins, info={"train_tokens": len(train_ids), "eval_tokens": len(eval_ids)})
+
+    def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: dict[str, Any], ctx: Any) -> EvalResult:
+        import torch
+
+        nll_sum, count, correct = 0.0, 0, 0
+        preds = []
+        bs = eval_cfg["batch_size"]
+        wins = data.eval
+        if eval_cfg.get("max_batches"):
+            wins = wins[: eval_cfg["max_batches"] * bs]
+        for start in range(0, len(wins), bs):
+            chunk = wins[start : start + bs]
+            batch = self.collate([{"input_ids": x, "labels": y} for x, y in chunk], tokenizer)
+            batch = {k: v.to(ctx.device) for k, v in batch.items()}
+            with torch.no_grad(), ctx.autocast():
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = logits[:, :-1].float()
+            target = batch["labels"][:, 1:]
+            mask = target != -100
+            nll = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), target.clamp(min=0).reshape(-1), reduction="none"
+            ).view_as(target)
+            guess = logits.argmax(-1)
+            nll_sum += float((nll * mask).sum())
+            count += int(mask.sum())
+            correct += int(((guess == target) & mask).sum())
+            for i in range(len(chunk)):
+                m = mask[i]
+                preds.append(
+                    {
+                        "id": start + i,
+                        "prediction": tokenizer.decode(guess[i][m].tolist()),
+                        "reference": tokenizer.decode(target[i][m].tolist()),
+                        "nll": round(float((nll[i] * m).sum()), 6),
+                        "n_tokens": int(m.sum()),
+                    }
+                )
+        if count == 0:
+            raise ValueError(f"task {self.task_name!r}: no eval tokens to score")
+        loss = nll_sum / count
+        metrics = {"perplexity": math.exp(loss), "token_accuracy": correct / count, "eval_loss": loss}
+        return EvalResult(metrics=metrics, predictions=preds, tokens=count)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Create .venv/ with lorabench installed (editable, with dev tools), respecting a torch
+# that is already installed: it is reused and pinned, never replaced by a download.
+#   PYTHON=python3.11 scripts/bootstrap.sh      TORCH_SPEC="torch==2.13.0" scripts/bootstrap.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  echo "bootstrap: $PY is missing or older than Python 3.10" >&2; exit 2
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if "$PY" -c 'import torch' 2>/dev/null; then
+    # The interpreter already has torch (a CPU or CUDA build chosen by the user):
+    # let the venv see it instead of pulling another one.
+    echo "bootstrap: reusing torch $("$PY" -c 'import torch; print(torch.__version__)') from $PY"
+    "$PY" -m venv --system-site-packages "$VENV"
+  else
+    "$PY" -m venv "$VENV"
+  fi
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${PIP[@]}" install -q --upgrade pip >/dev/null 2>&1 || true
+
+if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+  echo "bootstrap: installing $TORCH_SPEC"
+  "${PIP[@]}" install -q "$TORCH_SPEC"
+fi
+TORCH_VERSION=$("$VENV/bin/python" -c 'import torch; print(torch.__version__)')
+# Pin the torch we have so no dependency resolution can swap it for another build.
+constraints=$(mktemp)
+trap 'rm -f "$constraints"' EXIT
+echo "torch==$TORCH_VERSION" > "$constraints"
+echo "bootstrap: installing lorabench and its dependencies (torch $TORCH_VERSION kept)"
+"${PIP[@]}" install -q -c "$constraints" -e ".[dev]"
+"$VENV/bin/python" -c 'import torch, transformers, peft; print(f"bootstrap: ok: torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}")'

@@ -1,0 +1,71 @@
+"""Matrix expansion and stable run ids."""
+
+from __future__ import annotations
+
+from lorabench.plan import expand
+from lorabench.suite.schema import parse_suite
+
+BASE = """
+name: {name}
+matrix:
+  - model: [builtin:tiny-gpt2]
+    method: [full]
+    task: [synthetic-lm]
+  - model: [builtin:tiny-gpt2]
+    method: [lora]
+    rank: [4, 8]
+    precision: [fp32, int8, nf4]
+    task: [synthetic-lm]
+seeds: [0, 1]
+train: {{steps: 5, lr: 0.001}}
+"""
+
+
+def specs(text: str):
+    return expand(parse_suite(text, "p.yaml"))
+
+
+def test_expansion_counts_points_times_seeds() -> None:
+    out = specs(BASE.format(name="a"))
+    assert len(out) == (1 + 2 * 3) * 2
+    assert {s.rank for s in out if s.method == "full"} == {None}
+    assert len({s.run_id for s in out}) == len(out)
+
+
+def test_run_id_ignores_suite_name_and_key_order() -> None:
+    a = {s.label: s.run_id for s in specs(BASE.format(name="a"))}
+    reordered = BASE.format(name="b").replace("train: {steps: 5, lr: 0.001}", "train: {lr: 0.001, steps: 5}")
+    b = {s.label: s.run_id for s in specs(reordered)}
+    assert a == b
+
+
+def test_run_id_changes_with_any_setting_that_changes_the_run() -> None:
+    a = {s.label: s.run_id for s in specs(BASE.format(name="a"))}
+    c = {s.label: s.run_id for s in specs(BASE.format(name="a").replace("steps: 5", "steps: 6"))}
+    assert not set(a.values()) & set(c.values())
+
+
+def test_run_id_ignores_timeout() -> None:
+    a = {s.label: s.run_id for s in specs(BASE.format(name="a"))}
+    c = {s.label: s.run_id for s in specs(BASE.format(name="a") + "execution: {timeout_s: 12}\n")}
+    assert a == c
+
+
+def test_exclude_and_include() -> None:
+    text = BASE.format(name="a") + "exclude:\n  - {precision: int8}\n  - {seed: 1, method: full}\n"
+    out = specs(text)
+    assert not any(s.precision == "int8" for s in out)
+    assert [s.seed for s in out if s.method == "full"] == [0]
+    text2 = text + "include:\n  - {model: [builtin:tiny-gpt2], method: [freeze], task: [synthetic-lm]}\n"
+    assert {s.method for s in specs(text2)} == {"full", "lora", "freeze"}
+
+
+def test_default_rank_and_resolved_options_are_in_the_spec() -> None:
+    text = """
+matrix: {model: [builtin:tiny-gpt2], method: [lora], task: [synthetic-lm]}
+train: {steps: 3}
+"""
+    (spec,) = specs(text)
+    assert spec.rank == 8
+    assert spec.method_options["dropout"] == 0.05
+    assert spec.task_options["type"] == "causal-lm"
