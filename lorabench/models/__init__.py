@@ -22,6 +22,9 @@ class BuiltinModel:
     seq_len: int = 64
     lr: float = 3e-3
     seed: int = 0
+    # A lazy "module:attr" loader for models that are not transformers models (e.g. the
+    # hand-written classifier). Signature as lorabench.models.loading.load_model.
+    loader: str | None = None
 
 
 BUILTIN_MODELS: Registry[BuiltinModel] = Registry("built-in model")

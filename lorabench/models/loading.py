@@ -98,6 +98,9 @@ def load_model(
     import torch
     import transformers
 
+    custom = _custom_loader(model)
+    if custom is not None:
+        return custom(model, family, precision, quant, device, model_kwargs)
     path = resolve_path(model)
     revision = model.get("revision")
     auto = getattr(transformers, AUTO_CLASSES[family])
@@ -126,6 +129,21 @@ def load_model(
         net.to(device)
     info["model_type"] = net.config.model_type
     return net, tokenizer, info
+
+
+def _custom_loader(model: dict[str, Any]) -> Any:
+    """The loader of a built-in model that is not a transformers model, if any."""
+    if not model["path"].startswith("builtin:"):
+        return None
+    import importlib
+
+    from lorabench.models import BUILTIN_MODELS
+
+    spec = BUILTIN_MODELS.get(model["path"].split(":", 1)[1])
+    if spec.loader is None:
+        return None
+    module, _, attr = spec.loader.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def _random_model(auto: Any, path: str, revision: str | None, kwargs: dict[str, Any]) -> Any:
