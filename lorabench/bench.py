@@ -42,6 +42,13 @@ def _pending(specs: list[RunSpec], runs_dir: Path, force: bool, retry_failed: bo
     return todo, reused
 
 
+def builtin_ready(path: str) -> bool:
+    """True when built-in model ``builtin:NAME`` is already pretrained and cached."""
+    from lorabench.models.builtin import model_dir
+
+    return (model_dir(path.split(":", 1)[1]) / ".complete").exists()
+
+
 def run_suite(
     suite: Suite, out_dir: Path, force: bool = False, retry_failed: bool = False, progress: bool = True
 ) -> SuiteOutcome:
@@ -73,12 +80,17 @@ def run_suite(
     ran = 0
     try:
         builtins = sorted({s.model["path"] for s in todo if s.model["path"].startswith("builtin:")})
-        if builtins:
-            print(f"lorabench: preparing {', '.join(builtins)} (pretrained once, then cached)", file=log)
+        missing = [b for b in builtins if not builtin_ready(b)]
+        if missing:
+            print(f"lorabench: preparing {', '.join(missing)} (first use: pretrained once, then cached)", file=log)
             t0 = time.perf_counter()
-            prep = executor.prepare(builtins)
+            prep = executor.prepare(missing, out_dir / "prepare.log")
             if not prep.get("ok"):
-                print(f"lorabench: preparing built-in models failed: {prep.get('error')}", file=log)
+                # Each affected run will fail with the same error and become a row.
+                print(
+                    f"lorabench: preparing built-in models failed: {prep.get('error')} (see {out_dir / 'prepare.log'})",
+                    file=log,
+                )
             else:
                 print(f"lorabench: built-in models ready in {time.perf_counter() - t0:.1f}s", file=log)
         bar = tqdm(todo, desc=f"{suite.name}", unit="run", disable=not progress, file=log, dynamic_ncols=True)

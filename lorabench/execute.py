@@ -86,11 +86,14 @@ class LocalExecutor:
                 "wall_s": time.perf_counter() - t0,
                 "log_tail": _tail(run_dir / "log.txt"),
             }
+        # What isolation cost this run: fork, result transfer and reaping, outside the
+        # run's own wall time (measured inside the child).
+        msg["isolation_s"] = max(0.0, time.perf_counter() - t0 - float(msg.get("wall_s") or 0.0))
         return msg
 
-    def prepare(self, builtin_paths: list[str]) -> dict[str, Any]:
+    def prepare(self, builtin_paths: list[str], log_path: Path) -> dict[str, Any]:
         """Pretrain/materialise built-in models in a child, outside any measured run."""
-        msg, code, _ = self._call(run_entry.prepare, (builtin_paths,), None)
+        msg, code, _ = self._call(run_entry.prepare, (builtin_paths, str(log_path)), None)
         if msg is None:
             return {"ok": False, "error": _death(code)[1]}
         return msg

@@ -45,6 +45,7 @@ def make_record(spec: RunSpec, result: dict[str, Any], git: dict[str, Any]) -> d
         "curves": result.get("curves") or {},
         "env": env,
         "wall_s": result.get("wall_s"),
+        "isolation_s": result.get("isolation_s"),
         "created_at": now_utc(),
         **({"traceback": result["traceback"]} if result.get("traceback") else {}),
         **({"log_tail": result["log_tail"]} if result.get("log_tail") else {}),

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 
-def prepare(paths: list[str], conn: Any) -> None:
+def prepare(paths: list[str], log_path: str, conn: Any) -> None:
     from lorabench.run.worker import prepare_main
 
-    prepare_main(paths, conn)
+    prepare_main(paths, log_path, conn)
 
 
 def noop(conn: Any) -> None:

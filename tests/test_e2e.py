@@ -138,7 +138,7 @@ matrix:
   - {model: [no-such-org/no-such-model], method: [lora], task: [lm]}
 train: {steps: 12, batch_size: 4, lr: 1.0e+9, max_seq_len: 32, warmup_steps: 1, max_grad_norm: null,
         optimizer: sgd, log_every: 1}
-execution: {threads: 2, timeout_s: 120}
+execution: {threads: 2, timeout_s: 600}
 """
     )
     out = tmp_path / "out"
@@ -170,3 +170,47 @@ execution: {threads: 1, timeout_s: 3}
     assert proc.returncode == 0, proc.stderr
     (rec,) = _records(out)
     assert rec["status"] == "timeout" and "timeout_s=3" in rec["error"]
+
+
+def test_ctrl_c_keeps_finished_records_and_exits_130(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO, cli_env
+
+    suite = tmp_path / "int.yaml"
+    suite.write_text(
+        """
+name: int
+tasks:
+  lm: {type: causal-lm, data: {synthetic: facts}, n_train: 100, n_eval: 10}
+matrix:
+  - {model: [builtin:tiny-gpt2], method: [lora], rank: [2], task: [lm]}
+  - {model: [builtin:tiny-gpt2], method: [full], task: [lm]}
+train: {steps: 250, batch_size: 2, max_seq_len: 16, warmup_steps: 1}
+execution: {threads: 1, timeout_s: 300}
+"""
+    )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lorabench", "run", str(suite), "--out", str(out), "--no-progress"],
+        cwd=REPO,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(out.glob("runs/*/record.json"))) < 1:
+        time.sleep(0.2)
+    assert list(out.glob("runs/*/record.json")), "first run never finished"
+    time.sleep(0.5)  # the second run (250 steps, seconds) is in flight now
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "resume" in err and "Traceback" not in err
+    (rec,) = _records(out)
+    assert rec["status"] == "success" and rec["spec"]["method"] == "lora"
+    assert (out / "leaderboard.md").is_file()

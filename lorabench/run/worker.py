@@ -27,6 +27,7 @@ except Exception:  # pragma: no cover
     pass
 
 from lorabench.plan import RunSpec
+from lorabench.run.pipeline import run_point
 from lorabench.run.train import Diverged
 
 
@@ -62,8 +63,6 @@ def child_main(spec_dict: dict[str, Any], run_dir: str, conn: Any) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     t0 = time.perf_counter()
     try:
-        from lorabench.run.pipeline import run_point
-
         result: dict[str, Any] = run_point(RunSpec.from_dict(spec_dict), path)
         result["status"] = "success"
         result["error"] = None
@@ -77,10 +76,13 @@ def child_main(spec_dict: dict[str, Any], run_dir: str, conn: Any) -> None:
     conn.close()
 
 
-def prepare_main(model_paths: list[str], conn: Any) -> None:
+def prepare_main(model_paths: list[str], log_path: str, conn: Any) -> None:
     """Materialise built-in models (pretraining on first use) outside any measured run."""
     from lorabench.models.builtin import ensure_builtin
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    _redirect_output(Path(log_path))
     try:
         out = {p: str(ensure_builtin(p.split(":", 1)[1])) for p in model_paths}
         conn.send({"ok": True, "paths": out})

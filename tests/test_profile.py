@@ -1,0 +1,161 @@
+"""Parameter counting against peft, the training loop's arithmetic, and the memory monitor."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+from lorabench.run.pipeline import RunContext, prepare_base, upcast_trainable
+from lorabench.run.profile import MemoryMonitor, count_parameters
+from lorabench.run.train import lr_lambda, train
+from lorabench.tasks.causal_lm import CausalLM
+
+CFG = GPT2Config(
+    n_layer=2,
+    n_embd=32,
+    n_head=4,
+    vocab_size=64,
+    n_positions=64,
+    bos_token_id=0,
+    eos_token_id=0,
+    resid_pdrop=0.0,
+    embd_pdrop=0.0,
+    attn_pdrop=0.0,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    GPT2LMHeadModel(CFG).save_pretrained(path)
+    return path
+
+
+def _lora(model):
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], task_type="CAUSAL_LM"))
+
+
+def test_counts_match_peft_for_lora_fp32(tiny_dir) -> None:
+    model = _lora(AutoModelForCausalLM.from_pretrained(tiny_dir))
+    assert count_parameters(model) == model.get_nb_trainable_parameters()
+    # GPT-2 ties lm_head to wte: the tied tensor counts once.
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    assert count_parameters(base)[1] == sum(p.numel() for p in base.parameters())
+
+
+@pytest.mark.parametrize("precision", ["int8", "nf4"])
+def test_counts_match_peft_on_quantised_bases(tiny_dir, precision) -> None:
+    from transformers import BitsAndBytesConfig
+
+    q = (
+        BitsAndBytesConfig(load_in_8bit=True)
+        if precision == "int8"
+        else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    )
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, quantization_config=q)
+    spec = SimpleNamespace(
+        precision=precision, quantization={"prepare_kbit": True}, train={"grad_checkpointing": False}
+    )
+    model = _lora(prepare_base(model, spec))
+    trainable, total = count_parameters(model)
+    assert (trainable, total) == model.get_nb_trainable_parameters()
+    fp32 = _lora(AutoModelForCausalLM.from_pretrained(tiny_dir))
+    # 4-bit weights are counted at their unpacked size, so totals equal the fp32 model's.
+    assert total == count_parameters(fp32)[1]
+    assert trainable == count_parameters(fp32)[0]
+
+
+def test_upcast_keeps_trainables_in_fp32(tiny_dir) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.bfloat16)
+    for n, p in model.named_parameters():
+        p.requires_grad_("h.1." in n)
+    upcast_trainable(model)
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    assert all(d == torch.float32 for n, d in dtypes.items() if "h.1." in n)
+    assert all(d == torch.bfloat16 for n, d in dtypes.items() if "h.1." not in n)
+
+
+def test_lr_schedules() -> None:
+    lin = lr_lambda("linear", 2, 10)
+    assert [lin(0), lin(1)] == [0.5, 1.0]
+    assert lin(2) == 1.0 and lin(10) == 0.0
+    cos = lr_lambda("cosine", 0, 10)
+    assert cos(0) == 1.0 and cos(5) == pytest.approx(0.5) and cos(10) == pytest.approx(0.0, abs=1e-12)
+    assert lr_lambda("constant", 0, 10)(7) == 1.0
+
+
+def _train_cfg(**kw):
+    cfg = dict(
+        steps=1,
+        epochs=None,
+        batch_size=8,
+        grad_accum=1,
+        lr=1e-2,
+        weight_decay=0.0,
+        optimizer="sgd",
+        schedule="constant",
+        lr_warmup_steps=0,
+        max_seq_len=16,
+        warmup_steps=0,
+        grad_checkpointing=False,
+        max_grad_norm=None,
+        log_every=1,
+    )
+    cfg.update(kw)
+    return cfg
+
+
+def test_gradient_accumulation_equals_the_large_batch(tiny_dir) -> None:
+    """Packed blocks have equal token counts, so accum 2 × batch 4 is exactly batch 8."""
+    torch.manual_seed(0)
+    rows = [{"input_ids": ids, "labels": list(ids)} for ids in torch.randint(1, 64, (32, 16)).tolist()]
+    task = CausalLM("t", {})
+    tok = SimpleNamespace(pad_token_id=0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    base.config.loss_type = "ForCausalLM"
+    a, b = copy.deepcopy(base), copy.deepcopy(base)
+    ctx = RunContext(device="cpu", amp_dtype=None, seed=3)
+    sa = train(a, task, rows, tok, _train_cfg(batch_size=8, grad_accum=1), ctx)
+    sb = train(b, task, rows, tok, _train_cfg(batch_size=4, grad_accum=2), ctx)
+    for (n, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+        torch.testing.assert_close(pa, pb, msg=n)
+    assert sa.curve[0][1] == pytest.approx(sb.curve[0][1], rel=1e-5)
+    assert sa.tokens == sb.tokens == 8 * 16 and sa.samples == sb.samples == 8
+
+
+def test_warmup_steps_are_not_counted(tiny_dir) -> None:
+    rows = [{"input_ids": ids, "labels": list(ids)} for ids in torch.randint(1, 64, (16, 16)).tolist()]
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    stats = train(
+        model,
+        CausalLM("t", {}),
+        rows,
+        SimpleNamespace(pad_token_id=0),
+        _train_cfg(steps=5, warmup_steps=2, batch_size=4),
+        RunContext("cpu", None, 0),
+    )
+    assert stats.timed_steps == 3
+    assert stats.tokens == 3 * 4 * 16 and stats.samples == 12
+    assert len(stats.curve) == 5
+
+
+def test_memory_monitor_sees_a_large_allocation() -> None:
+    mon = MemoryMonitor("cpu", interval_s=0.005)
+    try:
+        mon.start_phase()
+        idle = mon.end_phase()["rss"]
+        mon.start_phase()
+        block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MiB, touched
+        busy = mon.end_phase()["rss"]
+        del block
+    finally:
+        mon.close()
+    assert busy - idle > 50
+    assert mon.notes and "cpu" in mon.notes[0]
