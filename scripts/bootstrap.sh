@@ -29,7 +29,7 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
   echo "bootstrap: installing $TORCH_SPEC"
   "${PIP[@]}" install -q "$TORCH_SPEC"
 fi
-TORCH_VERSION=$("$VENV/bin/python" -c 'import torch; print(torch.__version__)')
+TORCH_VERSION=$("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("torch"))')
 # Pin the torch we have so no dependency resolution can swap it for another build.
 constraints=$(mktemp)
 trap 'rm -f "$constraints"' EXIT
