@@ -105,7 +105,8 @@ class MemoryMonitor:
                     return int(proc.usedGpuMemory)
         except pynvml.NVMLError:
             return None
-        return 0
+        # Not listed: in a container the driver may see host PIDs only. Null, not zero.
+        return None
 
     def _sample(self) -> None:
         while not self._stop.is_set():
@@ -143,6 +144,10 @@ class MemoryMonitor:
         with self._lock:
             peak_rss = max(self._peak_rss, rss)
             nvml = self._peak_nvml
+        if self._nvml_handle is not None and nvml is None:
+            note = "NVML did not list this process (container PID namespace?); nvml peaks are null"
+            if note not in self.notes:
+                self.notes.append(note)
         hwm = _read_hwm() if self._hwm_ok else None
         if hwm is not None:
             peak_rss = max(peak_rss, hwm)
