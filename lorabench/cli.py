@@ -1,4 +1,4 @@
-"""Command line: ``lorabench run | validate | report | list``.
+"""Command line: ``lorabench run | validate | report | list | params``.
 
 Usage errors (bad suite, unknown name, missing file) print a clear message and exit 2
 with no traceback. ``--help``, ``validate`` and ``list`` never import torch.
@@ -86,6 +86,37 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_params(args: argparse.Namespace) -> int:
+    import json
+
+    from lorabench.params import count
+
+    result = count(
+        args.model,
+        args.method,
+        rank=args.rank,
+        alpha=args.alpha,
+        target_modules=[t.strip() for t in args.target_modules.split(",") if t.strip()]
+        if args.target_modules
+        else None,
+        task_type=args.task_type,
+        num_labels=args.num_labels,
+        precision=args.precision,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    rank = f" r={result.rank}" if result.rank is not None else ""
+    print(f"{result.model}: {result.model_type}, {result.task_type}, {result.precision}; {result.method}{rank}")
+    targets = result.resolved.get("target_modules")
+    if targets:
+        print(f"target modules: {targets if isinstance(targets, str) else ', '.join(targets)}")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(result.line())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lorabench",
@@ -115,6 +146,33 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list registered methods, models, tasks or metrics")
     ls.add_argument("what", choices=["methods", "models", "tasks", "metrics"])
     ls.set_defaults(func=_cmd_list)
+
+    pa = sub.add_parser(
+        "params",
+        help="trainable/total parameters of a method on a model, from its config alone (no weights)",
+        description="Build MODEL from its config on the meta device, apply the method as a run would, and count "
+        "parameters with peft's get_nb_trainable_parameters convention. Seconds, even for 70B shapes.",
+    )
+    pa.add_argument("model", help="hub id (needs the Hub or the HF cache) or a local directory with config.json")
+    pa.add_argument("--method", required=True, help="a registered method (lorabench list methods)")
+    pa.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
+    pa.add_argument("--alpha", type=float, help="scaling alpha, for methods with an `alpha` option")
+    pa.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
+    pa.add_argument(
+        "--task-type",
+        choices=["causal-lm", "seq2seq-lm", "seq-cls"],
+        help="the head to count (default from the config's architecture: seq-cls for classifiers and masked-LM "
+        "encoders, seq2seq-lm for encoder-decoders, else causal-lm)",
+    )
+    pa.add_argument("--num-labels", type=int, help="classes of a seq-cls head (default: the config's)")
+    pa.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16", "int8", "nf4", "fp4"],
+        help="checked for validity; counts are the same at every precision (4-bit counted unpacked)",
+    )
+    pa.add_argument("--json", action="store_true", help="print a JSON object")
+    pa.set_defaults(func=_cmd_params)
     return p
 
 

@@ -91,6 +91,26 @@ def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) ->
     return d
 
 
+def _model_type(model: dict[str, Any] | None) -> str | None:
+    """``config.model_type`` where it is known without loading (built-ins, local directories)."""
+    if model is None:
+        return None
+    from lorabench.models import BUILTIN_MODELS
+
+    path = model["path"]
+    if path.startswith("builtin:"):
+        return BUILTIN_MODELS.get(path.split(":", 1)[1]).model_type
+    config = os.path.join(os.path.expanduser(path), "config.json")
+    if os.path.isfile(config):
+        try:
+            with open(config, encoding="utf-8") as fh:
+                value = json.load(fh).get("model_type")
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, str) else None
+    return None  # a hub id: known only once its config is fetched, at run time
+
+
 def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> dict[str, Any] | None:
     from lorabench.tasks import TASK_PRESETS, TASK_TYPES
 
@@ -144,7 +164,7 @@ def expand(suite: Suite) -> list[RunSpec]:
             col.error(key_line(suite.methods, name), f"methods.{name}: {METHODS.unknown_message(name)}")
     specs: dict[str, RunSpec] = {}
     matched_rules: set[int] = set()
-    bad_combos: set[tuple[str, str, int | None]] = set()
+    bad_combos: set[tuple[str, int | None]] = set()
     for block, line in suite.blocks:
         for m in block.method:
             if m not in METHODS:
@@ -161,7 +181,13 @@ def expand(suite: Suite) -> list[RunSpec]:
             cls = METHODS.get(method)
             opts = _method_options(method, suite, col, opt_cache)
             ranks: tuple[int | None, ...] = (block.rank or (cls.default_rank,)) if cls.uses_rank else (None,)
-            reason = cls.invalid_reason(precision)
+            reason, rule_hint = cls.invalid_reason(precision), f"{{method: {method}, precision: {precision}}}"
+            where = f"{method} at {precision}"
+            mtype = _model_type(models[model])
+            if not reason and mtype is not None:
+                reason = cls.invalid_reason(precision, mtype)
+                where = f"{method} at {precision} on {model} (a {mtype} model)"
+                rule_hint = f"{{method: {method}, model: {model}, precision: {precision}}}"
             for rank, seed in itertools.product(ranks, suite.seeds):
                 point = {
                     "model": model,
@@ -176,12 +202,12 @@ def expand(suite: Suite) -> list[RunSpec]:
                 if hit:
                     continue
                 if reason:
-                    if (method, precision, line) not in bad_combos:
-                        bad_combos.add((method, precision, line))
+                    if (where, line) not in bad_combos:
+                        bad_combos.add((where, line))
                         col.error(
                             line,
-                            f"{method} at {precision} is invalid: {reason}. Remove it from the "
-                            f"matrix or add an exclude rule {{method: {method}, precision: {precision}}}",
+                            f"{where} is invalid: {reason}. Remove it from the matrix or add an exclude rule "
+                            f"{rule_hint}",
                         )
                     continue
                 if models[model] is None or tasks[task] is None or opts is MISSING:

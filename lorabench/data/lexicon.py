@@ -98,6 +98,8 @@ FILLER = (
     "our",
     "their",
 )
+# Dialogue words (summarisation generator).
+DIALOGUE = ("hi", "then", "too", "said", "instead", "busy", "sounds", "fine", "am", "nice")
 PUNCT = (".", ",", "?", "!", ":")
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>", "<sep>", "<mask>")
 
@@ -118,6 +120,7 @@ def vocabulary() -> list[str]:
         NEGATIVE,
         NEGATORS,
         FILLER,
+        DIALOGUE,
         PUNCT,
     ):
         words.extend(w for w in group if w not in words)

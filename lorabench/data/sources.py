@@ -7,8 +7,10 @@ grid point trains and evaluates on the same examples.
 
 from __future__ import annotations
 
+import html
 import os
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +20,20 @@ from lorabench.registry import Registry
 
 Rows = list[dict[str, Any]]
 SYNTHETIC: Registry[Callable[[str, int, int], Rows]] = Registry("synthetic generator")
+
+
+def _strip_html(text: str) -> str:
+    """Tags (IMDb's ``<br />``) become spaces; entities such as ``&amp;`` are decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", " ", text))
+
+
+# Declared text cleanup steps (a suite lists them under `data.clean`, in order). They
+# apply to text columns only, never to labels, and they are part of the run spec.
+CLEANERS: dict[str, Callable[[str], str]] = {
+    "html": _strip_html,
+    "whitespace": lambda t: " ".join(t.split()),
+    "lowercase": str.lower,
+}
 
 
 class DataError(UsageError):
@@ -36,25 +52,66 @@ class DataSource:
     eval_split: str = "test"
     train_file: str | None = None
     eval_file: str | None = None
+    # One file holding both splits: a seeded (data_seed) share of its rows is held out
+    # for evaluation, disjoint from the training rows.
+    file: str | None = None
+    eval_fraction: float = 0.2
     format: Literal["auto", "csv", "tsv", "json", "jsonl", "text"] = "auto"
+    # Plain text files: one row per blank-line-separated paragraph, or per line.
+    text_rows: Literal["paragraphs", "lines"] = "paragraphs"
+    clean: tuple[str, ...] = ()  # names from CLEANERS, applied in order to text columns
 
     def __post_init__(self) -> None:
-        given = [k for k in ("synthetic", "hub") if getattr(self, k)] + (
-            ["files"] if self.train_file or self.eval_file else []
+        for step in self.clean:
+            if step not in CLEANERS:
+                raise ValueError(f"`clean`: unknown step {step!r}; known: {', '.join(CLEANERS)}")
+        given = [k for k in ("synthetic", "hub", "file") if getattr(self, k)] + (
+            ["train_file/eval_file"] if self.train_file or self.eval_file else []
         )
         if len(given) != 1:
             raise ValueError(
-                f"data: give exactly one of `synthetic`, `hub` or `train_file`/`eval_file`, got {given or 'none'}"
+                "data: give exactly one of `synthetic`, `hub`, `file` or `train_file`/`eval_file`, "
+                f"got {given or 'none'}"
             )
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise ValueError(f"`eval_fraction` should be in (0, 1), got {self.eval_fraction}")
         if self.synthetic and self.synthetic not in SYNTHETIC:
             raise ValueError(SYNTHETIC.unknown_message(self.synthetic))
 
 
 def subsample(rows: Rows, n: int | None, seed: int) -> Rows:
-    """The first ``n`` rows of a seeded shuffle (all rows, shuffled, when ``n`` is None)."""
+    """A seeded random choice of ``n`` rows (all rows when ``n`` is None), in file order.
+
+    Keeping file order matters for language modelling, where neighbouring rows are
+    consecutive text (WikiText lines); training batches are shuffled anyway.
+    """
+    if n is None or n >= len(rows):
+        return list(rows)
     idx = list(range(len(rows)))
     random.Random(seed).shuffle(idx)
-    return [rows[i] for i in idx[: n if n is not None else len(rows)]]
+    return [rows[i] for i in sorted(idx[:n])]
+
+
+def describe(source: dict[str, Any], split: str) -> str:
+    """Where ``split`` of ``source`` comes from, for error messages: a file, a hub id, a generator."""
+    if source.get("synthetic"):
+        return f"synthetic generator {source['synthetic']!r}"
+    if source.get("hub"):
+        name = source["train_split"] if split == "train" else source["eval_split"]
+        config = f", config {source['config']!r}" if source.get("config") else ""
+        return f"hub dataset {source['hub']!r}{config}, split {name!r}"
+    if source.get("file"):
+        return f"file {source['file']} ({split} part of a seeded {source['eval_fraction']:g} eval holdout)"
+    return f"file {source.get('train_file') if split == 'train' else source.get('eval_file')}"
+
+
+def holdout(rows: Rows, fraction: float, seed: int, split: str) -> Rows:
+    """The ``split`` part of a seeded train/eval partition of ``rows`` (disjoint, in file order)."""
+    idx = list(range(len(rows)))
+    random.Random(f"holdout:{seed}").shuffle(idx)
+    k = max(1, round(len(rows) * fraction)) if rows else 0
+    part = idx[:k] if split == "eval" else idx[k:]
+    return [rows[i] for i in sorted(part)]
 
 
 def expand_path(path: str, task: str) -> str:
@@ -77,13 +134,56 @@ def load_rows(source: dict[str, Any], split: Literal["train", "eval"], n: int | 
     else:
         from lorabench.data.files import load_file
 
-        path = source.get("train_file") if split == "train" else source.get("eval_file")
-        if not path:
-            raise DataError(f"task {task!r}: no {split}_file given")
-        rows = load_file(expand_path(path, task), source.get("format", "auto"), task)
+        fmt, unit = source.get("format", "auto"), source.get("text_rows", "paragraphs")
+        if source.get("file"):
+            rows = load_file(expand_path(source["file"], task), fmt, task, unit)
+            rows = holdout(rows, source["eval_fraction"], seed, split)
+        else:
+            path = source.get("train_file") if split == "train" else source.get("eval_file")
+            if not path:
+                raise DataError(f"task {task!r}: no {split}_file given")
+            rows = load_file(expand_path(path, task), fmt, task, unit)
     if not rows:
-        raise DataError(f"task {task!r}: the {split} split is empty")
+        raise DataError(f"task {task!r}: the {split} split is empty ({describe(source, split)})")
     return subsample(rows, n, seed)
+
+
+def load_columns(
+    source: dict[str, Any],
+    split: Literal["train", "eval"],
+    n: int | None,
+    seed: int,
+    task: str,
+    columns: dict[str, str],
+    text: tuple[str, ...],
+) -> Rows:
+    """Rows keyed by role (e.g. ``input``, ``target``, ``label``), each taken from its mapped column.
+
+    ``columns`` maps a role to the source's column name; roles listed in ``text`` are
+    strings and get the source's declared ``clean`` steps. A missing column or a null
+    text is an error naming the task, the file (or hub id) and the columns that exist.
+    """
+    rows = load_rows(source, split, n, seed, task)
+    where = describe(source, split)
+    steps = [CLEANERS[c] for c in source.get("clean") or ()]
+    out: Rows = []
+    for row in rows:
+        lacking = [c for c in columns.values() if c not in row]
+        if lacking:
+            raise DataError(
+                f"task {task!r}: column {lacking[0]!r} not found in {where} (columns: {', '.join(sorted(row))})"
+            )
+        picked = {role: row[col] for role, col in columns.items()}
+        for role in text:
+            value = picked[role]
+            if value is None or isinstance(value, (dict, list)):
+                raise DataError(f"task {task!r}: column {columns[role]!r} of {where} holds {value!r}, not text")
+            value = str(value)
+            for step in steps:
+                value = step(value)
+            picked[role] = value
+        out.append(picked)
+    return out
 
 
 def _load_hub(source: dict[str, Any], split: str, task: str) -> Rows:
@@ -112,5 +212,19 @@ def _grammar(kind: str) -> Callable[[str, int, int], Rows]:
     return generate
 
 
+def _sentiment(split: str, n: int, seed: int) -> Rows:
+    from lorabench.data.sentiment import reviews
+
+    return reviews(n, seed)
+
+
+def _dialogues(split: str, n: int, seed: int) -> Rows:
+    from lorabench.data.dialogues import dialogues
+
+    return dialogues(n, seed)  # type: ignore[return-value]
+
+
 SYNTHETIC.register("facts", _grammar("facts"))
 SYNTHETIC.register("prose", _grammar("prose"))
+SYNTHETIC.register("sentiment", _sentiment)  # rows: text, label (0 negative, 1 positive)
+SYNTHETIC.register("dialogues", _dialogues)  # rows: dialogue, summary

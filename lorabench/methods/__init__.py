@@ -6,6 +6,18 @@ from lorabench.registry import Registry
 METHODS: Registry[type[Method]] = Registry("method")
 METHODS.register("full", "lorabench.methods.full:Full")
 METHODS.register("freeze", "lorabench.methods.freeze:Freeze")
+METHODS.register("bitfit", "lorabench.methods.bitfit:BitFit")
 METHODS.register("lora", "lorabench.methods.lora:LoRA")
+METHODS.register("lora-ref", "lorabench.methods.lora_ref:LoRARef")
+METHODS.register("dora", "lorabench.methods.dora:DoRA")
+METHODS.register("rslora", "lorabench.methods.rslora:RsLoRA")
+METHODS.register("pissa", "lorabench.methods.pissa:PiSSA")
+METHODS.register("adalora", "lorabench.methods.adalora:AdaLoRA")
+METHODS.register("vera", "lorabench.methods.vera:VeRA")
+METHODS.register("loha", "lorabench.methods.loha:LoHa")
+METHODS.register("lokr", "lorabench.methods.lokr:LoKr")
+METHODS.register("ia3", "lorabench.methods.ia3:IA3")
+METHODS.register("prompt-tuning", "lorabench.methods.prompt_tuning:PromptTuning")
+METHODS.register("prefix-tuning", "lorabench.methods.prefix_tuning:PrefixTuning")
 
 __all__ = ["METHODS", "Method"]

@@ -31,6 +31,21 @@ class MethodContext:
     precision: str
     model_type: str  # config.model_type, e.g. "gpt2"
     target_modules: tuple[str, ...] | None  # the model definition's override, if any
+    # Optimizer steps the run will take: budget schedules (AdaLoRA) need it up front.
+    train_steps: int | None = None
+
+
+# peft's names for a sequence-classification head (PeftModelForSequenceClassification
+# trains these in full as `modules_to_save`); non-peft methods follow the same rule.
+HEAD_NAMES = ("classifier", "score")
+
+
+def head_parameter_names(model: torch.nn.Module, task_family: str) -> set[str]:
+    """Parameters of a newly initialised classification head, which must train in full."""
+    if task_family != "classification":
+        return set()
+    heads = [n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in HEAD_NAMES]
+    return {n for n, _ in model.named_parameters() if any(n.startswith(h + ".") for h in heads)}
 
 
 class Method:
@@ -45,8 +60,11 @@ class Method:
     Options: ClassVar[type] = NoOptions
 
     @classmethod
-    def invalid_reason(cls, precision: str) -> str | None:
-        """Why this method cannot run at ``precision`` (None when it can)."""
+    def invalid_reason(cls, precision: str, model_type: str | None = None) -> str | None:
+        """Why this method cannot run at ``precision`` on ``model_type`` (None when it can).
+
+        ``model_type`` is None where validation cannot know it without loading (hub ids).
+        """
         if cls.trains_base_weights and precision in QUANTIZED:
             return (
                 f"{cls.name} updates base weights, which are frozen {precision} tensors in bitsandbytes; "
@@ -57,6 +75,9 @@ class Method:
     def apply(self, model: torch.nn.Module, ctx: MethodContext) -> torch.nn.Module:
         """Return the model with exactly the method's parameters trainable."""
         raise NotImplementedError
+
+    def after_step(self, model: torch.nn.Module, step: int) -> None:
+        """Called after each optimizer step, before gradients are cleared (AdaLoRA's budget)."""
 
     def resolved(self, model: torch.nn.Module, ctx: MethodContext) -> dict[str, Any]:
         """Options as actually applied (e.g. resolved target modules), for the record."""

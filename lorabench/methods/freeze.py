@@ -1,4 +1,8 @@
-"""Partial fine-tuning: train only the top-k transformer blocks and/or named modules."""
+"""Partial fine-tuning: train only the top-k transformer blocks and/or named modules.
+
+A classification task's new head always trains too: it starts random, and a frozen
+random head would make every other choice meaningless.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from lorabench.methods.base import Method, MethodContext
+from lorabench.methods.base import Method, MethodContext, head_parameter_names
 
 
 @dataclass(frozen=True)
@@ -22,11 +26,21 @@ class FreezeOptions:
 
 
 def block_lists(model: Any) -> list[tuple[str, Any]]:
-    """ModuleLists of repeated blocks (e.g. ``transformer.h``), longest first."""
+    """ModuleLists of repeated blocks (e.g. ``transformer.h``), longest first.
+
+    Lists inside a block (T5's ``block.0.layer``: attention, cross-attention, MLP) are
+    not block lists, however long. Among equally long lists the one nearest the output
+    comes first (an encoder-decoder's decoder).
+    """
     import torch
 
-    found = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
-    return sorted(found, key=lambda nm: -len(nm[1]))
+    found = [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.ModuleList) and len(m) > 0 and not any(p.isdigit() for p in n.split("."))
+    ]
+    order = {n: i for i, (n, _) in enumerate(found)}
+    return sorted(found, key=lambda nm: (-len(nm[1]), -order[nm[0]]))
 
 
 class Freeze(Method):
@@ -54,7 +68,7 @@ class Freeze(Method):
         return sorted(names)
 
     def apply(self, model: Any, ctx: MethodContext) -> Any:
-        selected = set(self._selected(model, ctx.options))
+        selected = set(self._selected(model, ctx.options)) | head_parameter_names(model, ctx.task_family)
         for n, p in model.named_parameters():
             p.requires_grad_(n in selected)
         return model

@@ -31,6 +31,10 @@ class LoRA(PeftMethod):
     Options = LoraOptions
     extra: ClassVar[dict[str, Any]] = {}  # fixed LoraConfig kwargs for LoRA variants (DoRA, rsLoRA, ...)
 
+    def variant_kwargs(self, ctx: MethodContext) -> dict[str, Any]:
+        """LoraConfig kwargs that make a LoRA variant; options may shape them (PiSSA)."""
+        return dict(self.extra)
+
     def peft_config(self, ctx: MethodContext) -> Any:
         from peft import LoraConfig
 
@@ -43,7 +47,7 @@ class LoRA(PeftMethod):
             target_modules=target_modules(ctx, opts.target_modules),
             bias=opts.bias,
             task_type=PEFT_TASK_TYPES[ctx.task_family],
-            **self.extra,
+            **self.variant_kwargs(ctx),
         )
 
     def resolved(self, model: Any, ctx: MethodContext) -> dict[str, Any]:

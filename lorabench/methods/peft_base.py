@@ -20,6 +20,20 @@ def target_modules(ctx: MethodContext, option: tuple[str, ...] | None) -> Any:
     return list(chosen)
 
 
+def lora_default_targets(ctx: MethodContext, own_mapping: dict[str, Any]) -> Any:
+    """peft's LoRA defaults for architectures a method's own peft mapping lacks.
+
+    Some methods (AdaLoRA) have a shorter per-architecture table than LoRA; for those
+    architectures LoRA's choice is the sensible default. None keeps peft's own choice.
+    """
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as LORA
+
+    if ctx.model_type in own_mapping:
+        return None
+    found = LORA.get(ctx.model_type)
+    return list(found) if isinstance(found, list) else found
+
+
 class PeftMethod(Method):
     """A method that peft implements; subclasses only build the peft config."""
 
@@ -37,6 +51,9 @@ class PeftMethod(Method):
         tm = getattr(cfg, "target_modules", None)
         if tm is not None:
             out["target_modules"] = sorted(tm) if not isinstance(tm, str) else tm
+        mts = getattr(cfg, "modules_to_save", None)
+        if mts:
+            out["modules_to_save"] = sorted(mts)
         return out
 
     def save(self, model: Any, out_dir: Path) -> None:

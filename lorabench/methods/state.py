@@ -29,4 +29,6 @@ def load_trainable(model: torch.nn.Module, in_dir: Path) -> None:
         raise KeyError(f"saved tensors not in model: {sorted(missing)[:5]}")
     with torch.no_grad():
         for name, value in tensors.items():
-            params[name].copy_(value.to(params[name].dtype))
+            # Restore the trained tensor as saved (fp32 master weights on a half-precision
+            # base, see upcast_trainable), not rounded to the fresh base's dtype.
+            params[name].data = value.to(params[name].device)

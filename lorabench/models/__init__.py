@@ -45,3 +45,54 @@ register_builtin(
         batch_size=16,
     )
 )
+register_builtin(
+    BuiltinModel(
+        name="tiny-bert",
+        description="BERT-style encoder, 2 layers x 96 wide, MLM-pretrained on built-in text (classification)",
+        model_type="bert",
+        config={
+            "num_hidden_layers": 2,
+            "hidden_size": 96,
+            "num_attention_heads": 4,
+            "intermediate_size": 384,
+            "max_position_embeddings": 256,
+            "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0,
+        },
+        objective="mlm",
+        pretrain_steps=250,
+        batch_size=32,
+    )
+)
+register_builtin(
+    BuiltinModel(
+        name="tiny-t5",
+        description="T5-style encoder-decoder, 2+2 layers x 96 wide, denoising-pretrained on built-in text",
+        model_type="t5",
+        config={
+            "num_layers": 2,
+            "num_decoder_layers": 2,
+            "d_model": 96,
+            "d_kv": 24,
+            "num_heads": 4,
+            "d_ff": 384,
+            "relative_attention_num_buckets": 16,
+            "relative_attention_max_distance": 64,
+            "dropout_rate": 0.0,
+            "feed_forward_proj": "relu",
+        },
+        objective="span",
+        pretrain_steps=250,
+        batch_size=16,
+        seq_len=48,
+    )
+)
+register_builtin(
+    BuiltinModel(
+        name="handwritten-classifier",
+        description="hand-written PyTorch text classifier (embeddings -> mean -> ReLU -> linear), seeded, not pretrained",
+        model_type="handwritten-classifier",
+        config={"embedding_dim": 64},
+        loader="lorabench.models.handwritten:load",
+    )
+)

@@ -21,7 +21,7 @@ from typing import Any
 
 from lorabench.models import BUILTIN_MODELS, BuiltinModel
 
-PRETRAIN_VERSION = 1  # bump when the pretraining recipe changes
+PRETRAIN_VERSION = 2  # bump when the pretraining recipe changes
 N_DOCS = 3000
 
 
@@ -46,15 +46,28 @@ def model_dir(name: str) -> Path:
 
 
 def build_tokenizer() -> Any:
-    """A word-level tokenizer over the closed built-in vocabulary."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    """A word-level tokenizer over the closed built-in vocabulary.
+
+    Text is lower-cased and punctuation is split off, so real text (reviews, dialogues)
+    maps onto the vocabulary where it can; the rest is ``<unk>``. Like BERT's, encodings
+    start with ``<bos>`` (the classification token) unless ``add_special_tokens=False``.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     from lorabench.data.lexicon import vocabulary
 
     vocab = {w: i for i, w in enumerate(vocabulary())}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")]
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A",
+        pair="<bos> $A <sep> $B",
+        special_tokens=[("<bos>", vocab["<bos>"]), ("<sep>", vocab["<sep>"])],
+    )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="<pad>",
@@ -85,6 +98,11 @@ def build_config(spec: BuiltinModel, tokenizer: Any) -> Any:
 def ensure_builtin(name: str, progress: bool = False) -> Path:
     """Return the directory of built-in model ``name``, pretraining it on first use."""
     target = model_dir(name)
+    if BUILTIN_MODELS.get(name).loader is not None:
+        # Not a transformers model: its loader builds it from a seed at load time
+        # (milliseconds), so there is nothing to pretrain; the directory stays empty.
+        target.mkdir(parents=True, exist_ok=True)
+        return target
     if (target / ".complete").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -58,6 +58,20 @@ def _hub_error(path: str, exc: BaseException) -> ModelLoadError:
     )
 
 
+def is_encoder_decoder(model: dict[str, Any]) -> bool:
+    """Whether ``model`` is an encoder-decoder (T5) rather than decoder-only, from its config alone."""
+    if _custom_loader(model) is not None:
+        return False
+    from transformers import AutoConfig
+
+    path = resolve_path(model)
+    try:
+        config = AutoConfig.from_pretrained(path, revision=model.get("revision"))
+    except OSError as exc:
+        raise _hub_error(path, exc) from None
+    return bool(getattr(config, "is_encoder_decoder", False))
+
+
 def load_tokenizer(path: str, revision: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
@@ -72,17 +86,23 @@ def load_tokenizer(path: str, revision: str | None = None) -> Any:
     return tok
 
 
-def quantization_config(precision: str, quant: dict[str, Any], cdtype: str) -> Any:
+# A classification head is new and trains in full (peft's modules_to_save); transformers
+# would quantise BERT-style `classifier` layers, and int8/4-bit weights cannot take gradients.
+CLASSIFIER_HEADS = ["classifier", "score"]
+
+
+def quantization_config(precision: str, quant: dict[str, Any], cdtype: str, skip: list[str] | None = None) -> Any:
     import torch
     from transformers import BitsAndBytesConfig
 
     if precision == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=precision,
         bnb_4bit_use_double_quant=bool(quant.get("double_quant", True)),
         bnb_4bit_compute_dtype=getattr(torch, DTYPES[cdtype]),
+        llm_int8_skip_modules=skip,
     )
 
 
@@ -112,7 +132,8 @@ def load_model(
     else:
         cdtype = compute_dtype(quant, device)
         info["compute_dtype"] = cdtype
-        kwargs["quantization_config"] = quantization_config(precision, quant, cdtype)
+        skip = CLASSIFIER_HEADS if family == "classification" else None
+        kwargs["quantization_config"] = quantization_config(precision, quant, cdtype, skip)
         kwargs["dtype"] = getattr(torch, DTYPES[cdtype])
         if device == "cuda":
             kwargs["device_map"] = {"": 0}
@@ -128,6 +149,15 @@ def load_model(
     if "device_map" not in kwargs:
         net.to(device)
     info["model_type"] = net.config.model_type
+    if precision not in DTYPES:
+        quantized = sum(type(m).__name__ in ("Linear8bitLt", "Linear4bit") for m in net.modules())
+        if quantized == 0:
+            # Reporting an unquantised model as int8/nf4 would be a wrong result, not a slow one.
+            raise ModelLoadError(
+                f"bitsandbytes quantised no layer of {path!r} (model_type {net.config.model_type!r}) at "
+                f"{precision}; its linear layers are not ones transformers replaces"
+            )
+        info["quantized_layers"] = quantized
     return net, tokenizer, info
 
 

@@ -64,7 +64,7 @@ def build_report(out_dir: Path, records: list[dict[str, Any]]) -> dict[str, Path
     num.to_csv(out_dir / "leaderboard.csv", index=False)
     table = markdown_table(disp)
     (out_dir / "leaderboard.md").write_text(table, encoding="utf-8")
-    plots = make_plots(num, out_dir / "plots")
+    plots = make_plots(num, out_dir / "plots", records)
     suite = records[0]["suite"] if records else out_dir.name
     failures = [r for r in records if r["status"] != "success"]
     md = [

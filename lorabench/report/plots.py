@@ -1,9 +1,11 @@
-"""Trade-off plots (seaborn): memory vs quality with the Pareto front, rank sweeps, throughput."""
+"""Trade-off plots (seaborn): memory vs quality with the Pareto front, rank sweeps, throughput,
+and learning curves (train loss, and the primary metric where runs evaluated periodically)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -117,9 +119,58 @@ def throughput(num: pd.DataFrame, out: Path) -> list[Path]:
     return [path]
 
 
-def make_plots(num: pd.DataFrame, out: Path) -> list[Path]:
+def _curve_label(rec: dict[str, Any], seeds: int) -> str:
+    spec = rec["spec"]
+    method = spec["method"] if spec["rank"] is None else f"{spec['method']}-r{spec['rank']}"
+    seed = f" s{spec['seed']}" if seeds > 1 else ""
+    return f"{spec['model']['name']} {method}@{spec['precision']}{seed}"
+
+
+def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Per task: train loss per step, and the primary metric per step where runs set `eval.every`."""
+    import matplotlib.pyplot as plt
+
+    from lorabench.report.leaderboard import primary_metric
+
+    ok = [r for r in records if r["status"] == "success" and (r.get("curves") or {}).get("train_loss")]
+    paths = []
+    for task in sorted({r["spec"]["task"] for r in ok}):
+        runs = [r for r in ok if r["spec"]["task"] == task]
+        metric = primary_metric(runs[0])
+        with_eval = [r for r in runs if r["curves"].get("eval") and metric in r["curves"]["eval"][0]]
+        seeds = len({r["spec"]["seed"] for r in runs})
+        fig, axes = plt.subplots(1, 2 if with_eval else 1, figsize=(12 if with_eval else 6.5, 4), squeeze=False)
+        for r in runs:
+            steps, losses = zip(*[(c[0], c[1]) for c in r["curves"]["train_loss"]])
+            axes[0][0].plot(steps, losses, label=_curve_label(r, seeds), lw=1.2)
+        axes[0][0].set(xlabel="optimizer step", ylabel="train loss", title=f"{task}: training loss")
+        axes[0][0].legend(fontsize=7)
+        if with_eval:
+            arrow = "higher is better" if METRICS.get(metric).higher_is_better else "lower is better"
+            for r in with_eval:
+                pts = r["curves"]["eval"]
+                axes[0][1].plot(
+                    [p["step"] for p in pts],
+                    [p[metric] for p in pts],
+                    marker="o",
+                    ms=3,
+                    lw=1.2,
+                    label=_curve_label(r, seeds),
+                )
+            axes[0][1].set(xlabel="optimizer step", ylabel=f"eval {metric} ({arrow})", title=f"{task}: eval {metric}")
+            axes[0][1].legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"curves_{task}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def make_plots(num: pd.DataFrame, out: Path, records: list[dict[str, Any]] | None = None) -> list[Path]:
     if num.empty:
         return []
     _setup()
     out.mkdir(parents=True, exist_ok=True)
-    return [*memory_vs_quality(num, out), *rank_sweep(num, out), *throughput(num, out)]
+    curves = learning_curves(records, out) if records else []
+    return [*memory_vs_quality(num, out), *rank_sweep(num, out), *throughput(num, out), *curves]

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from lorabench.data.cache import prepare_cached
 from lorabench.methods import METHODS
 from lorabench.methods.base import MethodContext
 from lorabench.models.loading import DTYPES, compute_dtype, load_model
 from lorabench.plan import RunSpec
 from lorabench.run.env import run_environment
 from lorabench.run.profile import MemoryMonitor, Stopwatch, count_parameters, dir_bytes
-from lorabench.run.train import train
+from lorabench.run.train import total_steps, train
 from lorabench.suite.schema import QUANTIZED
 from lorabench.tasks import TASK_TYPES
 
@@ -85,22 +86,37 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     try:
         monitor.start_phase()
         t_load = time.perf_counter()
+        family = task.resolve_family(spec.model)  # e.g. summarisation: seq2seq or decoder-only
         model, tokenizer, info = load_model(
-            spec.model, task.family, spec.precision, spec.quantization, device, task.model_kwargs()
+            spec.model, family, spec.precision, spec.quantization, device, task.model_kwargs()
         )
-        mctx = _method_context(spec, task, info)
+        task.check_model(model)
+        data = prepare_cached(task, tokenizer, spec.train)  # tokenised once per data set, then from disk
+        mctx = _method_context(spec, task, info, total_steps(spec.train, len(data.train)))
         model = prepare_base(model, spec)
         model = method.apply(model, mctx)
         upcast_trainable(model)
         if spec.train["grad_checkpointing"]:
             enable_grad_checkpointing(model)
         trainable, total = count_parameters(model)
-        data = task.prepare(tokenizer, spec.train, spec.seed)
         load_s = time.perf_counter() - t_load
         mem_load = monitor.end_phase()
 
+        def periodic_eval() -> dict[str, float]:
+            return task.evaluate(model, tokenizer, data, spec.eval, ctx).metrics
+
         monitor.start_phase()
-        stats = train(model, task, data.train, tokenizer, spec.train, ctx)
+        stats = train(
+            model,
+            task,
+            data.train,
+            tokenizer,
+            spec.train,
+            ctx,
+            after_step=lambda step: method.after_step(model, step),
+            evaluate=periodic_eval,
+            eval_every=spec.eval.get("every"),
+        )
         mem_train = monitor.end_phase()
 
         monitor.start_phase()
@@ -130,6 +146,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         "timed_tokens": stats.tokens,
         "train_steps": stats.steps,
         "eval_s": sw.seconds,
+        "periodic_eval_s": stats.eval_s,
         "eval_tokens": result.tokens,
         "load_s": load_s,
         "adapter_bytes": adapter_bytes,
@@ -146,14 +163,15 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             "seed_applied": spec.seed,
             "method": method.resolved(model, mctx),
             "data": data.info,
+            "eval": result.info,
         },
-        "curves": {"train_loss": stats.curve},
+        "curves": {"train_loss": stats.curve, **({"eval": stats.eval_curve} if stats.eval_curve else {})},
         "predictions": result.predictions,
         "env": run_environment(device),
     }
 
 
-def _method_context(spec: RunSpec, task: Any, info: dict[str, Any]) -> MethodContext:
+def _method_context(spec: RunSpec, task: Any, info: dict[str, Any], train_steps: int | None = None) -> MethodContext:
     from lorabench.suite.typed import Collector, build
 
     cls = METHODS.get(spec.method)
@@ -166,6 +184,7 @@ def _method_context(spec: RunSpec, task: Any, info: dict[str, Any]) -> MethodCon
         precision=spec.precision,
         model_type=info["model_type"],
         target_modules=tuple(tm) if tm else None,
+        train_steps=train_steps,
     )
 
 

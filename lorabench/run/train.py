@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,8 @@ class TrainStats:
     tokens: int
     samples: int
     curve: list[list[float]] = field(default_factory=list)  # [step, loss, lr]
+    eval_curve: list[dict[str, float]] = field(default_factory=list)  # {"step": s, metric: value, ...}
+    eval_s: float = 0.0  # periodic evaluation time, excluded from train_s and timed_s
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -72,9 +74,23 @@ def batches(rows: list[dict[str, Any]], batch_size: int, seed: int, collate: Any
 
 
 def train(
-    model: Any, task: Any, rows: list[dict[str, Any]], tokenizer: Any, cfg: dict[str, Any], ctx: Any
+    model: Any,
+    task: Any,
+    rows: list[dict[str, Any]],
+    tokenizer: Any,
+    cfg: dict[str, Any],
+    ctx: Any,
+    after_step: Callable[[int], None] | None = None,
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    eval_every: int | None = None,
 ) -> TrainStats:
-    """Train ``model`` on ``rows`` per ``cfg``; returns timing, throughput and the loss curve."""
+    """Train ``model`` on ``rows`` per ``cfg``; returns timing, throughput and the loss curve.
+
+    ``after_step(step)`` runs after each optimizer step while gradients still exist (a
+    method's own bookkeeping, e.g. AdaLoRA's budget). ``evaluate()`` runs every
+    ``eval_every`` steps and after the last one for a quality curve; its time is
+    excluded from every training timer.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the method left no trainable parameters")
@@ -92,6 +108,9 @@ def train(
     pending: list[tuple[int, torch.Tensor, float]] = []
     curve: list[list[float]] = []
     tokens = samples = 0
+    eval_curve: list[dict[str, float]] = []
+    eval_s = 0.0
+    eval_s_at_timed = 0.0
     t0 = time.perf_counter()
     t_timed = t0
 
@@ -108,6 +127,7 @@ def train(
         if step == warmup:
             ctx.sync()  # note: CPU-GPU sync, so the timed stretch starts with an idle device
             t_timed = time.perf_counter()
+            eval_s_at_timed = eval_s
         step_loss = torch.zeros((), device=ctx.device)
         for _ in range(cfg["grad_accum"]):
             batch = {k: v.to(ctx.device, non_blocking=True) for k, v in next(stream).items()}
@@ -123,22 +143,34 @@ def train(
             torch.nn.utils.clip_grad_norm_(params, cfg["max_grad_norm"])
         scaler.step(opt)
         scaler.update()
+        if after_step is not None:
+            after_step(step)
         lr_now = sched.get_last_lr()[0]
         sched.step()
         opt.zero_grad(set_to_none=True)
         pending.append((step, step_loss, lr_now))
         if (step + 1) % cfg["log_every"] == 0 or step == n_steps - 1:
             flush()
+        if evaluate is not None and eval_every and ((step + 1) % eval_every == 0 or step == n_steps - 1):
+            ctx.sync()
+            t_eval = time.perf_counter()
+            model.eval()
+            eval_curve.append({"step": step, **evaluate()})
+            model.train()
+            ctx.sync()
+            eval_s += time.perf_counter() - t_eval
     ctx.sync()
     t_end = time.perf_counter()
     flush()
     timed_steps = n_steps - warmup
     return TrainStats(
         steps=n_steps,
-        train_s=t_end - t0,
-        timed_s=t_end - t_timed,
+        train_s=t_end - t0 - eval_s,
+        timed_s=t_end - t_timed - (eval_s - eval_s_at_timed),
         timed_steps=timed_steps,
         tokens=tokens,
         samples=samples,
         curve=curve,
+        eval_curve=eval_curve,
+        eval_s=eval_s,
     )

@@ -80,10 +80,15 @@ class EvalSettings:
     batch_size: int = 16
     max_batches: int | None = None
     generation: GenerationSettings = field(default_factory=GenerationSettings)
+    # Also evaluate every N optimizer steps (and after the last) into `curves.eval`, for
+    # quality-vs-step curves; that time is excluded from the training timers.
+    every: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"`batch_size` should be >= 1, got {self.batch_size}")
+        if self.every is not None and self.every < 1:
+            raise ValueError(f"`every` should be >= 1 (or null), got {self.every}")
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,16 @@ class EvalResult:
     metrics: dict[str, float]
     predictions: list[dict[str, Any]]
     tokens: int = 0
+    info: dict[str, Any] = field(default_factory=dict)  # how it was evaluated (e.g. generation settings)
 
 
 class Task:
     """Base class for a task family. Subclasses set the class attributes."""
 
     name: ClassVar[str]
-    family: ClassVar[str]  # "causal-lm" | "classification" | "seq2seq" (picks the Auto class)
+    # "causal-lm" | "classification" | "seq2seq": picks the Auto class and peft task type.
+    # Fixed per task type, except where :meth:`resolve_family` reads it from the model.
+    family: str
     metrics: ClassVar[tuple[str, ...]]
     primary_metric: ClassVar[str]
     Options: ClassVar[type]
@@ -35,11 +38,23 @@ class Task:
         self.task_name = task_name
         self.options = options
 
+    def resolve_family(self, model: dict[str, Any]) -> str:
+        """The model family this task runs with on ``model`` (a resolved model definition)."""
+        return self.family
+
     def model_kwargs(self) -> dict[str, Any]:
         """Extra ``from_pretrained`` arguments (e.g. ``num_labels``)."""
         return {}
 
-    def prepare(self, tokenizer: Any, train: dict[str, Any], seed: int) -> TaskData:
+    def check_model(self, model: Any) -> None:
+        """Raise a clear error when the loaded model cannot serve this task (e.g. head size)."""
+
+    def prepare(self, tokenizer: Any, train: dict[str, Any]) -> TaskData:
+        """Load, subsample (by ``data_seed``) and tokenise the data.
+
+        It may depend only on the task options, the tokenizer and ``train['max_seq_len']``:
+        :func:`lorabench.data.cache.prepare_cached` keys its on-disk cache on exactly those.
+        """
         raise NotImplementedError
 
     def collate(self, rows: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any]:
@@ -54,8 +69,19 @@ class Task:
         raise NotImplementedError
 
 
-def pad_batch(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
-    """Right-pad ``input_ids``/``labels`` (and any other list fields) to the longest row."""
+def check_counts(n_train: int | None, n_eval: int | None) -> None:
+    """Shared option check (in ``Options.__post_init__``): ``n_train``/``n_eval`` are positive."""
+    for name, n in (("n_train", n_train), ("n_eval", n_eval)):
+        if n is not None and n < 1:
+            raise ValueError(f"`{name}` should be >= 1 (or null for all rows), got {n}")
+
+
+def pad_batch(rows: list[dict[str, Any]], pad_id: int, left: bool = False) -> dict[str, Any]:
+    """Pad ``input_ids``/``labels`` (and any other list fields) to the longest row.
+
+    Right padding for training and scoring; ``left=True`` for decoder-only generation,
+    where every prompt must end at the same position.
+    """
     import torch
 
     out: dict[str, Any] = {}
@@ -66,8 +92,15 @@ def pad_batch(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
             out[k] = torch.tensor([r[k] for r in rows])
             continue
         fill = -100 if k == "labels" else (0 if k.endswith("attention_mask") else pad_id)
-        out[k] = torch.tensor([r[k] + [fill] * (longest[k] - len(r[k])) for r in rows])
+        out[k] = torch.tensor(
+            [
+                [fill] * (longest[k] - len(r[k])) + r[k] if left else r[k] + [fill] * (longest[k] - len(r[k]))
+                for r in rows
+            ]
+        )
     if "attention_mask" not in out and "input_ids" in out:
         lens = torch.tensor([len(r["input_ids"]) for r in rows])
-        out["attention_mask"] = (torch.arange(longest["input_ids"])[None, :] < lens[:, None]).long()
+        pos = torch.arange(longest["input_ids"])[None, :]
+        real = pos >= longest["input_ids"] - lens[:, None] if left else pos < lens[:, None]
+        out["attention_mask"] = real.long()
     return out

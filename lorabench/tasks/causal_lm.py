@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from lorabench.data.sources import DataSource, load_rows
-from lorabench.tasks.base import EvalResult, Task, TaskData
+from lorabench.data.sources import DataError, DataSource, describe, load_columns
+from lorabench.tasks.base import EvalResult, Task, TaskData, check_counts
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class CausalLMOptions:
     stride: int | None = None
 
     def __post_init__(self) -> None:
+        check_counts(self.n_train, self.n_eval)
         if self.stride is not None and self.stride < 1:
             raise ValueError(f"`stride` should be >= 1, got {self.stride}")
 
@@ -63,15 +64,13 @@ class CausalLM(Task):
     primary_metric = "perplexity"
     Options = CausalLMOptions
 
-    def _texts(self, split: str, n: int | None) -> list[str]:
+    def _texts(self, split: Any, n: int | None) -> list[str]:
         o = self.options
-        rows = load_rows(o["data"], split, n, o["data_seed"], self.task_name)  # type: ignore[arg-type]
-        col = o["text_column"]
-        if col not in rows[0]:
-            from lorabench.data.sources import DataError
-
-            raise DataError(f"task {self.task_name!r}: column {col!r} not in data (columns: {sorted(rows[0])})")
-        return [str(r[col]) for r in rows if str(r[col]).strip()]
+        rows = load_columns(o["data"], split, n, o["data_seed"], self.task_name, {"text": o["text_column"]}, ("text",))
+        texts = [r["text"] for r in rows if r["text"].strip()]
+        if not texts:
+            raise DataError(f"task {self.task_name!r}: every text of {describe(o['data'], split)} is empty")
+        return texts
 
     def _stream(self, texts: list[str], tokenizer: Any) -> list[int]:
         ids: list[int] = []
@@ -80,16 +79,17 @@ class CausalLM(Task):
             ids.extend(enc + ([eos] if eos is not None else []))
         return ids
 
-    def prepare(self, tokenizer: Any, train: dict[str, Any], seed: int) -> TaskData:
+    def prepare(self, tokenizer: Any, train: dict[str, Any]) -> TaskData:
         o = self.options
         max_len = train["max_seq_len"]
         train_ids = self._stream(self._texts("train", o["n_train"]), tokenizer)
         # Training packs the stream into full blocks: no padding, every token is a target.
         blocks = [train_ids[i : i + max_len] for i in range(0, len(train_ids) - max_len + 1, max_len)]
         if not blocks:
-            from lorabench.data.sources import DataError
-
-            raise DataError(f"task {self.task_name!r}: train text is shorter than one block of {max_len} tokens")
+            raise DataError(
+                f"task {self.task_name!r}: the train text of {describe(o['data'], 'train')} is shorter than one "
+                f"block of max_seq_len={max_len} tokens"
+            )
         rows = [{"input_ids": b, "labels": list(b)} for b in blocks]
         eval_ids = self._stream(self._texts("eval", o["n_eval"]), tokenizer)
         wins = windows(eval_ids, max_len, o["stride"])

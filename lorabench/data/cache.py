@@ -1,0 +1,118 @@
+"""On-disk cache of tokenised task data, so a suite of many runs on one data set tokenises once.
+
+Every run is its own process, so the cache lives on disk, under
+``$LORABENCH_CACHE/data`` (next to the built-in models). The key is a content hash of
+everything :meth:`Task.prepare` may depend on: the task type, family and options, the
+tokenizer (its full serialised form, not its name), ``max_seq_len``, the size and
+modification time of local data files, and the source code of the task and data
+modules (so editing a generator invalidates its cached data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+CACHE_VERSION = 1
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of what the tokenizer does: vocabulary, merges, normaliser, special tokens."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        # Calling a tokenizer with truncation/padding arguments changes these two; they
+        # are per-call settings, not what the tokenizer is.
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        body = json.dumps(state, sort_keys=True)
+    else:
+        body = f"{tokenizer.name_or_path}:{len(tokenizer)}"
+    extra = json.dumps(
+        {
+            "class": type(tokenizer).__name__,
+            "special": {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())},
+            "pad": tokenizer.pad_token_id,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256((body + extra).encode()).hexdigest()
+
+
+def _files(source: dict[str, Any], task: str) -> list[Any]:
+    from lorabench.data.sources import expand_path
+
+    out = []
+    for key in ("file", "train_file", "eval_file"):
+        if source.get(key):
+            path = expand_path(source[key], task)
+            st = os.stat(path) if os.path.isfile(path) else None
+            out.append([path, st.st_size if st else None, st.st_mtime_ns if st else None])
+    return out
+
+
+def _code() -> str:
+    """Source of the data and task modules: a changed generator or tokenisation rule is a new key."""
+    import lorabench.data
+    import lorabench.tasks
+
+    h = hashlib.sha256()
+    for pkg in (lorabench.data, lorabench.tasks):
+        for path in sorted(Path(inspect.getfile(pkg)).parent.glob("*.py")):
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(task: Any, tokenizer: Any, train: dict[str, Any]) -> str:
+    blob = json.dumps(
+        {
+            "version": CACHE_VERSION,
+            "task": f"{type(task).__module__}.{type(task).__qualname__}",
+            "family": task.family,
+            "options": task.options,
+            "max_seq_len": train["max_seq_len"],
+            "tokenizer": tokenizer_fingerprint(tokenizer),
+            "files": _files(task.options["data"], task.task_name),
+            "code": _code(),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    from lorabench.models.builtin import cache_root
+
+    return cache_root() / "data"
+
+
+def prepare_cached(task: Any, tokenizer: Any, train: dict[str, Any]) -> Any:
+    """``task.prepare(tokenizer, train)``, from the on-disk cache when an identical call ran before.
+
+    ``info['cache']`` says ``hit`` or ``miss`` and ``info['cache_key']`` names the entry.
+    An unreadable entry is rebuilt, never trusted.
+    """
+    key = cache_key(task, tokenizer, train)
+    path = cache_dir() / f"{key}.pkl"
+    if path.exists():
+        try:
+            with open(path, "rb") as fh:
+                data = pickle.load(fh)
+            data.info.update(cache="hit", cache_key=key)
+            return data
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
+            pass
+    data = task.prepare(tokenizer, train)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)  # concurrent runs write the same content; the last one wins
+    data.info.update(cache="miss", cache_key=key)
+    return data

@@ -1,0 +1,35 @@
+"""Shared options and rules of peft's LyCORIS methods (LoHa, LoKr)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LycorisOptions:
+    alpha: float | None = None  # None: 2 x rank, as for lora
+    rank_dropout: float = 0.0
+    module_dropout: float = 0.0
+    target_modules: tuple[str, ...] | None = None  # None: peft's default (its LoRA table)
+
+    def __post_init__(self) -> None:
+        if self.alpha is not None and self.alpha <= 0:
+            raise ValueError(f"`alpha` should be > 0, got {self.alpha}")
+        for key in ("rank_dropout", "module_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"`{key}` should be in [0, 1), got {getattr(self, key)}")
+
+
+def lycoris_invalid_reason(name: str, precision: str, model_type: str | None) -> str | None:
+    """Combinations peft's LyCORIS layers cannot wrap."""
+    if precision in ("nf4", "fp4"):
+        return (
+            f"peft's {name} builds its update from the base weight's shape, and bitsandbytes packs 4-bit "
+            "weights (two values per byte), so the shapes do not match; int8 works"
+        )
+    if model_type == "gpt2":
+        return (
+            f"peft's {name} wraps nn.Linear/Conv layers only, and GPT-2's projections (c_attn, c_proj, c_fc) are "
+            "transformers Conv1D modules"
+        )
+    return None

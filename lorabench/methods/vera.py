@@ -1,0 +1,53 @@
+"""VeRA (peft): one pair of frozen random matrices shared by all layers, scaled per layer.
+
+Only the scaling vectors (lambda_b per output, lambda_d per rank) train, so the rank can
+be much higher than LoRA's for the same budget. The frozen projections are saved with
+the adapter (``save_projection``) so a reload does not depend on regenerating them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lorabench.methods.base import MethodContext
+from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
+
+
+@dataclass(frozen=True)
+class VeraOptions:
+    dropout: float = 0.0
+    d_initial: float = 0.1  # initial value of lambda_d (the paper's d_init)
+    projection_seed: int = 0  # PRNG key of the shared random projections
+    target_modules: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"`dropout` should be in [0, 1), got {self.dropout}")
+        if self.d_initial <= 0:
+            raise ValueError(f"`d_initial` should be > 0, got {self.d_initial}")
+
+
+class VeRA(PeftMethod):
+    name = "vera"
+    description = "VeRA (peft): shared frozen random low-rank matrices; only per-layer scaling vectors train"
+    uses_rank = True
+    default_rank = 256
+    Options = VeraOptions
+
+    def peft_config(self, ctx: MethodContext) -> Any:
+        from peft import VeraConfig
+
+        opts: VeraOptions = ctx.options
+        return VeraConfig(
+            r=ctx.rank or self.default_rank,
+            vera_dropout=opts.dropout,
+            d_initial=opts.d_initial,
+            projection_prng_key=opts.projection_seed,
+            save_projection=True,
+            target_modules=target_modules(ctx, opts.target_modules),
+            task_type=PEFT_TASK_TYPES[ctx.task_family],
+        )
+
+    def resolved(self, model: Any, ctx: MethodContext) -> dict[str, Any]:
+        return {**super().resolved(model, ctx), "r": model.peft_config["default"].r}

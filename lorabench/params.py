@@ -1,0 +1,211 @@
+"""Parameter accounting without weights: ``lorabench params MODEL --method M ...``.
+
+The model is built from its config alone on the meta device (no weights, no memory:
+a 70B shape takes about a second), the method is applied exactly as a run applies it
+(through peft for peft methods), and parameters are counted with the convention of
+peft's ``get_nb_trainable_parameters`` (:func:`lorabench.run.profile.count_parameters`):
+
+- every tensor of ``named_parameters()`` once, so tied weights count once;
+- bitsandbytes 4-bit weights at their unpacked size. On the meta device there are no
+  packed weights, so a count is the same at every precision, as a loaded nf4 model's is;
+- for sequence classification, peft trains a copy of the head (``modules_to_save``) and
+  keeps the original, so the head counts twice in the total and once as trainable.
+
+Tying follows the checkpoint's own ``config.json``: transformers 5 builds every T5 with
+``lm_head`` tied to the input embeddings (its T5Config forces ``tie_word_embeddings``
+to True) and unties it only when loading a checkpoint whose ``lm_head`` differs, as
+T5 v1.1 / FLAN-T5 / mT5 checkpoints do. A config that says ``tie_word_embeddings:
+false`` therefore gets a separate ``lm_head`` here, as the loaded model would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from lorabench.errors import UsageError
+
+TASK_TYPES = {"causal-lm": "causal-lm", "seq2seq-lm": "seq2seq", "seq-cls": "classification"}
+CONVENTION = (
+    "peft get_nb_trainable_parameters: tied tensors once; bitsandbytes 4-bit weights at their unpacked size "
+    "(so every precision gives the same count); a seq-cls head counted twice in the total (original + "
+    "trainable modules_to_save copy)"
+)
+
+
+@dataclass
+class ParamCount:
+    """What ``lorabench params`` reports (``--json`` prints it as a dict)."""
+
+    model: str
+    model_type: str
+    method: str
+    rank: int | None
+    task_type: str
+    precision: str
+    trainable_params: int
+    total_params: int
+    trainable_pct: float
+    tie_word_embeddings: bool
+    resolved: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    convention: str = CONVENTION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def line(self) -> str:
+        """peft's ``print_trainable_parameters`` line."""
+        return (
+            f"trainable params: {self.trainable_params:,d} || all params: {self.total_params:,d} || "
+            f"trainable%: {self.trainable_pct:.4f}"
+        )
+
+
+def read_config(model: str) -> tuple[Any, dict[str, Any]]:
+    """(transformers config, the raw config.json dict) from a local directory or the HF cache/Hub."""
+    from transformers import AutoConfig, PretrainedConfig
+
+    from lorabench.models.loading import _hub_error
+
+    path = os.path.expanduser(model)
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+        raise UsageError(f"{model!r} is a directory without config.json")
+    try:
+        raw, _ = PretrainedConfig.get_config_dict(path)
+        config = AutoConfig.from_pretrained(path)
+    except OSError as exc:
+        raise _hub_error(model, exc) from None
+    except (KeyError, ValueError) as exc:
+        raise UsageError(f"cannot build a config from {model!r}: {exc}") from None
+    return config, raw
+
+
+def infer_task_type(config: Any) -> str:
+    """The usual fine-tuning head for the checkpoint's architecture.
+
+    seq-cls for classifiers and masked-LM encoders (BERT, RoBERTa: fine-tuned with a
+    classification head), seq2seq-lm for encoder-decoders, causal-lm otherwise.
+    """
+    archs = getattr(config, "architectures", None) or []
+    if any(a.endswith(("ForSequenceClassification", "ForMaskedLM")) for a in archs):
+        return "seq-cls"
+    return "seq2seq-lm" if getattr(config, "is_encoder_decoder", False) else "causal-lm"
+
+
+def method_options(cls: Any, alpha: float | None, target_modules: list[str] | None) -> Any:
+    """The method's options with the command line's overrides, validated like a suite's."""
+    names = {f.name for f in dataclasses.fields(cls.Options)}
+    kwargs: dict[str, Any] = {}
+    for key, value in (("alpha", alpha), ("target_modules", target_modules)):
+        if value is None:
+            continue
+        if key not in names:
+            raise UsageError(
+                f"method {cls.name!r} has no `{key}` option (options: {', '.join(sorted(names)) or 'none'})"
+            )
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls.Options(**kwargs)
+    except ValueError as exc:
+        raise UsageError(f"{cls.name}: {exc}") from None
+
+
+def untie_like_checkpoint(model: Any, raw: dict[str, Any]) -> bool:
+    """Give ``lm_head`` its own weight where config.json says the checkpoint does not tie it."""
+    import torch
+
+    if _tied(model) and raw.get("tie_word_embeddings") is False:
+        out = model.get_output_embeddings()
+        out.weight = torch.nn.Parameter(torch.empty_like(out.weight))
+        return True
+    return False
+
+
+def _tied(model: Any) -> bool:
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    return out is not None and inp is not None and out.weight is inp.weight
+
+
+def count(
+    model: str,
+    method: str,
+    rank: int | None = None,
+    alpha: float | None = None,
+    target_modules: list[str] | None = None,
+    task_type: str | None = None,
+    num_labels: int | None = None,
+    precision: str = "fp32",
+) -> ParamCount:
+    """Count trainable and total parameters of ``method`` on ``model``, without weights."""
+    import torch
+    import transformers
+
+    from lorabench.methods import METHODS
+    from lorabench.methods.base import MethodContext
+    from lorabench.models.loading import AUTO_CLASSES
+    from lorabench.run.profile import count_parameters
+    from lorabench.suite.schema import PRECISIONS
+
+    cls = METHODS.get(method)
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    if rank is not None and not cls.uses_rank:
+        raise UsageError(f"method {method!r} has no rank; drop --rank")
+    if rank is not None and rank < 1:
+        raise UsageError(f"--rank should be >= 1, got {rank}")
+    options = method_options(cls, alpha, target_modules)
+    config, raw = read_config(model)
+    reason = cls.invalid_reason(precision, config.model_type)
+    if reason:
+        raise UsageError(f"{method} at {precision} on a {config.model_type} model is invalid: {reason}")
+    task_type = task_type or infer_task_type(config)
+    if task_type not in TASK_TYPES:
+        raise UsageError(f"unknown task type {task_type!r}; known: {', '.join(TASK_TYPES)}")
+    family = TASK_TYPES[task_type]
+    if num_labels is not None:
+        config.num_labels = num_labels
+    auto = getattr(transformers, AUTO_CLASSES[family])
+    try:
+        with torch.device("meta"):
+            net = auto.from_config(config)
+    except ValueError as exc:  # e.g. an encoder-only config asked for a causal LM
+        raise UsageError(f"{model!r} cannot be built as {task_type} ({auto.__name__}): {exc}") from None
+    notes = []
+    if untie_like_checkpoint(net, raw):
+        notes.append(
+            "config.json has tie_word_embeddings: false, so lm_head is counted separately (transformers builds "
+            "this model tied from a config alone, and unties it when loading the checkpoint)"
+        )
+    ctx = MethodContext(
+        rank=(rank or cls.default_rank) if cls.uses_rank else None,
+        options=options,
+        task_family=family,
+        precision=precision,
+        model_type=config.model_type,
+        target_modules=None,
+    )
+    try:
+        with warnings.catch_warnings():  # deprecation chatter between peft and transformers versions
+            warnings.simplefilter("ignore", FutureWarning)
+            net = cls().apply(net, ctx)
+    except (ValueError, TypeError) as exc:  # e.g. target modules that match nothing, a bias-free bitfit
+        raise UsageError(f"{method} cannot be applied to {model!r} ({config.model_type}): {exc}") from None
+    trainable, total = count_parameters(net)
+    return ParamCount(
+        model=model,
+        model_type=config.model_type,
+        method=method,
+        rank=ctx.rank,
+        task_type=task_type,
+        precision=precision,
+        trainable_params=trainable,
+        total_params=total,
+        trainable_pct=100.0 * trainable / total if total else 0.0,
+        tie_word_embeddings=_tied(net),
+        resolved=cls().resolved(net, ctx),
+        notes=notes,
+    )
