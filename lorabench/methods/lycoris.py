@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from lorabench.methods.base import MethodContext
+from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
 
 
 @dataclass(frozen=True)
@@ -33,3 +37,31 @@ def lycoris_invalid_reason(name: str, precision: str, model_type: str | None) ->
             "transformers Conv1D modules"
         )
     return None
+
+
+class LycorisMethod(PeftMethod):
+    """LoHa and LoKr differ only in peft's config class; this builds either."""
+
+    uses_rank = True
+    default_rank = 8
+    Options = LycorisOptions
+    peft_config_class: ClassVar[str]  # e.g. "LoHaConfig"
+    label: ClassVar[str]  # e.g. "LoHa", for messages
+
+    @classmethod
+    def invalid_reason(cls, precision: str, model_type: str | None = None) -> str | None:
+        return lycoris_invalid_reason(cls.label, precision, model_type) or super().invalid_reason(precision, model_type)
+
+    def peft_config(self, ctx: MethodContext) -> Any:
+        import peft
+
+        opts: LycorisOptions = ctx.options
+        rank = ctx.rank or self.default_rank
+        return getattr(peft, self.peft_config_class)(
+            r=rank,
+            alpha=opts.alpha if opts.alpha is not None else 2 * rank,
+            rank_dropout=opts.rank_dropout,
+            module_dropout=opts.module_dropout,
+            target_modules=target_modules(ctx, opts.target_modules),
+            task_type=PEFT_TASK_TYPES[ctx.task_family],
+        )
