@@ -1,7 +1,7 @@
 """On-disk cache of tokenised task data, so a suite of many runs on one data set tokenises once.
 
-Every run is its own process, so the cache lives on disk, under
-``$LORABENCH_CACHE/data`` (next to the built-in models). The key is a content hash of
+Every run is its own process, so the cache lives on disk: ``$LORABENCH_DATA_CACHE``, or
+``$LORABENCH_CACHE/data`` next to the built-in models. The key is a content hash of
 everything :meth:`Task.prepare` may depend on: the task type, family and options, the
 tokenizer (its full serialised form, not its name), ``max_seq_len``, the size and
 modification time of local data files, and the source code of the task and data
@@ -87,9 +87,10 @@ def cache_key(task: Any, tokenizer: Any, train: dict[str, Any]) -> str:
 
 
 def cache_dir() -> Path:
+    """``$LORABENCH_DATA_CACHE``, else ``data/`` under the built-in models' cache root."""
     from lorabench.models.builtin import cache_root
 
-    return cache_root() / "data"
+    return Path(os.environ.get("LORABENCH_DATA_CACHE") or cache_root() / "data")
 
 
 def prepare_cached(task: Any, tokenizer: Any, train: dict[str, Any]) -> Any:
