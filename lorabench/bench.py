@@ -50,9 +50,18 @@ def builtin_ready(path: str) -> bool:
 
 
 def run_suite(
-    suite: Suite, out_dir: Path, force: bool = False, retry_failed: bool = False, progress: bool = True
+    suite: Suite,
+    out_dir: Path,
+    force: bool = False,
+    retry_failed: bool = False,
+    progress: bool = True,
+    unavailable: dict[str, str] | None = None,
 ) -> SuiteOutcome:
-    """Execute every pending run of ``suite`` into ``out_dir`` and rebuild the report."""
+    """Execute every pending run of ``suite`` into ``out_dir`` and rebuild the report.
+
+    ``unavailable`` maps model paths that preflight found cannot load here (hub ids,
+    offline, not cached) to their error: those runs are recorded as failed without a process.
+    """
     from tqdm import tqdm
 
     from lorabench.execute import LocalExecutor
@@ -97,7 +106,10 @@ def run_suite(
         for spec in bar:
             bar.set_postfix_str(spec.label)
             run_dir = runs_dir / spec.run_id
-            result = executor.run(spec, run_dir)
+            if unavailable and spec.model["path"] in unavailable:
+                result: dict[str, Any] = {"status": "failed", "error": unavailable[spec.model["path"]], "wall_s": 0.0}
+            else:
+                result = executor.run(spec, run_dir)
             record = make_record(spec, result, git)
             write_record(run_dir, record, result.get("predictions"))
             statuses[record["status"]] += 1

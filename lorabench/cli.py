@@ -14,12 +14,23 @@ from lorabench import __version__
 from lorabench.errors import UsageError
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from lorabench.plan import expand
-    from lorabench.suite import load_suite
+def _print_preflight(checked: object) -> None:
+    """Notes and unavailable models that preflight found: printed once per model, not per run."""
+    for note in getattr(checked, "notes", []):
+        print(f"lorabench: note: {note}", file=sys.stderr)
+    for path, error in getattr(checked, "unavailable", {}).items():
+        n = sum(s.model["path"] == path for s in getattr(checked, "specs", []))
+        print(
+            f"lorabench: warning: {error} Its {n} run(s) will be recorded as failed without running.", file=sys.stderr
+        )
 
-    suite = load_suite(args.suite)
-    specs = expand(suite)
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from lorabench.validate import check_suite
+
+    checked = check_suite(args.suite)
+    suite, specs = checked.suite, checked.specs
+    _print_preflight(checked)
     print(f"{suite.file}: ok: suite {suite.name!r}, {len(specs)} runs")
     if args.plan:
         for s in specs:
@@ -29,11 +40,20 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from lorabench.bench import run_suite, summary_line
-    from lorabench.suite import load_suite
+    from lorabench.validate import check_suite
 
-    suite = load_suite(args.suite)
+    checked = check_suite(args.suite, for_run=True)
+    suite = checked.suite
+    _print_preflight(checked)
     out = Path(args.out) if args.out else Path("results") / suite.name
-    outcome = run_suite(suite, out, force=args.force, retry_failed=args.retry_failed, progress=not args.no_progress)
+    outcome = run_suite(
+        suite,
+        out,
+        force=args.force,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+        unavailable=checked.unavailable,
+    )
     print(summary_line(outcome), file=sys.stderr)
     print(f"lorabench: leaderboard: {out / 'leaderboard.md'}", file=sys.stderr)
     print((out / "leaderboard.md").read_text())

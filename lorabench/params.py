@@ -144,11 +144,11 @@ def count(
     import torch
     import transformers
 
+    from lorabench.constants import PRECISIONS
     from lorabench.methods import METHODS
     from lorabench.methods.base import MethodContext
     from lorabench.models.loading import AUTO_CLASSES
     from lorabench.run.profile import count_parameters
-    from lorabench.suite.schema import PRECISIONS
 
     cls = METHODS.get(method)
     if precision not in PRECISIONS:

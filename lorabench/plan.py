@@ -14,8 +14,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from lorabench.constants import QUANTIZED
 from lorabench.errors import Issue, SuiteError
-from lorabench.suite.schema import QUANTIZED, ModelDef, Suite
+from lorabench.suite.schema import ModelDef, Suite
 from lorabench.suite.typed import MISSING, Collector, build, key_line
 
 # Settings that change how a run is managed but not what it measures.

@@ -13,7 +13,7 @@ import pytest
 from lorabench.data.sources import DataError, holdout, load_columns, load_rows, subsample
 from lorabench.errors import SuiteError
 from lorabench.plan import expand
-from lorabench.suite.schema import parse_suite
+from lorabench.validate import parse_suite
 
 
 def task_options(task_yaml: str) -> dict[str, Any]:

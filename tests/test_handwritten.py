@@ -11,7 +11,7 @@ import torch
 from lorabench.errors import SuiteError
 from lorabench.methods.base import MethodContext
 from lorabench.models.loading import ModelLoadError, load_model
-from lorabench.suite.schema import parse_suite
+from lorabench.validate import parse_suite
 from tests.conftest import REPO, run_cli
 
 MODEL = {"path": "builtin:handwritten-classifier", "target_modules": ["linear"]}
@@ -52,7 +52,7 @@ def test_lora_on_its_linear_trains_only_the_low_rank_update(method: str) -> None
 
 def test_tutorial_suite_validates() -> None:
     from lorabench.plan import expand
-    from lorabench.suite import load_suite
+    from lorabench.validate import load_suite
 
     specs = expand(load_suite(REPO / "suites" / "imdb_handwritten_lora.yaml"))
     assert {s.method for s in specs} == {"full", "lora-ref", "lora"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lorabench.plan import expand
-from lorabench.suite.schema import parse_suite
+from lorabench.validate import parse_suite
 
 BASE = """
 name: {name}

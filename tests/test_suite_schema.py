@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lorabench.errors import SuiteError
-from lorabench.suite import load_suite
-from lorabench.suite.schema import parse_suite
+from lorabench.validate import load_suite, parse_suite
 
 GOOD = """
 name: t

@@ -12,7 +12,7 @@ import os
 import re
 from typing import Any
 
-from lorabench.data.sources import DataError, Rows
+from lorabench.data.rows import DataError, Rows
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".txt": "text", ".raw": "text"}
 

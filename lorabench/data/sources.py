@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lorabench.errors import UsageError
+from lorabench.data.files import load_file
+from lorabench.data.rows import DataError, Rows
 from lorabench.registry import Registry
 
-Rows = list[dict[str, Any]]
 SYNTHETIC: Registry[Callable[[str, int, int], Rows]] = Registry("synthetic generator")
 
 
@@ -34,10 +34,6 @@ CLEANERS: dict[str, Callable[[str], str]] = {
     "whitespace": lambda t: " ".join(t.split()),
     "lowercase": str.lower,
 }
-
-
-class DataError(UsageError):
-    """Task data is missing or malformed; the message names the task and file."""
 
 
 @dataclass(frozen=True)
@@ -132,8 +128,6 @@ def load_rows(source: dict[str, Any], split: Literal["train", "eval"], n: int | 
     if source.get("hub"):
         rows = _load_hub(source, split, task)
     else:
-        from lorabench.data.files import load_file
-
         fmt, unit = source.get("format", "auto"), source.get("text_rows", "paragraphs")
         if source.get("file"):
             rows = load_file(expand_path(source["file"], task), fmt, task, unit)

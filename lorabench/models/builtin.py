@@ -30,11 +30,39 @@ def cache_root() -> Path:
     return Path(os.environ.get("LORABENCH_CACHE") or Path.home() / ".cache" / "lorabench")
 
 
+# Source files whose code shapes a built-in model's weights: the pretraining loop, the
+# objectives and the text generators they draw from. Their bytes are part of the cache
+# key (as the tokenised-data cache hashes its code), so an edit to any of them builds a
+# new model instead of silently reusing one pretrained by the old code.
+PRETRAIN_SOURCES = (
+    "models/builtin.py",
+    "models/objectives.py",
+    "data/grammar.py",
+    "data/lexicon.py",
+    "data/sentiment.py",
+    "data/dialogues.py",
+)
+
+
+def _pretrain_code() -> str:
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for rel in PRETRAIN_SOURCES:
+        h.update(rel.encode() + b"\0" + (root / rel).read_bytes())
+    return h.hexdigest()
+
+
 def content_hash(spec: BuiltinModel) -> str:
     from lorabench.data.lexicon import vocabulary
 
     blob = json.dumps(
-        {"spec": dataclasses.asdict(spec), "vocab": vocabulary(), "recipe": PRETRAIN_VERSION, "docs": N_DOCS},
+        {
+            "spec": dataclasses.asdict(spec),
+            "vocab": vocabulary(),
+            "recipe": PRETRAIN_VERSION,
+            "docs": N_DOCS,
+            "code": _pretrain_code(),
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -120,19 +148,6 @@ def ensure_builtin(name: str, progress: bool = False) -> Path:
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     return target
-
-
-def _clm_batches(spec: BuiltinModel, tokenizer: Any, n_docs: int) -> Any:
-    """Pack prose documents into fixed-length blocks for next-token pretraining."""
-    import torch
-
-    from lorabench.data.grammar import documents
-
-    ids: list[int] = []
-    for doc in documents("prose", n_docs, seed=spec.seed):
-        ids.extend(tokenizer(doc)["input_ids"] + [tokenizer.eos_token_id])
-    n = len(ids) // spec.seq_len
-    return torch.tensor(ids[: n * spec.seq_len]).view(n, spec.seq_len)
 
 
 def pretrain(spec: BuiltinModel, out: Path, progress: bool = False) -> dict[str, Any]:

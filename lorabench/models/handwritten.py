@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorabench.suite.schema import QUANTIZED
+from lorabench.constants import QUANTIZED
 
 MODEL_TYPE = "handwritten-classifier"
 

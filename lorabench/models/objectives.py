@@ -50,9 +50,16 @@ def mixed_documents(n_docs: int, seed: int) -> list[str]:
 
 
 def _clm_data(spec: Any, tokenizer: Any, n_docs: int) -> Any:
-    from lorabench.models.builtin import _clm_batches
+    """Pack prose documents into fixed-length blocks for next-token pretraining."""
+    import torch
 
-    return _clm_batches(spec, tokenizer, n_docs)
+    from lorabench.data.grammar import documents
+
+    ids: list[int] = []
+    for doc in documents("prose", n_docs, seed=spec.seed):
+        ids.extend(tokenizer(doc)["input_ids"] + [tokenizer.eos_token_id])
+    n = len(ids) // spec.seq_len
+    return torch.tensor(ids[: n * spec.seq_len]).view(n, spec.seq_len)
 
 
 def _clm_sample(data: Any, batch_size: int, gen: Any, tokenizer: Any) -> dict[str, Any]:

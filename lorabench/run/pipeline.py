@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lorabench.constants import QUANTIZED
 from lorabench.data.cache import prepare_cached
 from lorabench.methods import METHODS
 from lorabench.methods.base import MethodContext
@@ -25,7 +26,6 @@ from lorabench.plan import RunSpec
 from lorabench.run.env import run_environment
 from lorabench.run.profile import MemoryMonitor, Stopwatch, count_parameters, dir_bytes
 from lorabench.run.train import total_steps, train
-from lorabench.suite.schema import QUANTIZED
 from lorabench.tasks import TASK_TYPES
 
 

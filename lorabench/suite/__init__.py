@@ -1,5 +1,8 @@
-"""Suite stage: YAML file → typed, validated, frozen :class:`Suite` (no torch)."""
+"""Suite stage: YAML file → typed, frozen :class:`Suite` (no torch).
 
-from lorabench.suite.schema import Suite, load_suite
+Reading a suite *and* checking it against the registries is :func:`lorabench.validate.load_suite`.
+"""
 
-__all__ = ["Suite", "load_suite"]
+from lorabench.suite.schema import Suite, parse_schema, read_suite
+
+__all__ = ["Suite", "parse_schema", "read_suite"]

@@ -11,13 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+# Re-exported for code that imported them from here before lorabench.constants existed.
+from lorabench.constants import PRECISIONS, QUANTIZED, Precision  # noqa: F401
 from lorabench.errors import Issue, SuiteError, UsageError
-from lorabench.suite.typed import MISSING, Collector, build, convert, key_line
-from lorabench.suite.yamlnodes import LDict, LList, load_yaml
-
-PRECISIONS = ("fp32", "bf16", "fp16", "int8", "nf4", "fp4")
-QUANTIZED = ("int8", "nf4", "fp4")
-Precision = Literal["fp32", "bf16", "fp16", "int8", "nf4", "fp4"]
+from lorabench.suite.typed import MISSING, Collector, FieldErrors, build, check_ranges, convert, key_line
+from lorabench.suite.yamlnodes import LDict, LList, decode, load_yaml
 
 
 @dataclass(frozen=True)
@@ -44,21 +42,36 @@ class TrainSettings:
             raise ValueError("give `steps` or `epochs`")
         if self.steps is not None and self.epochs is not None:
             raise ValueError(f"give `steps` or `epochs`, not both (steps={self.steps}, epochs={self.epochs})")
-        for name in ("batch_size", "grad_accum", "max_seq_len", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` should be >= 1, got {getattr(self, name)}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"`steps` should be >= 1, got {self.steps}")
-        if self.epochs is not None and self.epochs <= 0:
-            raise ValueError(f"`epochs` should be > 0, got {self.epochs}")
-        if self.lr <= 0:
-            raise ValueError(f"`lr` should be > 0, got {self.lr}")
-        if self.warmup_steps < 0 or self.lr_warmup_steps < 0:
-            raise ValueError("`warmup_steps` and `lr_warmup_steps` should be >= 0")
-        if self.steps is not None and self.warmup_steps >= self.steps:
-            raise ValueError(
-                f"`warmup_steps` ({self.warmup_steps}) must be < `steps` ({self.steps}): nothing would be timed"
+        errors = check_ranges(self, _TRAIN_RANGES)
+        bad = {name for name, _ in errors}
+        if self.steps is not None and not bad & {"steps", "warmup_steps"} and self.warmup_steps >= self.steps:
+            errors.append(
+                (
+                    "warmup_steps",
+                    f"`warmup_steps` ({self.warmup_steps}) must be < `steps` ({self.steps}): nothing would be timed",
+                )
             )
+        if self.steps is not None and not bad & {"steps", "lr_warmup_steps"} and self.lr_warmup_steps > self.steps:
+            errors.append(
+                ("lr_warmup_steps", f"`lr_warmup_steps` ({self.lr_warmup_steps}) must be <= `steps` ({self.steps})")
+            )
+        if errors:
+            raise FieldErrors(errors)
+
+
+_TRAIN_RANGES = {
+    "steps": ">= 1",
+    "epochs": "> 0",
+    "batch_size": ">= 1",
+    "grad_accum": ">= 1",
+    "lr": "> 0",
+    "weight_decay": ">= 0",
+    "lr_warmup_steps": ">= 0",
+    "max_seq_len": ">= 1",
+    "warmup_steps": ">= 0",
+    "max_grad_norm": "> 0",
+    "log_every": ">= 1",
+}
 
 
 @dataclass(frozen=True)
@@ -69,8 +82,9 @@ class GenerationSettings:
     num_beams: int = 1
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1 or self.num_beams < 1:
-            raise ValueError("`max_new_tokens` and `num_beams` should be >= 1")
+        errors = check_ranges(self, {"max_new_tokens": ">= 1", "num_beams": ">= 1"})
+        if errors:
+            raise FieldErrors(errors)
 
 
 @dataclass(frozen=True)
@@ -85,10 +99,9 @@ class EvalSettings:
     every: int | None = None
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"`batch_size` should be >= 1, got {self.batch_size}")
-        if self.every is not None and self.every < 1:
-            raise ValueError(f"`every` should be >= 1 (or null), got {self.every}")
+        errors = check_ranges(self, {"batch_size": ">= 1", "max_batches": ">= 1", "every": ">= 1"})
+        if errors:
+            raise FieldErrors(errors)
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,11 @@ class ExecutionSettings:
     timeout_s: float = 3600.0
     keep_adapter: bool = True
     memory_sample_s: float = 0.02
+
+    def __post_init__(self) -> None:
+        errors = check_ranges(self, {"threads": ">= 1", "timeout_s": "> 0", "memory_sample_s": "> 0"})
+        if errors:
+            raise FieldErrors(errors)
 
 
 @dataclass(frozen=True)
@@ -196,8 +214,14 @@ def _blocks(raw: Any, col: Collector, where: str) -> list[tuple[MatrixBlock, int
     return out
 
 
-def parse_suite(text: str, file: str, default_name: str = "suite") -> Suite:
-    """Parse and validate suite ``text``; raise :class:`SuiteError` with every issue."""
+def parse_schema(text: str, file: str, default_name: str = "suite") -> tuple[Suite, list[Issue]]:
+    """Parse suite ``text`` against the schema: (the suite, every issue found).
+
+    Sections that failed are replaced by defaults so that the planner can still check
+    the rest (names, combinations) and report every problem in one go; with issues,
+    the suite must not be run. YAML that cannot be read at all raises :class:`SuiteError`.
+    Cross-checks that need the registries live in :func:`lorabench.validate.parse_suite`.
+    """
     raw = load_yaml(text, file)
     col = Collector(file)
     if not isinstance(raw, LDict):
@@ -251,6 +275,9 @@ def parse_suite(text: str, file: str, default_name: str = "suite") -> Suite:
         if s is not MISSING:
             if len(set(s)) != len(s):
                 col.error(key_line(raw, "seeds"), f"seeds: duplicates in {list(s)}")
+            negative = [x for x in s if x < 0]
+            if negative:
+                col.error(key_line(raw, "seeds"), f"seeds: should be >= 0, got {negative}")
             seeds = s
 
     models = convert(dict[str, ModelDef], raw.get("models", LDict()), col, "models", key_line(raw, "models"))
@@ -266,8 +293,9 @@ def parse_suite(text: str, file: str, default_name: str = "suite") -> Suite:
         exclude=tuple(exclude),
         seeds=tuple(seeds),
         models=models if models is not MISSING else {},
-        tasks=dict(raw.get("tasks") or {}) if tasks is not MISSING else {},
-        methods=dict(raw.get("methods") or {}) if methods is not MISSING else {},
+        # The located mappings themselves, so later checks can point at `tasks.NAME` lines.
+        tasks=(raw.get("tasks") or LDict()) if tasks is not MISSING else {},
+        methods=(raw.get("methods") or LDict()) if methods is not MISSING else {},
         train=train,
         eval=section(EvalSettings, "eval"),
         quantization=section(QuantSettings, "quantization"),
@@ -287,20 +315,13 @@ def parse_suite(text: str, file: str, default_name: str = "suite") -> Suite:
     for k in broken:
         suite_kwargs[k] = placeholders[k]
     suite = Suite(**suite_kwargs)  # type: ignore[arg-type]
-    from lorabench.plan import expand
-
-    try:
-        if suite.blocks:
-            expand(suite)
-    except SuiteError as exc:
-        col.issues.extend(exc.issues)
-    if col.issues or broken:
-        raise SuiteError(sorted(col.issues, key=lambda i: i.line or 0))
-    return suite
+    if broken and not col.issues:  # pragma: no cover - a broken section always records why
+        col.error(1, f"invalid sections: {', '.join(sorted(broken))}")
+    return suite, col.issues
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read a suite file (a path, or a bare name looked up in ``suites/``)."""
+def read_suite(path: str | Path) -> tuple[str, str, str]:
+    """(text, file name for messages, default suite name) of a suite file, or a bare name under ``suites/``."""
     p = Path(path)
     if not p.exists() and p.suffix == "" and (Path("suites") / f"{p}.yaml").exists():
         p = Path("suites") / f"{p}.yaml"
@@ -309,7 +330,7 @@ def load_suite(path: str | Path) -> Suite:
     if p.is_dir():
         raise UsageError(f"suite path is a directory, expected a YAML file: {path}")
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = p.read_bytes()
+    except OSError as exc:
         raise UsageError(f"cannot read suite {path}: {exc}") from None
-    return parse_suite(text, str(p), default_name=p.stem)
+    return decode(data, str(p)), str(p), p.stem

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -17,6 +18,40 @@ from lorabench.errors import Issue
 from lorabench.suite.yamlnodes import LDict, LList, line_of
 
 MISSING = object()
+# Larger ints cannot be a step count, a seed or a size; they also overflow torch and JSON readers.
+MAX_INT = 2**63 - 1
+
+
+class FieldErrors(ValueError):
+    """Every out-of-range field of one dataclass, so each is reported at its own line."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(message for _, message in self.errors))
+
+
+_OPS = {">": lambda v, b: v > b, ">=": lambda v, b: v >= b, "<": lambda v, b: v < b, "<=": lambda v, b: v <= b}
+
+
+def check_ranges(obj: Any, rules: dict[str, str]) -> list[tuple[str, str]]:
+    """(field, message) for each field of ``obj`` outside its rule, e.g. ``{"lr": "> 0"}``.
+
+    A rule is one or more ``op bound`` terms joined by `` and ``; None values are not
+    checked (they mean "not set"). Meant for ``__post_init__``: raise :class:`FieldErrors`
+    with the result when it is not empty.
+    """
+    errors = []
+    for name, rule in rules.items():
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        for term in rule.split(" and "):
+            op, bound = term.split()
+            ok = ok and _OPS[op](value, float(bound))
+        if not ok:
+            errors.append((name, f"`{name}` should be {rule}, got {value!r}"))
+    return errors
 
 
 class Collector:
@@ -79,18 +114,20 @@ def convert(tp: Any, value: Any, col: Collector, where: str, line: int | None) -
     if tp is bool:
         return value if isinstance(value, bool) else fail()
     if tp is int:
-        return value if isinstance(value, int) and not isinstance(value, bool) else fail()
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value if abs(value) <= MAX_INT else fail(f" (larger than {MAX_INT})")
+        return fail()
     if tp is float:
         if isinstance(value, bool):
             return fail()
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string.
-            try:
-                return float(value)
-            except ValueError:
-                return fail()
-        return fail()
+        try:
+            # YAML 1.1 reads "1e-3" as a string; an int too large for a float overflows.
+            number = float(value) if isinstance(value, (int, float, str)) else None
+        except (ValueError, OverflowError):
+            number = None
+        if number is None:
+            return fail()
+        return number if math.isfinite(number) else fail(" (not a finite number)")
     if tp is str:
         return value if isinstance(value, str) else fail()
     if origin in (list, tuple):
@@ -153,6 +190,10 @@ def build(cls: Any, raw: Any, col: Collector, where: str, line: int | None = Non
         return MISSING
     try:
         obj = cls(**kwargs)
+    except FieldErrors as exc:  # every bad field, each at its own line
+        for key, message in exc.errors:
+            col.error(key_lines.get(key, line), f"{where}.{key}: {message}")
+        return MISSING
     except ValueError as exc:  # __post_init__ checks put the bad value in the message
         named = [k for k in re.findall(r"`(\w+)`", str(exc)) if k in key_lines]
         col.error(key_lines[named[0]] if named else line, f"{where}: {exc}")

@@ -1,0 +1,293 @@
+"""Preflight: what a valid suite needs from this machine, checked before any run starts.
+
+- **Local paths.** Data files (``file``, ``train_file``, ``eval_file``) must exist. A
+  relative path is resolved against the working directory lorabench runs in (as every
+  path on its command line is, and as the runs themselves open it); ``~`` and ``$VARS``
+  are expanded, and ``..`` is allowed and resolved like any other path component. Error
+  messages show the path as written and as resolved.
+- **Position limits.** A point whose longest sequence (``max_seq_len``, plus
+  ``max_new_tokens`` when a decoder-only model generates, plus the virtual tokens of
+  prompt or prefix tuning) exceeds the model's ``max_position_embeddings``/``n_positions``
+  would train and then crash with an ``IndexError``; it is refused here instead. Known
+  from built-in specs, local ``config.json`` and configs in the HF cache; T5-style models
+  (relative positions) have no limit.
+- **Hub models offline.** A hub id whose files are not in the local HF cache, while
+  ``HF_HUB_OFFLINE`` is set or the Hub's endpoint does not answer, cannot load: it is found
+  once per model, here, instead of once per run after a minute of retries.
+
+Nothing here imports torch or transformers; huggingface_hub only when a hub id is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from lorabench.errors import Issue
+from lorabench.plan import RunSpec
+from lorabench.suite.schema import Suite
+from lorabench.suite.yamlnodes import LDict
+
+DATA_PATH_KEYS = ("file", "train_file", "eval_file")
+FILE_FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".raw")
+# Models whose positions are relative (a bias per distance bucket), not a fixed table.
+RELATIVE_POSITION_TYPES = ("t5", "mt5", "umt5", "longt5")
+PROBE_TIMEOUT_S = 1.0  # one TCP connect to the Hub's endpoint, once per suite
+
+
+@dataclass
+class Found:
+    issues: list[Issue] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+def preflight(suite: Suite, specs: list[RunSpec], *, env_required: bool = True) -> Found:
+    """Check ``specs`` of ``suite`` against this machine: files, position limits, hub models."""
+    found = Found()
+    _check_data_paths(suite, specs, found, env_required)
+    configs = _model_configs(suite, specs, found)
+    _check_lengths(suite, specs, configs, found)
+    return found
+
+
+# --- data files -------------------------------------------------------------------
+
+
+def _data_line(suite: Suite, task: str, key: str) -> int | None:
+    raw = suite.tasks.get(task)
+    if isinstance(raw, LDict):
+        data = raw.get("data")
+        if isinstance(data, LDict):
+            return data.key_lines.get(key, data.line)
+        return raw.key_lines.get("data", raw.line)
+    return suite.lines.get("tasks")
+
+
+def resolve_data_path(path: str) -> tuple[str | None, str | None]:
+    """(absolute path, None), or (None, the unset variable) for a path that uses one."""
+    expanded = os.path.expanduser(os.path.expandvars(path))
+    if "$" in expanded:
+        start = expanded.index("$")
+        name = expanded[start:].split("/")[0].strip("${}")
+        return None, name
+    return os.path.abspath(expanded), None
+
+
+def _check_data_paths(suite: Suite, specs: list[RunSpec], found: Found, env_required: bool) -> None:
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.task in seen:
+            continue
+        seen.add(spec.task)
+        source = spec.task_options.get("data") or {}
+        for key in DATA_PATH_KEYS:
+            written = source.get(key)
+            if not written:
+                continue
+            line = _data_line(suite, spec.task, key)
+            where = f"tasks.{spec.task}.data.{key}"
+            resolved, unset = resolve_data_path(written)
+            if resolved is None:
+                message = f"{where}: {written!r} uses ${unset}, which is not set"
+                if env_required:
+                    found.issues.append(Issue(suite.file, line, f"{message}; set it to run this suite"))
+                else:
+                    found.notes.append(f"{suite.file}:{line}: {message}: the file is not checked")
+                continue
+            shown = written if resolved == written else f"{written!r} (resolved to {resolved})"
+            if os.path.isdir(resolved):
+                found.issues.append(Issue(suite.file, line, f"{where}: {shown} is a directory, expected a file"))
+            elif not os.path.isfile(resolved):
+                cwd = "" if os.path.isabs(os.path.expanduser(written)) else f", relative to {os.getcwd()}"
+                found.issues.append(Issue(suite.file, line, f"{where}: data file not found: {shown}{cwd}"))
+            elif source.get("format", "auto") == "auto" and os.path.splitext(resolved)[1].lower() not in FILE_FORMATS:
+                found.issues.append(
+                    Issue(
+                        suite.file,
+                        line,
+                        f"{where}: cannot tell the format of {written!r} from its extension; set `format` "
+                        f"(csv, tsv, json, jsonl, text)",
+                    )
+                )
+
+
+# --- model configs and hub availability --------------------------------------------
+
+
+def _is_hub_id(path: str) -> bool:
+    return not path.startswith(("builtin:", "/", "./", "../", "~")) and not os.path.isdir(path)
+
+
+def _model_configs(suite: Suite, specs: list[RunSpec], found: Found) -> dict[str, dict[str, Any] | None]:
+    """config.json of each model where it is known without downloading (None: unknown)."""
+    from lorabench.models import BUILTIN_MODELS
+
+    configs: dict[str, dict[str, Any] | None] = {}
+    hub: dict[str, RunSpec] = {}
+    for spec in specs:
+        path = spec.model["path"]
+        if path in configs or path in hub:
+            continue
+        if path.startswith("builtin:"):
+            b = BUILTIN_MODELS.get(path.split(":", 1)[1])
+            configs[path] = {"model_type": b.model_type, **b.config}
+        elif not _is_hub_id(path):
+            configs[path] = _read_json(os.path.join(os.path.expanduser(path), "config.json"))
+        else:
+            hub[path] = spec
+    if hub:
+        configs.update(_hub_configs(suite, hub, found))
+    return configs
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` is set to a true value (huggingface_hub's own parsing)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hub endpoint cannot be reached (one TCP connect, :data:`PROBE_TIMEOUT_S`), or None.
+
+    Behind an HTTP(S) proxy a direct connect says nothing, so the Hub is assumed reachable.
+    """
+    from huggingface_hub import constants
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return None
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        return f"{constants.ENDPOINT} did not answer ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _hub_configs(suite: Suite, hub: dict[str, RunSpec], found: Found) -> dict[str, dict[str, Any] | None]:
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError
+
+    out: dict[str, dict[str, Any] | None] = {}
+    missing: list[str] = []
+    for path, spec in hub.items():
+        revision = spec.model.get("revision")
+        try:
+            cached = try_to_load_from_cache(path, "config.json", revision=revision)
+        except HFValidationError:
+            line = _model_line(suite, spec)
+            found.issues.append(
+                Issue(suite.file, line, f"model {path!r}: not a local directory, and not a valid hub id")
+            )
+            continue
+        if isinstance(cached, str):
+            out[path] = _read_json(cached)
+        else:
+            out[path] = None
+            missing.append(path)
+    if not missing:
+        return out
+    if hub_offline():
+        why = "HF_HUB_OFFLINE is set"
+    else:
+        reason = hub_unreachable()
+        if reason is None:
+            return out  # the runs will download them
+        why = f"the Hugging Face Hub could not be reached: {reason}"
+    for path in missing:
+        found.unavailable[path] = (
+            f"cannot load model {path!r}: it is not a local directory, {why}, and it is not in the HF cache "
+            f"({constants.HF_HUB_CACHE}). Download it where the Hub is reachable (the cache is reused), or point "
+            "the suite at a local directory with config.json."
+        )
+    return out
+
+
+def _model_line(suite: Suite, spec: RunSpec) -> int | None:
+    for block, line in suite.blocks:
+        if spec.model["name"] in block.model or spec.model["path"] in block.model:
+            return line
+    return suite.lines.get("models") or suite.lines.get("matrix")
+
+
+# --- position limits -----------------------------------------------------------------
+
+
+def position_limit(config: dict[str, Any] | None) -> tuple[int, str] | None:
+    """(positions, the config key) of an absolute-position model; None when unknown or unlimited."""
+    if not config or config.get("model_type") in RELATIVE_POSITION_TYPES or "relative_attention_num_buckets" in config:
+        return None
+    for key in ("max_position_embeddings", "n_positions"):
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value, key
+    return None
+
+
+def _decoder_only(config: dict[str, Any], task_options: dict[str, Any]) -> bool:
+    arch = task_options.get("architecture", "auto")
+    if arch != "auto":
+        return arch == "causal-lm"
+    return not (config.get("is_encoder_decoder") or config.get("model_type") in RELATIVE_POSITION_TYPES)
+
+
+def needed_positions(spec: RunSpec, config: dict[str, Any]) -> list[tuple[str, int]]:
+    """The parts of the longest sequence ``spec`` feeds the model, as (what, tokens)."""
+    parts = [("train.max_seq_len", int(spec.train["max_seq_len"]))]
+    task_type = spec.task_options.get("type")
+    if task_type == "summarization" and _decoder_only(config, spec.task_options):
+        parts.append(("eval.generation.max_new_tokens", int(spec.eval["generation"]["max_new_tokens"])))
+    virtual = spec.method_options.get("num_virtual_tokens")
+    if isinstance(virtual, int) and virtual > 0:
+        parts.append((f"methods.{spec.method}.num_virtual_tokens", virtual))
+    return parts
+
+
+def _check_lengths(suite: Suite, specs: list[RunSpec], configs: dict[str, dict[str, Any] | None], found: Found) -> None:
+    reported: set[tuple[str, str, str, int | None]] = set()
+    for spec in specs:
+        config = configs.get(spec.model["path"])
+        limit = position_limit(config)
+        if limit is None or config is None:
+            continue
+        parts = needed_positions(spec, config)
+        total = sum(n for _, n in parts)
+        if total <= limit[0]:
+            continue
+        line = _point_line(suite, spec)
+        key = (spec.model["path"], spec.task, spec.method, line)
+        if key in reported:
+            continue
+        reported.add(key)
+        sums = " + ".join(f"{what} {n}" for what, n in parts)
+        found.issues.append(
+            Issue(
+                suite.file,
+                line,
+                f"{spec.method} on {spec.model['name']} for task {spec.task!r}: {sums} = {total} tokens, more than "
+                f"the model's {limit[0]} positions ({limit[1]} in its config); lower "
+                f"{' or '.join(what for what, _ in parts)}",
+            )
+        )
+
+
+def _point_line(suite: Suite, spec: RunSpec) -> int | None:
+    name = spec.model["name"]
+    for block, line in suite.blocks:
+        models = {m.split("/")[-1].removeprefix("builtin:") for m in block.model} | set(block.model)
+        if name in models and spec.method in block.method and spec.task in block.task:
+            return line
+    return suite.lines.get("train")
