@@ -173,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build MODEL from its config on the meta device, apply the method as a run would, and count "
         "parameters with peft's get_nb_trainable_parameters convention. Seconds, even for 70B shapes.",
     )
-    pa.add_argument("model", help="hub id (needs the Hub or the HF cache) or a local directory with config.json")
+    pa.add_argument(
+        "model",
+        help="builtin:NAME (lorabench list models), a hub id (needs the Hub or the HF cache) or a local directory "
+        "with config.json",
+    )
     pa.add_argument("--method", required=True, help="a registered method (lorabench list methods)")
     pa.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
     pa.add_argument("--alpha", type=float, help="scaling alpha, for methods with an `alpha` option")

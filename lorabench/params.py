@@ -65,12 +65,28 @@ class ParamCount:
         )
 
 
+# The head each built-in model is fine-tuned with, from its pretraining objective.
+BUILTIN_TASK_TYPES = {"clm": "causal-lm", "mlm": "seq-cls", "span": "seq2seq-lm"}
+
+
+def _builtin_config(model: str) -> tuple[Any, dict[str, Any]]:
+    """A built-in model's config, built as its pretraining builds it: no pretraining needed to count."""
+    from lorabench.models import BUILTIN_MODELS
+    from lorabench.models.builtin import build_config, build_tokenizer
+
+    spec = BUILTIN_MODELS.get(model.split(":", 1)[1])
+    config = build_config(spec, build_tokenizer())
+    return config, config.to_dict()
+
+
 def read_config(model: str) -> tuple[Any, dict[str, Any]]:
-    """(transformers config, the raw config.json dict) from a local directory or the HF cache/Hub."""
+    """(transformers config, the raw config.json dict) from a built-in, a local directory or the HF cache/Hub."""
     from transformers import AutoConfig, PretrainedConfig
 
     from lorabench.models.loading import _hub_error
 
+    if model.startswith("builtin:"):
+        return _builtin_config(model)
     path = os.path.expanduser(model)
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         raise UsageError(f"{model!r} is a directory without config.json")
@@ -158,10 +174,17 @@ def count(
     if rank is not None and rank < 1:
         raise UsageError(f"--rank should be >= 1, got {rank}")
     options = method_options(cls, alpha, target_modules)
+    builtin = _custom_builtin(model)
+    if builtin is not None:
+        return _count_custom(model, builtin, cls, rank, options, task_type, num_labels, precision)
     config, raw = read_config(model)
     reason = cls.invalid_reason(precision, config.model_type)
     if reason:
         raise UsageError(f"{method} at {precision} on a {config.model_type} model is invalid: {reason}")
+    if task_type is None and model.startswith("builtin:"):
+        from lorabench.models import BUILTIN_MODELS
+
+        task_type = BUILTIN_TASK_TYPES[BUILTIN_MODELS.get(model.split(":", 1)[1]).objective]
     task_type = task_type or infer_task_type(config)
     if task_type not in TASK_TYPES:
         raise UsageError(f"unknown task type {task_type!r}; known: {', '.join(TASK_TYPES)}")
@@ -208,4 +231,68 @@ def count(
         tie_word_embeddings=_tied(net),
         resolved=cls().resolved(net, ctx),
         notes=notes,
+    )
+
+
+def _custom_builtin(model: str) -> Any:
+    """The spec of a built-in model that is not a transformers model (it has its own loader), else None."""
+    if not model.startswith("builtin:"):
+        return None
+    from lorabench.models import BUILTIN_MODELS
+
+    spec = BUILTIN_MODELS.get(model.split(":", 1)[1])  # an unknown name: UsageError with did-you-mean
+    return spec if spec.loader is not None else None
+
+
+def _count_custom(
+    model: str,
+    spec: Any,
+    cls: Any,
+    rank: int | None,
+    options: Any,
+    task_type: str | None,
+    num_labels: int | None,
+    precision: str,
+) -> ParamCount:
+    """Count on a built-in plain-PyTorch model: built by its own loader (milliseconds, seeded) on the CPU."""
+    import importlib
+
+    from lorabench.methods.base import MethodContext
+    from lorabench.run.profile import count_parameters
+
+    task_type = task_type or "seq-cls"
+    if task_type != "seq-cls":
+        raise UsageError(f"{model} is a text classifier; only --task-type seq-cls applies")
+    reason = cls.invalid_reason(precision, spec.model_type)
+    if reason:
+        raise UsageError(f"{cls.name} at {precision} on a {spec.model_type} model is invalid: {reason}")
+    module, _, attr = spec.loader.partition(":")
+    loader = getattr(importlib.import_module(module), attr)
+    kwargs = {"num_labels": num_labels} if num_labels is not None else {}
+    net, _tok, _info = loader({"path": model}, "classification", "fp32", {}, "cpu", kwargs)
+    ctx = MethodContext(
+        rank=(rank or cls.default_rank) if cls.uses_rank else None,
+        options=options,
+        task_family="classification",
+        precision=precision,
+        model_type=spec.model_type,
+        target_modules=None,
+    )
+    try:
+        net = cls().apply(net, ctx)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{cls.name} cannot be applied to {model!r} ({spec.model_type}): {exc}") from None
+    trainable, total = count_parameters(net)
+    return ParamCount(
+        model=model,
+        model_type=spec.model_type,
+        method=cls.name,
+        rank=ctx.rank,
+        task_type=task_type,
+        precision=precision,
+        trainable_params=trainable,
+        total_params=total,
+        trainable_pct=100.0 * trainable / total if total else 0.0,
+        tie_word_embeddings=False,
+        resolved=cls().resolved(net, ctx),
     )
