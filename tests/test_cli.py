@@ -41,7 +41,7 @@ def test_invalid_suite_exits_2_with_every_error_and_no_traceback(write_suite) ->
     out = run_cli("validate", str(suite))
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
-    assert f"{suite}:7: train: `steps` should be >= 1, got 0" in out.stderr
+    assert f"{suite}:7: train.steps: `steps` should be >= 1, got 0" in out.stderr
     assert f"{suite}:8: train: unknown key 'colour'" in out.stderr
     assert f"{suite}:2: full at nf4 is invalid" in out.stderr
     assert "suite is invalid (3 problems)" in out.stderr
