@@ -195,6 +195,8 @@ def _hub_configs(suite: Suite, hub: dict[str, RunSpec], found: Found) -> dict[st
             continue
         if isinstance(cached, str):
             out[path] = _read_json(cached)
+            if spec.model.get("weights") != "random" and not _weights_cached(path, revision):
+                missing.append(path)  # the config alone does not load a pretrained model
         else:
             out[path] = None
             missing.append(path)
@@ -208,12 +210,28 @@ def _hub_configs(suite: Suite, hub: dict[str, RunSpec], found: Found) -> dict[st
             return out  # the runs will download them
         why = f"the Hugging Face Hub could not be reached: {reason}"
     for path in missing:
+        what = "its weights are" if out.get(path) is not None else "it is"
         found.unavailable[path] = (
-            f"cannot load model {path!r}: it is not a local directory, {why}, and it is not in the HF cache "
+            f"cannot load model {path!r}: it is not a local directory, {why}, and {what} not in the HF cache "
             f"({constants.HF_HUB_CACHE}). Download it where the Hub is reachable (the cache is reused), or point "
             "the suite at a local directory with config.json."
         )
     return out
+
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def _weights_cached(path: str, revision: str | None) -> bool:
+    """Whether the HF cache holds the model's weights (one file, or the index of a sharded checkpoint)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(path, f, revision=revision), str) for f in WEIGHT_FILES)
 
 
 def _model_line(suite: Suite, spec: RunSpec) -> int | None:

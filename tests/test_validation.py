@@ -411,7 +411,19 @@ def test_position_limits_of_local_and_cached_hub_models(tmp_path: Path) -> None:
     assert_clean_exit_2(out, suite)
     assert "128 tokens, more than the model's 64 positions (n_positions" in out.stderr
     assert "128 tokens, more than the model's 96 positions (max_position_embeddings" in out.stderr
-    assert "cannot load model" not in out.stderr  # cached: available offline
+    # Lengths that fit; the config is cached but not the weights: a pretrained model cannot load offline.
+    suite.write_text(suite.read_text().replace("max_seq_len: 128", "max_seq_len: 32"))
+
+    def validate() -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "lorabench", "validate", str(suite)]
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    fits = validate()
+    assert fits.returncode == 0, fits.stderr
+    assert "cannot load model 'acme/tiny'" in fits.stderr and "its weights are not in the HF cache" in fits.stderr
+    (snap / "model.safetensors").write_bytes(b"")
+    again = validate()
+    assert again.returncode == 0 and "cannot load model" not in again.stderr, again.stderr
 
 
 def issues_of_checked(text: str) -> list[str]:
