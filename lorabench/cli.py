@@ -9,17 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lorabench import __version__
 from lorabench.errors import UsageError
 
+if TYPE_CHECKING:
+    from lorabench.validate import Checked
 
-def _print_preflight(checked: object) -> None:
+
+def _print_preflight(checked: Checked) -> None:
     """Notes and unavailable models that preflight found: printed once per model, not per run."""
-    for note in getattr(checked, "notes", []):
+    for note in checked.notes:
         print(f"lorabench: note: {note}", file=sys.stderr)
-    for path, error in getattr(checked, "unavailable", {}).items():
-        n = sum(s.model["path"] == path for s in getattr(checked, "specs", []))
+    for path, error in checked.unavailable.items():
+        n = sum(s.model["path"] == path for s in checked.specs)
         print(
             f"lorabench: warning: {error} Its {n} run(s) will be recorded as failed without running.", file=sys.stderr
         )

@@ -236,12 +236,50 @@ def test_validate_rejects_every_generated_broken_suite(case: tuple[str, bytes]) 
     TRIED.append(kind)
 
 
+@st.composite
+def edited_suites(draw: st.DrawFn) -> bytes:
+    """The valid suite with a few random character edits: it may stay valid, it must never crash."""
+    text = _dump(BASE)
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(text)))
+        op = draw(st.sampled_from(["insert", "delete", "replace"]))
+        chars = draw(st.text(alphabet=st.sampled_from(list(":-[]{}&*!|>'\"#%@`,? \n\t0123456789.eE+x")), max_size=3))
+        if op == "insert":
+            text = text[:at] + chars + text[at:]
+        elif op == "delete":
+            text = text[:at] + text[at + len(chars) + 1 :]
+        else:
+            text = text[:at] + chars + text[at + len(chars) :]
+    return text.encode("utf-8")
+
+
+EDITED: list[int] = []
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(data=edited_suites())
+def test_validate_never_crashes_on_randomly_edited_suites(data: bytes) -> None:
+    path = WORKDIR / "edited-suite.yaml"
+    path.write_bytes(data)
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        code = main(["validate", str(path)])
+    assert code in (0, 2), (code, data, err.getvalue())
+    assert "Traceback" not in err.getvalue()
+    if code == 2:
+        assert str(path) in err.getvalue(), err.getvalue()
+    EDITED.append(code)
+
+
 def test_the_fuzzer_tried_enough_cases_of_every_kind() -> None:
     """Runs after the fuzz test (file order): at least 200 cases, every kind of mutation."""
     if not TRIED:
         pytest.skip("run together with test_validate_rejects_every_generated_broken_suite")
     kinds = set(TRIED)
-    print(f"fuzzed {len(TRIED)} suites, {len(kinds)} kinds of mutation")
+    print(
+        f"fuzzed {len(TRIED)} broken suites ({len(kinds)} kinds of mutation) and {len(EDITED)} randomly edited "
+        f"ones ({EDITED.count(2)} rejected, {EDITED.count(0)} still valid)"
+    )
     assert len(TRIED) >= 200, len(TRIED)
     assert len(kinds) >= 15, sorted(kinds)
 
