@@ -118,6 +118,8 @@ def broken_suites(draw: st.DrawFn) -> tuple[str, bytes]:
                 "invalid-utf8",
                 "nul-byte",
                 "top-level-shape",
+                "bad-task-option",
+                "bad-model-def",
             ]
         )
     )
@@ -196,6 +198,48 @@ def broken_suites(draw: st.DrawFn) -> tuple[str, bytes]:
     elif kind == "duplicate-key":
         key = draw(st.sampled_from(["name: again", "seeds: [3]", "train: {steps: 4}"]))
         text = text + key + "\n"
+    elif kind == "bad-task-option":
+        task = {"type": "classification", "data": {"synthetic": "sentiment"}, "num_labels": 2}
+        key, value = draw(
+            st.sampled_from(
+                [
+                    ("n_train", -1),
+                    ("n_eval", 0),
+                    ("num_labels", 1),
+                    ("type", "no-such-type"),
+                    ("data", {"synthetic": "sentiment", "eval_fraction": 2.0}),
+                    ("data", {}),
+                    ("data", {"synthetic": "sentiment", "hub": "imdb"}),
+                    ("data", {"train_file": "no/such/file.csv", "eval_file": "no/such/eval.csv"}),
+                    ("data", {"synthetic": "no-such-generator"}),
+                    ("labels", {"pos": 7}),
+                    ("colour", "blue"),
+                ]
+            )
+        )
+        task[key] = value
+        tree = copy.deepcopy(BASE)
+        tree["tasks"] = {"mine": task}
+        tree["matrix"][1]["task"] = ["mine"]
+        text = _dump(tree)
+    elif kind == "bad-model-def":
+        key, value = draw(
+            st.sampled_from(
+                [
+                    ("path", 5),
+                    ("path", "./no/such/dir"),
+                    ("path", "builtin:nope"),
+                    ("weights", "banana"),
+                    ("revision", [1]),
+                    ("target_modules", []),
+                    ("colour", "blue"),
+                ]
+            )
+        )
+        tree = copy.deepcopy(BASE)
+        tree["models"] = {"mine": {"path": "builtin:tiny-gpt2", key: value}}
+        tree["matrix"][0]["model"] = ["mine"]
+        text = _dump(tree)
     elif kind == "top-level-shape":
         text = draw(st.sampled_from(["42\n", "- a\n- b\n", "'just a string'\n", "null\n", "~\n", "[]\n", "", "# x\n"]))
     data = text.encode("utf-8")
