@@ -274,32 +274,38 @@ def needed_positions(spec: RunSpec, config: dict[str, Any]) -> list[tuple[str, i
     return parts
 
 
+def positions_error(spec: RunSpec, config: dict[str, Any] | None) -> str | None:
+    """Why ``spec`` needs more positions than ``config`` has (None when it fits or there is no limit).
+
+    Validation calls it with configs known without downloading; a run calls it again once
+    its model is loaded, so a hub model that was not cached at validate time fails before
+    training rather than in ``generate``.
+    """
+    limit = position_limit(config)
+    if limit is None or config is None:
+        return None
+    parts = needed_positions(spec, config)
+    total = sum(n for _, n in parts)
+    if total <= limit[0]:
+        return None
+    sums = " + ".join(f"{what} {n}" for what, n in parts)
+    return (
+        f"{spec.method} on {spec.model['name']} for task {spec.task!r}: {sums} = {total} tokens, more than "
+        f"the model's {limit[0]} positions ({limit[1]} in its config); lower {' or '.join(w for w, _ in parts)}"
+    )
+
+
 def _check_lengths(suite: Suite, specs: list[RunSpec], configs: dict[str, dict[str, Any] | None], found: Found) -> None:
     reported: set[tuple[str, str, str, int | None]] = set()
     for spec in specs:
-        config = configs.get(spec.model["path"])
-        limit = position_limit(config)
-        if limit is None or config is None:
-            continue
-        parts = needed_positions(spec, config)
-        total = sum(n for _, n in parts)
-        if total <= limit[0]:
+        message = positions_error(spec, configs.get(spec.model["path"]))
+        if message is None:
             continue
         line = _point_line(suite, spec)
         key = (spec.model["path"], spec.task, spec.method, line)
-        if key in reported:
-            continue
-        reported.add(key)
-        sums = " + ".join(f"{what} {n}" for what, n in parts)
-        found.issues.append(
-            Issue(
-                suite.file,
-                line,
-                f"{spec.method} on {spec.model['name']} for task {spec.task!r}: {sums} = {total} tokens, more than "
-                f"the model's {limit[0]} positions ({limit[1]} in its config); lower "
-                f"{' or '.join(what for what, _ in parts)}",
-            )
-        )
+        if key not in reported:
+            reported.add(key)
+            found.issues.append(Issue(suite.file, line, message))
 
 
 def _point_line(suite: Suite, spec: RunSpec) -> int | None:

@@ -519,3 +519,19 @@ def test_builtin_cache_key_hashes_the_pretraining_code(tmp_path: Path) -> None:
         assert key(copy) != before, rel
         path.write_text(original)
     assert key(copy) == before
+
+
+def test_a_run_checks_positions_again_once_its_model_config_is_known() -> None:
+    """A hub model not in the cache at validate time is checked by the run, before training."""
+    from lorabench.plan import expand
+    from lorabench.preflight import positions_error
+
+    (spec,) = expand(parse_suite(GOOD.replace("steps: 5", "steps: 5\n  max_seq_len: 128"), "s.yaml"))
+    gpt2_like = {"model_type": "gpt2", "n_positions": 100}
+    message = positions_error(spec, gpt2_like)
+    assert message is not None and "train.max_seq_len 128 = 128 tokens, more than the model's 100 positions" in message
+    assert positions_error(spec, {**gpt2_like, "n_positions": 128}) is None
+    assert positions_error(spec, {"model_type": "t5", "n_positions": 16}) is None  # relative positions
+    assert positions_error(spec, {"model_type": "custom"}) is None  # no limit known
+    pipeline = (REPO / "lorabench" / "run" / "pipeline.py").read_text()
+    assert "positions_error(spec, model.config.to_dict())" in pipeline

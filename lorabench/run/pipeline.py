@@ -21,8 +21,9 @@ from lorabench.constants import QUANTIZED
 from lorabench.data.cache import prepare_cached
 from lorabench.methods import METHODS
 from lorabench.methods.base import MethodContext
-from lorabench.models.loading import DTYPES, compute_dtype, load_model
+from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, load_model
 from lorabench.plan import RunSpec
+from lorabench.preflight import positions_error
 from lorabench.run.env import run_environment
 from lorabench.run.profile import MemoryMonitor, Stopwatch, count_parameters, dir_bytes
 from lorabench.run.train import total_steps, train
@@ -91,6 +92,9 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             spec.model, family, spec.precision, spec.quantization, device, task.model_kwargs()
         )
         task.check_model(model)
+        too_long = positions_error(spec, model.config.to_dict())  # hub models not cached at validate time
+        if too_long:
+            raise ModelLoadError(too_long)
         data = prepare_cached(task, tokenizer, spec.train)  # tokenised once per data set, then from disk
         mctx = _method_context(spec, task, info, total_steps(spec.train, len(data.train)))
         model = prepare_base(model, spec)
