@@ -94,6 +94,14 @@ def test_hostile_messages_name_the_line() -> None:
     assert deep[0].startswith("s.yaml:2:") and "nested deeper than" in deep[0]
 
 
+def test_devices_and_huge_files_are_refused_without_reading_them(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_bytes(GOOD.encode() + b"#" * (2 << 20))
+    for path, message in (("/dev/zero", "not a regular file"), (str(big), "a suite is at most")):
+        out = run_cli("validate", path, timeout=60)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
 def test_utf8_with_bom_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "bom.yaml"
     path.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())

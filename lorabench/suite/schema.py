@@ -320,6 +320,9 @@ def parse_schema(text: str, file: str, default_name: str = "suite") -> tuple[Sui
     return suite, col.issues
 
 
+MAX_SUITE_BYTES = 1 << 20  # suites are a few KB; a bigger file is a mistake, not a suite
+
+
 def read_suite(path: str | Path) -> tuple[str, str, str]:
     """(text, file name for messages, default suite name) of a suite file, or a bare name under ``suites/``."""
     p = Path(path)
@@ -329,6 +332,10 @@ def read_suite(path: str | Path) -> tuple[str, str, str]:
         raise UsageError(f"suite file not found: {path}")
     if p.is_dir():
         raise UsageError(f"suite path is a directory, expected a YAML file: {path}")
+    if not p.is_file():  # a device or a pipe (/dev/zero) would be read forever
+        raise UsageError(f"suite path is not a regular file: {path}")
+    if p.stat().st_size > MAX_SUITE_BYTES:
+        raise UsageError(f"suite file is {p.stat().st_size:,} bytes; a suite is at most {MAX_SUITE_BYTES:,}: {path}")
     try:
         data = p.read_bytes()
     except OSError as exc:
