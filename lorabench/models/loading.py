@@ -158,6 +158,10 @@ def load_model(
                 f"{precision}; its linear layers are not ones transformers replaces"
             )
         info["quantized_layers"] = quantized
+        from lorabench.models.bnb_cpu import disable_cpu_weight_packing
+
+        # Same nf4 numbers on every CPU, and no crash on AVX512-BF16 ones (see bnb_cpu).
+        info["bnb_cpu_packing_disabled"] = disable_cpu_weight_packing(net)
     return net, tokenizer, info
 
 
