@@ -85,3 +85,21 @@ def test_shipped_configs_resolve_with_a_tokenizer() -> None:
         text = "any text, even ünïcode"
         assert tok.decode(tok(text)["input_ids"]) == text
         assert (tok.bos_token_id, tok.eos_token_id) == (1, 2)
+
+
+def test_unknown_shipped_config_is_a_suite_error(write_suite) -> None:
+    from tests.conftest import run_cli
+
+    suite = write_suite(
+        """
+        name: bad
+        models:
+          big: {path: "config:llama-2b", weights: random}
+        matrix:
+          - {model: [big], method: [lora], precision: [bf16], task: [synthetic-lm]}
+        train: {steps: 3}
+        """
+    )
+    proc = run_cli("validate", str(suite))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{suite}:5: model 'big': unknown shipped model config 'llama-2b' (did you mean" in proc.stderr
