@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check_lock: {line}", file=sys.stderr)
     if problems:
         print(
-            f"check_lock: {len(problems)} difference(s) from {args.lock}; `make install` or `make lock`",
+            f"check_lock: {len(problems)} difference(s) from {args.lock}: "
+            "`rm -rf .venv && make install` for a clean venv, or `make lock` to re-lock",
             file=sys.stderr,
         )
         return 1
