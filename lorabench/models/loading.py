@@ -209,4 +209,11 @@ def random_model(auto: Any, path: str, revision: str | None, kwargs: dict[str, A
     rest = {k: v for k, v in kwargs.items() if k not in ("pad_token_id", "num_labels")}
     quantised = cls.from_pretrained(None, config=config, state_dict=state, **rest)
     del state
+    if target.type == "cuda":
+        import gc
+
+        gc.collect()
+        # Hand the unquantised copy back to the driver: otherwise the caching allocator keeps
+        # it reserved and the train phase's reserved/NVML peaks would include it.
+        torch.cuda.empty_cache()
     return quantised
