@@ -94,3 +94,44 @@ matrix:
     assert out["resolved"]["bnb_cpu_packing_disabled"] == out["resolved"]["quantized_layers"] > 0
     assert math.isfinite(out["metrics"]["perplexity"])
     assert out["profile"]["train_steps"] == 6
+
+
+@pytest.mark.slow
+def test_nf4_run_through_cli_with_packed_path_forced_in_every_process(tmp_path) -> None:
+    """As ``make bench`` on an AVX512-BF16 CPU: driver, forkserver and run all take the packed path."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, cli_env
+
+    force = tmp_path / "force"
+    force.mkdir()
+    (force / "sitecustomize.py").write_text(
+        "import bitsandbytes.nn.modules as m\nm.has_avx512bf16 = lambda: True\n"
+    )  # imported at start-up by every interpreter this run starts
+    suite = tmp_path / "nf4.yaml"
+    suite.write_text(
+        """
+name: nf4-packed
+matrix:
+  - {model: [builtin:tiny-gpt2], method: [lora], rank: [8], precision: [nf4], task: [synthetic-lm]}
+"""
+        + TINY_TRAIN
+    )
+    env = cli_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(force), str(REPO), env["PYTHONPATH"]])
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lorabench", "run", str(suite), "--out", str(out), "--no-progress", "--strict"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (record,) = [json.loads(p.read_text()) for p in out.glob("runs/*/record.json")]
+    assert record["status"] == "success"
+    assert record["resolved"]["bnb_cpu_packing_disabled"] == record["resolved"]["quantized_layers"] > 0
