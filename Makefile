@@ -7,13 +7,21 @@ OUT    ?= results/$(SUITE)
 ARGS   ?=
 STAMP  := $(VENV)/.lorabench-installed
 
-.PHONY: bench test lint validate benchmarks clean-results install
+.PHONY: bench test lint validate benchmarks clean-results install lock lock-check
 
-$(STAMP): pyproject.toml scripts/bootstrap.sh
+$(STAMP): pyproject.toml scripts/bootstrap.sh requirements.lock
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/bootstrap.sh
 	@touch $@
 
 install: $(STAMP)
+
+# Re-resolve every dependency from scratch into requirements.lock (deliberate; run the tests after).
+lock:
+	PYTHON=$(PYTHON) bash scripts/lock.sh
+
+# Fail when .venv differs from requirements.lock (a package missing, extra or at another version).
+lock-check: $(STAMP)
+	$(VENV)/bin/python scripts/check_lock.py
 
 bench: $(STAMP)
 	$(VENV)/bin/lorabench run suites/$(SUITE).yaml --out $(OUT) --strict $(ARGS)

@@ -91,6 +91,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
         for name in BUILTIN_MODELS:
             print(f"builtin:{name:<20} {BUILTIN_MODELS.get(name).description}")
+        from lorabench.models.configs import MODEL_CONFIGS
+
+        for name in MODEL_CONFIGS:
+            print(f"config:{name:<21} {MODEL_CONFIGS.get(name).description}")
         print("(any hub id or local directory with config.json also works)")
     elif args.what == "tasks":
         from lorabench.tasks import TASK_PRESETS, TASK_TYPES

@@ -88,6 +88,10 @@ def read_config(model: str) -> tuple[Any, dict[str, Any]]:
     if model.startswith("builtin:"):
         return _builtin_config(model)
     path = os.path.expanduser(model)
+    if model.startswith("config:"):  # a shipped architecture (lorabench/models/configs)
+        from lorabench.models.configs import config_dir
+
+        path = str(config_dir(model.split(":", 1)[1]))
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         raise UsageError(f"{model!r} is a directory without config.json")
     try:

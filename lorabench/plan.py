@@ -79,6 +79,13 @@ def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) ->
         if builtin not in BUILTIN_MODELS:
             col.error(line, f"model {name!r}: {BUILTIN_MODELS.unknown_message(builtin)}")
             return None
+    elif mdef.path.startswith("config:"):
+        from lorabench.models.configs import MODEL_CONFIGS
+
+        shipped = mdef.path.split(":", 1)[1]
+        if shipped not in MODEL_CONFIGS:
+            col.error(line, f"model {name!r}: {MODEL_CONFIGS.unknown_message(shipped)}")
+            return None
     elif mdef.path.startswith(("/", "./", "../", "~")) or os.path.isdir(mdef.path):
         path = os.path.expanduser(mdef.path)
         if not os.path.isdir(path):
@@ -88,7 +95,9 @@ def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) ->
             col.error(line, f"model {name!r}: {mdef.path!r} has no config.json")
             return None
     d = dataclasses.asdict(mdef)
-    d["name"] = name.split("/")[-1].removeprefix("builtin:") if name not in suite.models else name
+    d["name"] = (
+        name.split("/")[-1].removeprefix("builtin:").removeprefix("config:") if name not in suite.models else name
+    )
     return d
 
 
@@ -101,6 +110,10 @@ def _model_type(model: dict[str, Any] | None) -> str | None:
     path = model["path"]
     if path.startswith("builtin:"):
         return BUILTIN_MODELS.get(path.split(":", 1)[1]).model_type
+    if path.startswith("config:"):
+        from lorabench.models.configs import config_dir
+
+        path = str(config_dir(path.split(":", 1)[1]))
     config = os.path.join(os.path.expanduser(path), "config.json")
     if os.path.isfile(config):
         try:

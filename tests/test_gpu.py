@@ -1,38 +1,177 @@
-"""GPU paths, run for real where a CUDA device exists (skipped elsewhere, including CI)."""
+"""GPU paths, run for real where a CUDA device exists (skipped elsewhere, including CI).
+
+The suite and the record checks are plain functions, and the CPU tests at the bottom run
+them (on a CPU suite of the same shape), so the GPU test cannot rot unseen: only the
+device changes between them.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import TINY_TRAIN, run_cli
+from tests.conftest import run_cli
 
-pytestmark = [pytest.mark.gpu, pytest.mark.slow]
-
-
-def test_cuda_run_records_allocator_and_nvml_peaks(tmp_path) -> None:
-    suite = tmp_path / "gpu.yaml"
-    suite.write_text(
-        """
-name: gpu
-matrix:
+# Every task family, and on the causal LM every precision: full bf16, LoRA bf16/fp16,
+# LoRA@int8, QLoRA (nf4 + double quantisation, bf16 compute).
+GPU_MATRIX = """
   - {model: [builtin:tiny-gpt2], method: [full], precision: [bf16], task: [synthetic-lm]}
-  - {model: [builtin:tiny-gpt2], method: [lora], rank: [4], precision: [fp32, int8, nf4], task: [synthetic-lm]}
+  - {model: [builtin:tiny-gpt2], method: [lora], rank: [8], precision: [bf16, fp16, int8, nf4], task: [synthetic-lm]}
+  - {model: [tiny-bert], method: [lora], rank: [8], precision: [bf16, nf4], task: [synthetic-sentiment]}
+  - {model: [builtin:tiny-t5], method: [lora], rank: [8], precision: [bf16], task: [synthetic-dialogsum]}
 """
-        + TINY_TRAIN.replace("threads: 2", "device: cuda")
-    )
-    out = tmp_path / "out"
-    proc = run_cli("run", str(suite), "--out", str(out), "--no-progress", "--strict")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for path in (out / "runs").glob("*/record.json"):
-        rec = json.loads(path.read_text())
-        mem = rec["profile"]["memory_mb"]["train"]
-        assert rec["env"]["device"] == "cuda" and rec["env"]["device_name"]
-        assert mem["allocated"] > 0 and mem["reserved"] >= mem["allocated"]
+CPU_MATRIX = """
+  - {model: [builtin:tiny-gpt2], method: [lora], rank: [8], precision: [bf16, nf4], task: [synthetic-lm]}
+"""
+AMP = {"bf16": "bfloat16", "fp16": "float16", "int8": "bfloat16", "nf4": "bfloat16", "fp32": None}
+
+
+def suite_text(device: str, matrix: str) -> str:
+    """A tiny suite through every path in ``matrix`` on ``device`` (k-bit: bf16 compute, double quant)."""
+    return f"""
+name: gpu-paths
+models:
+  tiny-bert: {{path: builtin:tiny-bert, target_modules: [query, value]}}
+matrix:{matrix}
+quantization: {{compute_dtype: bf16, double_quant: true}}
+train: {{steps: 6, batch_size: 4, lr: 3.0e-3, max_seq_len: 32, warmup_steps: 2}}
+eval: {{batch_size: 16, max_batches: 2, generation: {{max_new_tokens: 8}}}}
+execution: {{device: {device}, threads: 2, timeout_s: 600}}
+"""
+
+
+def record_problems(rec: dict[str, Any], run_dir: Path) -> list[str]:
+    """Everything wrong with a successful run's record, for the device it names (empty if none)."""
+    problems: list[str] = []
+    label = rec.get("label")
+    if rec["status"] != "success":
+        return [f"{label}: status {rec['status']}: {rec.get('error')}"]
+    env, spec, resolved = rec["env"], rec["spec"], rec["resolved"]
+    device = env.get("device")
+    if not env.get("device_name"):
+        problems.append(f"{label}: no device name")
+    if device == "cuda":
+        for key in ("cuda", "cudnn", "cuda_driver", "device_count"):
+            if env.get(key) in (None, "", 0):
+                problems.append(f"{label}: env.{key} is {env.get(key)!r}")
+    for phase, mem in rec["profile"]["memory_mb"].items():
+        alloc, reserved, nvml = mem.get("allocated"), mem.get("reserved"), mem.get("nvml")
+        if device != "cuda":
+            continue
+        if alloc is None or reserved is None or not 0 < alloc <= reserved:
+            problems.append(f"{label}: {phase}: allocated {alloc} <= reserved {reserved} does not hold")
         # NVML per-process usage includes the CUDA context, so it is at least the reserved pool,
         # unless the driver cannot see this PID (then the record says so in its notes).
-        if mem["nvml"] is not None:
-            assert mem["nvml"] >= mem["reserved"]
-        else:
-            assert any("NVML" in n for n in rec["profile"]["notes"])
+        if nvml is None:
+            if not any("NVML" in n for n in rec["profile"]["notes"]):
+                problems.append(f"{label}: {phase}: nvml is null and no note says why")
+        elif reserved is not None and nvml < reserved:
+            problems.append(f"{label}: {phase}: nvml {nvml} < reserved {reserved}")
+    want_amp = AMP[spec["precision"]]
+    if spec["precision"] in ("int8", "nf4") and spec["quantization"].get("compute_dtype") != "bf16":
+        want_amp = resolved.get("amp_dtype")
+    if resolved.get("amp_dtype") != want_amp:
+        problems.append(f"{label}: amp_dtype {resolved.get('amp_dtype')!r}, expected {want_amp!r}")
+    if spec["precision"] in ("int8", "nf4") and not resolved.get("quantized_layers"):
+        problems.append(f"{label}: no quantised layer recorded")
+    if spec["precision"] == "nf4" and spec["quantization"].get("double_quant") is not True:
+        problems.append(f"{label}: nf4 without double quantisation")
+    adapter = run_dir / "adapter"
+    if not adapter.is_dir() or not any(adapter.iterdir()):
+        problems.append(f"{label}: no adapter saved in {adapter}")
+    if not all(math.isfinite(v) for v in rec["metrics"].values() if isinstance(v, float)):
+        problems.append(f"{label}: non-finite metric {rec['metrics']}")
+    return problems
+
+
+def reload_and_evaluate(rec: dict[str, Any], run_dir: Path) -> dict[str, float]:
+    """Rebuild the fine-tuned model from the base and the saved adapter, and evaluate it again."""
+    import torch
+
+    from lorabench.data.cache import prepare_cached
+    from lorabench.methods import METHODS
+    from lorabench.models.loading import load_model
+    from lorabench.plan import RunSpec
+    from lorabench.run.pipeline import RunContext, _method_context, amp_dtype, prepare_base, seed_everything
+    from lorabench.tasks import TASK_TYPES
+
+    spec = RunSpec.from_dict(rec["spec"])
+    device = rec["resolved"]["device"]
+    seed_everything(spec.seed)
+    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    family = task.resolve_family(spec.model)
+    base, tokenizer, info = load_model(
+        spec.model, family, spec.precision, spec.quantization, device, task.model_kwargs()
+    )
+    data = prepare_cached(task, tokenizer, spec.train)
+    method = METHODS.get(spec.method)()
+    model = method.load(prepare_base(base, spec), _method_context(spec, task, info), run_dir / "adapter")
+    model.eval()
+    ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=spec.seed)
+    with torch.no_grad():
+        return task.evaluate(model, tokenizer, data, spec.eval, ctx).metrics
+
+
+def run_and_check(tmp_path: Path, device: str, matrix: str, rel_tol: float) -> list[dict[str, Any]]:
+    """Run the suite through the real CLI, check every record, reload every adapter."""
+    suite = tmp_path / "gpu.yaml"
+    suite.write_text(suite_text(device, matrix))
+    out = tmp_path / "out"
+    proc = run_cli("run", str(suite), "--out", str(out), "--no-progress", "--strict")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    records = []
+    for path in sorted((out / "runs").glob("*/record.json")):
+        rec = json.loads(path.read_text())
+        assert record_problems(rec, path.parent) == []
+        again = reload_and_evaluate(rec, path.parent)
+        for name, value in rec["metrics"].items():
+            assert math.isclose(again[name], value, rel_tol=rel_tol, abs_tol=1e-6), (rec["label"], name)
+        records.append(rec)
+    return records
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_every_family_and_precision_on_cuda(tmp_path) -> None:
+    records = run_and_check(tmp_path, "cuda", GPU_MATRIX, rel_tol=1e-2)
+    assert len(records) == 8
+    assert {r["spec"]["precision"] for r in records} == {"bf16", "fp16", "int8", "nf4"}
+
+
+# CPU: the same suite builder, record checks and adapter reload, on what a CPU can run.
+
+
+def test_gpu_suite_validates() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        suite = Path(tmp) / "gpu.yaml"
+        suite.write_text(suite_text("cuda", GPU_MATRIX))
+        proc = run_cli("validate", str(suite))
+    assert proc.returncode == 0, proc.stderr
+    assert "8 runs" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["gpu_llama1b", "gpu_llama7b"])
+def test_shipped_gpu_suites_validate(name: str) -> None:
+    proc = run_cli("validate", f"suites/{name}.yaml")
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+def test_record_checks_and_adapter_reload_on_cpu(tmp_path) -> None:
+    records = run_and_check(tmp_path, "cpu", CPU_MATRIX, rel_tol=1e-6)
+    assert {r["resolved"]["amp_dtype"] for r in records} == {"bfloat16"}
+    # and the checks do catch a bad record
+    bad = json.loads(json.dumps(records[0]))
+    bad["env"]["device"], bad["env"]["cuda"] = "cuda", None
+    bad["profile"]["memory_mb"]["train"].update(allocated=10.0, reserved=5.0, nvml=None)
+    bad["profile"]["notes"] = []
+    bad["resolved"]["amp_dtype"] = None
+    problems = " | ".join(record_problems(bad, tmp_path / "nowhere"))
+    for expected in ("env.cuda", "allocated 10.0 <= reserved 5.0", "no note says why", "amp_dtype", "no adapter"):
+        assert expected in problems

@@ -7,7 +7,6 @@ revisions behave as users expect. Quantised bases use bitsandbytes via transform
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 from lorabench.errors import UsageError
@@ -31,6 +30,10 @@ def resolve_path(model: dict[str, Any]) -> str:
         from lorabench.models.builtin import ensure_builtin
 
         return str(ensure_builtin(path.split(":", 1)[1]))
+    if path.startswith("config:"):
+        from lorabench.models.configs import config_dir
+
+        return str(config_dir(path.split(":", 1)[1]))
     return os.path.expanduser(path)
 
 
@@ -141,7 +144,7 @@ def load_model(
         kwargs["pad_token_id"] = tokenizer.pad_token_id
     try:
         if model.get("weights") == "random":
-            net = _random_model(auto, path, revision, kwargs)
+            net = random_model(auto, path, revision, kwargs, device)
         else:
             net = auto.from_pretrained(path, revision=revision, **kwargs)
     except OSError as exc:
@@ -158,6 +161,10 @@ def load_model(
                 f"{precision}; its linear layers are not ones transformers replaces"
             )
         info["quantized_layers"] = quantized
+        from lorabench.models.bnb_cpu import disable_cpu_weight_packing
+
+        # Same nf4 numbers on every CPU, and no crash on AVX512-BF16 ones (see bnb_cpu).
+        info["bnb_cpu_packing_disabled"] = disable_cpu_weight_packing(net)
     return net, tokenizer, info
 
 
@@ -176,17 +183,37 @@ def _custom_loader(model: dict[str, Any]) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def _random_model(auto: Any, path: str, revision: str | None, kwargs: dict[str, Any]) -> Any:
-    """Random weights with the real architecture (speed/memory runs, no weight download)."""
+def random_model(auto: Any, path: str, revision: str | None, kwargs: dict[str, Any], device: str) -> Any:
+    """Random weights with the real architecture (speed/memory runs, no weight download).
+
+    Built where they run, in the dtype they run in (``from_config`` under a torch device
+    context), so a 7B model never exists as fp32 on the CPU. A k-bit base is then handed to
+    ``from_pretrained`` as an in-memory state dict: transformers' bitsandbytes quantizer
+    quantises it exactly as it would a checkpoint, with no file written or read. The peak
+    while loading is one copy in the compute dtype plus the quantised one.
+    """
+    import torch
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(path, revision=revision)
     for key in ("pad_token_id", "num_labels"):
         if key in kwargs:
             setattr(config, key, kwargs[key])
+    target = torch.device("cuda", 0) if device == "cuda" else torch.device(device)
+    with torch.device(target):
+        net = auto.from_config(config, dtype=kwargs.get("dtype"))
     if "quantization_config" not in kwargs:
-        return auto.from_config(config, dtype=kwargs.get("dtype"))
-    # bitsandbytes quantises while loading weights, so materialise random weights first.
-    with tempfile.TemporaryDirectory(prefix="lorabench-random-") as tmp:
-        auto.from_config(config).save_pretrained(tmp)
-        return auto.from_pretrained(tmp, **{k: v for k, v in kwargs.items() if k not in ("pad_token_id", "num_labels")})
+        return net
+    cls, state = type(net), net.state_dict()
+    del net  # the state dict keeps the tensors; the module tree is not needed
+    rest = {k: v for k, v in kwargs.items() if k not in ("pad_token_id", "num_labels")}
+    quantised = cls.from_pretrained(None, config=config, state_dict=state, **rest)
+    del state
+    if target.type == "cuda":
+        import gc
+
+        gc.collect()
+        # Hand the unquantised copy back to the driver: otherwise the caching allocator keeps
+        # it reserved and the train phase's reserved/NVML peaks would include it.
+        torch.cuda.empty_cache()
+    return quantised

@@ -10,7 +10,21 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets")
+# Every installed distribution whose version can change a number in a record. Read from
+# package metadata (importlib.metadata), so listing them imports none of them.
+PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "rouge-score",
+    "safetensors",
+    "numpy",
+    "lorabench",
+)
 
 
 def _version(pkg: str) -> str | None:
@@ -50,25 +64,70 @@ def git_state() -> dict[str, Any]:
         return {"git_sha": None, "git_dirty": None}
 
 
-def run_environment(device: str) -> dict[str, Any]:
-    """Collected inside the run's process, so it describes where the numbers came from."""
-    import torch
+def package_versions() -> dict[str, str | None]:
+    """Versions of :data:`PACKAGES` (None when not installed); imports none of them."""
+    return {pkg: _version(pkg) for pkg in PACKAGES}
 
+
+def collect_env(device: str | None = None) -> dict[str, Any]:
+    """Where a record's numbers come from: host, Python, package versions and the device.
+
+    With ``device=None`` it is cheap and imports neither torch nor anything that probes a
+    GPU, so a driver can call it for a record of a run that never started or died early.
+    With ``"cpu"`` or ``"cuda"`` (inside the run's process) it adds torch's thread count
+    and, on CUDA, the CUDA/cuDNN/driver versions, device name and count.
+    """
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "hostname": platform.node(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
         "device": device,
-        **{pkg: _version(pkg) for pkg in PACKAGES},
+        **package_versions(),
         "executable": sys.executable,
     }
+    if device is None:
+        return env
+    import torch
+
+    env["torch_threads"] = torch.get_num_threads()
     if device == "cuda":
-        env["device_name"] = torch.cuda.get_device_name()
-        env["cuda"] = torch.version.cuda
-        env["device_count"] = torch.cuda.device_count()
+        env.update(cuda_details())
     else:
         env["device_name"] = env["cpu"]
     return env
+
+
+def cuda_details() -> dict[str, Any]:
+    """CUDA runtime, cuDNN, driver, device name and count (call only where CUDA is in use)."""
+    import torch
+
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {
+        "device_name": torch.cuda.get_device_name(),
+        "device_count": torch.cuda.device_count(),
+        "cuda": torch.version.cuda,
+        "cudnn": cudnn,
+        "cuda_driver": nvidia_driver_version(),
+    }
+
+
+def nvidia_driver_version() -> str | None:
+    """The NVIDIA driver version from NVML (None where NVML is missing or fails)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            version = pynvml.nvmlSystemGetDriverVersion()
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # NVML absent, no driver, or a permission problem: the record says null
+        return None
+    return version.decode() if isinstance(version, bytes) else str(version)
+
+
+def run_environment(device: str) -> dict[str, Any]:
+    """Collected inside the run's process, so it describes where the numbers came from."""
+    return collect_env(device)
