@@ -72,3 +72,48 @@ def run_environment(device: str) -> dict[str, Any]:
     else:
         env["device_name"] = env["cpu"]
     return env
+
+
+def static_environment() -> dict[str, Any]:
+    """What the driver knows without importing torch: versions, host, CPU.
+
+    Attached to every record, so a run that died before reporting (OOM-killed, timed
+    out, crashed) still says which package versions it ran with.
+    """
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        **{pkg: _version(pkg) for pkg in PACKAGES},
+        "executable": sys.executable,
+    }
+
+
+def device_environment() -> dict[str, Any]:
+    """torch and accelerator facts: CUDA/cuDNN versions, GPU names, NVIDIA driver.
+
+    Imports torch and may initialise CUDA, so it runs in a child process, never in the
+    driver or the forkserver.
+    """
+    import torch
+
+    env: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda}
+    if torch.cuda.is_available():
+        env["device_count"] = torch.cuda.device_count()
+        env["device_names"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        env["device_name"] = env["device_names"][0]
+        env["cudnn"] = torch.backends.cudnn.version()
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            env["nvidia_driver"] = pynvml.nvmlSystemGetDriverVersion()
+        except Exception as exc:  # NVML missing or unusable: say so rather than guess
+            env["nvidia_driver"] = None
+            env["nvidia_driver_error"] = f"{type(exc).__name__}: {exc}"
+    else:
+        env["device_count"] = 0
+        env["device_name"] = cpu_name()
+    return env
