@@ -158,3 +158,19 @@ def test_report_covers_only_the_current_plan(tmp_path: Path) -> None:
     assert report.returncode == 0, report.stderr
     assert f"not in this suite: {old['run_id']}" in report.stdout
     assert old["run_id"] not in (out / "runs.csv").read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (("--devices", "0,0"), "lists a device twice"),
+        (("--devices", "0,,1"), "comma-separated list of device ids"),
+        (("--executor", "ray", "--devices", "0,1"), "--devices is for the local executor"),
+        (("--address", "auto"), "--address is for --executor ray"),
+    ],
+)
+def test_executor_flag_errors_exit_2(tmp_path: Path, flags: tuple[str, ...], needle: str) -> None:
+    out = tmp_path / "out"
+    proc = run_cli("run", str(_suite(tmp_path)), "--out", str(out), "--no-progress", *flags)
+    _usage_error(proc, needle)
+    assert not out.exists()

@@ -47,3 +47,12 @@ def make_executor(name: str = "local", devices: list[str] | None = None, address
 
         return RayExecutor(address)
     raise UsageError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+
+
+def __getattr__(name: str) -> Any:
+    """``from lorabench.execute import LocalExecutor`` keeps working (it lives in ``local``)."""
+    if name == "LocalExecutor":
+        from lorabench.execute.local import LocalExecutor
+
+        return LocalExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
