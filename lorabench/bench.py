@@ -187,7 +187,7 @@ def _prepare_builtins(executor: Any, todo: list[RunSpec], out_dir: Path) -> None
 
 def summary_line(outcome: SuiteOutcome) -> str:
     """The closing summary: counts, what was reused (failures by name), what is not in the suite."""
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items()))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items())) or "no records"
     lines = [f"lorabench: {counts} ({outcome.ran} run now, {outcome.reused} reused) -> {outcome.out_dir}"]
     if outcome.reused_failures:
         n = sum(outcome.reused_failures.values())

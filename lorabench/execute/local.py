@@ -10,6 +10,7 @@ imports peft and bitsandbytes itself (``entry.RUN_IMPORTS``).
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -31,6 +32,8 @@ class LocalExecutor:
 
     def __init__(self, preload: bool = True) -> None:
         self.ctx = mp.get_context("forkserver")
+        # Set to end every run in flight (a pool's threads watch it on Ctrl-C).
+        self.cancel = threading.Event()
         if preload:
             self.ctx.set_forkserver_preload([PRELOAD_MODULE])
 
@@ -50,6 +53,9 @@ class LocalExecutor:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     timed_out = True
+                    break
+                if self.cancel.is_set():
+                    _kill(proc)
                     break
                 if parent.poll(min(0.5, remaining) if remaining is not None else 0.5):
                     try:

@@ -70,9 +70,14 @@ class DevicePoolExecutor(LocalExecutor):
                 else:
                     yield got
         finally:
-            # Ctrl-C or an error: no new runs start; the runs in flight finish or are
-            # killed with the driver (their processes are daemonic).
+            # Ctrl-C or an error: no new runs start and the runs in flight are killed
+            # (their results would not be recorded anyway).
             stop.set()
+            if running:
+                self.cancel.set()
+                for t in threads:
+                    t.join(timeout=30)
+                self.cancel.clear()
 
     def environment(self) -> dict[str, Any]:
         env = super().environment()
