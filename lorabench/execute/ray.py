@@ -83,7 +83,12 @@ class RayExecutor:
         """The resources one run asks Ray for: its threads as CPUs, one GPU if it uses CUDA."""
         ex = spec.execution
         wants_gpu = ex.get("device") == "cuda" or (ex.get("device", "auto") == "auto" and self._gpus > 0)
-        return {"num_cpus": int(ex.get("threads") or 1), "num_gpus": 1 if wants_gpu else 0, "max_calls": 1}
+        return {
+            "num_cpus": int(ex.get("threads") or 1),
+            "num_gpus": 1 if wants_gpu else 0,
+            "max_calls": 1,
+            "max_retries": 0,
+        }
 
     def _remote(self, fn: Any, **options: Any) -> Any:
         return self.ray.remote(**options)(fn)
