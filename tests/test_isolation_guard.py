@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import REPO, cli_env
 
-GUARD = """
+GUARD = r"""
 import sys
 import torch
 
@@ -27,10 +27,23 @@ def _touched(*args, **kwargs):
 torch.cuda._lazy_init = _touched
 if hasattr(torch._C, "_cuda_init"):
     torch._C._cuda_init = _touched
-if {force_cuda!r}:
-    # Take the branches that only run where a GPU exists (probing code, CUDA kernels).
-    torch.cuda.is_available = lambda: True
-    torch.cuda.device_count = lambda: 1
+
+# Probing counts too: without PYTORCH_NVML_BASED_CUDA_CHECK=1, is_available() and
+# device_count() initialise the CUDA driver, after which forked children cannot use it.
+probes = []
+
+def _probe(name, value):
+    def probe(*args, **kwargs):
+        import traceback
+
+        probes.append(name + " called from\n" + "".join(traceback.format_stack(limit=6)[:-1]))
+        return value
+
+    return probe
+
+# With force_cuda, take the branches that only run where a GPU exists.
+torch.cuda.is_available = _probe("torch.cuda.is_available", {force_cuda!r})
+torch.cuda.device_count = _probe("torch.cuda.device_count", int({force_cuda!r}))
 
 from lorabench.execute.local import PRELOAD_MODULE
 assert PRELOAD_MODULE == "lorabench.execute.preload", PRELOAD_MODULE
@@ -41,6 +54,7 @@ assert not missing, missing
 forbidden = sorted(m for m in sys.modules if m.split(".")[0] in preload.FORBIDDEN)
 assert not forbidden, f"the preload imported GPU-probing modules: {{forbidden[:10]}}"
 assert not torch.cuda.is_initialized(), "CUDA is initialised after the preload"
+assert not probes, "the preload probed for a GPU: " + probes[0]
 # What the server may not import, each run imports itself.
 from lorabench.execute.entry import RUN_IMPORTS
 assert set(RUN_IMPORTS) <= set(preload.FORBIDDEN), RUN_IMPORTS
