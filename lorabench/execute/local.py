@@ -110,6 +110,8 @@ class LocalExecutor:
         msg["executor"] = executor
         return msg  # type: ignore[return-value]
 
+    run = submit  # the name this method had before the Executor protocol
+
     def run_many(self, items: Iterable[tuple[RunSpec, Path]]) -> Iterator[tuple[RunSpec, RunResult]]:
         for spec, run_dir in items:
             yield spec, self.submit(spec, run_dir)
