@@ -1,8 +1,12 @@
 """Run a whole suite: plan → prepare built-ins → execute each run → record → report.
 
-Resume is by run_id: a run whose record exists is not run again (``force`` reruns
-everything, ``retry_failed`` reruns non-successes). Ctrl-C kills the current run,
-keeps every finished record, rebuilds the report and exits 130.
+A thin driver over an ``Executor`` (``lorabench.execute``): it claims and locks the
+results directory, hands the executor the pending specs, and alone writes each result
+as a record. Resume is by run_id: a run whose record exists is not run again. Failed
+records are reused too, by default (a deterministic failure such as an OOM stays cheap
+to skip); the summary names them and ``--retry-failed`` reruns them; ``force`` reruns
+everything. Ctrl-C kills the runs in flight, keeps every finished record, rebuilds the
+report and exits 130.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import json
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +26,33 @@ from lorabench.suite.schema import Suite
 
 @dataclass
 class SuiteOutcome:
+    """What a ``run`` did, for its summary line and exit code."""
+
     out_dir: Path
     statuses: Counter[str]
     ran: int
     reused: int
     interrupted: bool = False
+    reused_failures: Counter[str] = field(default_factory=Counter)
+    not_in_suite: list[str] = field(default_factory=list)
 
 
-def _pending(specs: list[RunSpec], runs_dir: Path, force: bool, retry_failed: bool) -> tuple[list[RunSpec], int]:
-    todo, reused = [], 0
+def _pending(
+    specs: list[RunSpec], runs_dir: Path, force: bool, retry_failed: bool
+) -> tuple[list[RunSpec], int, Counter[str]]:
+    """Specs to run now, how many records are reused, and the statuses of reused failures."""
+    todo, reused, reused_failures = [], 0, Counter[str]()
     for spec in specs:
         path = runs_dir / spec.run_id / "record.json"
         if path.exists() and not force:
             rec = read_record(path)
             if rec["status"] == "success" or not retry_failed:
                 reused += 1
+                if rec["status"] != "success":
+                    reused_failures[rec["status"]] += 1
                 continue
         todo.append(spec)
-    return todo, reused
+    return todo, reused, reused_failures
 
 
 def builtin_ready(path: str) -> bool:
@@ -49,12 +62,27 @@ def builtin_ready(path: str) -> bool:
     return (model_dir(path.split(":", 1)[1]) / ".complete").exists()
 
 
+def base_environment(executor: Any) -> dict[str, Any]:
+    """Provenance every record gets, even when its run dies before reporting.
+
+    Versions and host from the driver (no torch import), device facts from one probe
+    process of the executor, git state of the checkout. A run's own ``env`` overrides.
+    """
+    from lorabench.run.env import git_state, static_environment
+
+    env = static_environment()
+    env.update(executor.environment())
+    env.update(git_state())
+    return env
+
+
 def run_suite(
     suite: Suite,
     out_dir: Path,
     force: bool = False,
     retry_failed: bool = False,
     progress: bool = True,
+    executor: Any = None,
     unavailable: dict[str, str] | None = None,
 ) -> SuiteOutcome:
     """Execute every pending run of ``suite`` into ``out_dir`` and rebuild the report.
@@ -62,75 +90,142 @@ def run_suite(
     ``unavailable`` maps model paths that preflight found cannot load here (hub ids,
     offline, not cached) to their error: those runs are recorded as failed without a process.
     """
+    from lorabench.results_dir import claim, locked
+
+    try:
+        specs = expand(suite)
+        claim(out_dir, suite.name)
+        with locked(out_dir, sys.stderr):
+            return _run_locked(suite, specs, out_dir, force, retry_failed, progress, executor, unavailable or {})
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _run_locked(
+    suite: Suite,
+    specs: list[RunSpec],
+    out_dir: Path,
+    force: bool,
+    retry_failed: bool,
+    progress: bool,
+    executor: Any,
+    unavailable: dict[str, str],
+) -> SuiteOutcome:
     from tqdm import tqdm
 
-    from lorabench.execute import LocalExecutor
+    from lorabench.execute import make_executor
     from lorabench.report import build_report
-    from lorabench.run.env import git_state
 
-    specs = expand(suite)
+    log = sys.stderr
     runs_dir = out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "suite.yaml").write_text(Path(suite.file).read_text(encoding="utf-8"), encoding="utf-8")
-    (out_dir / "plan.json").write_text(
-        json.dumps([{"run_id": s.run_id, "label": s.label} for s in specs], indent=2) + "\n"
-    )
-    todo, reused = _pending(specs, runs_dir, force, retry_failed)
-    log = sys.stderr
+    (out_dir / "plan.json").write_text(json.dumps(describe_plan(specs), indent=2) + "\n")
+    todo, reused, reused_failures = _pending(specs, runs_dir, force, retry_failed)
     print(
         f"lorabench: suite {suite.name!r}: {len(specs)} runs, {len(todo)} to run, {reused} already recorded "
         f"-> {out_dir}",
         file=log,
     )
-    statuses: Counter[str] = Counter()
-    git = git_state()
-    executor = LocalExecutor()
     interrupted = False
     ran = 0
+    if unavailable:
+        ran += _record_unavailable([s for s in todo if s.model["path"] in unavailable], unavailable, runs_dir)
+        todo = [s for s in todo if s.model["path"] not in unavailable]
+    own = executor is None and bool(todo)
+    executor = make_executor() if own else executor
     try:
-        builtins = sorted({s.model["path"] for s in todo if s.model["path"].startswith("builtin:")})
-        missing = [b for b in builtins if not builtin_ready(b)]
-        if missing:
-            print(f"lorabench: preparing {', '.join(missing)} (first use: pretrained once, then cached)", file=log)
-            t0 = time.perf_counter()
-            prep = executor.prepare(missing, out_dir / "prepare.log")
-            if not prep.get("ok"):
-                # Each affected run will fail with the same error and become a row.
-                print(
-                    f"lorabench: preparing built-in models failed: {prep.get('error')} (see {out_dir / 'prepare.log'})",
-                    file=log,
-                )
-            else:
-                print(f"lorabench: built-in models ready in {time.perf_counter() - t0:.1f}s", file=log)
-        bar = tqdm(todo, desc=f"{suite.name}", unit="run", disable=not progress, file=log, dynamic_ncols=True)
-        for spec in bar:
-            bar.set_postfix_str(spec.label)
-            run_dir = runs_dir / spec.run_id
-            if unavailable and spec.model["path"] in unavailable:
-                result: dict[str, Any] = {"status": "failed", "error": unavailable[spec.model["path"]], "wall_s": 0.0}
-            else:
-                result = executor.run(spec, run_dir)
-            record = make_record(spec, result, git)
-            write_record(run_dir, record, result.get("predictions"))
-            statuses[record["status"]] += 1
-            ran += 1
-            if record["status"] != "success":
-                bar.write(f"  {spec.label}: {record['status']}: {record['error']}", file=log)
-        bar.close()
+        if todo:
+            env = base_environment(executor)
+            _prepare_builtins(executor, todo, out_dir)
+            bar = tqdm(total=len(todo), desc=f"{suite.name}", unit="run", disable=not progress, file=log)
+            items = ((spec, runs_dir / spec.run_id) for spec in todo)
+            for spec, result in executor.run_many(items):
+                record = make_record(spec, dict(result), env)
+                write_record(runs_dir / spec.run_id, record, result.get("predictions"))
+                ran += 1
+                bar.update(1)
+                bar.set_postfix_str(spec.label)
+                if record["status"] != "success":
+                    bar.write(f"  {spec.label}: {record['status']}: {record['error']}", file=log)
+            bar.close()
     except KeyboardInterrupt:
         interrupted = True
         print(
             f"\nlorabench: interrupted; {ran} new record(s) kept in {runs_dir}. Run the same command to resume.",
             file=log,
         )
+    finally:
+        if own:
+            executor.close()
+    plan_ids = {s.run_id for s in specs}
     records = load_records(out_dir)
-    build_report(out_dir, records)
-    return SuiteOutcome(out_dir, Counter(r["status"] for r in records), ran, reused, interrupted)
+    current = [r for r in records if r["run_id"] in plan_ids]
+    others = [r for r in records if r["run_id"] not in plan_ids]
+    build_report(out_dir, current)
+    return SuiteOutcome(
+        out_dir,
+        Counter(r["status"] for r in current),
+        ran,
+        reused,
+        interrupted,
+        reused_failures,
+        [f"{r['run_id']} {r['label']} ({r['status']})" for r in others],
+    )
+
+
+def _record_unavailable(specs: list[RunSpec], unavailable: dict[str, str], runs_dir: Path) -> int:
+    """Failed records, without spending a process, for runs whose model cannot load here."""
+    from lorabench.run.env import git_state, static_environment
+
+    if not specs:
+        return 0
+    env = {**static_environment(), **git_state()}
+    for spec in specs:
+        result: dict[str, Any] = {"status": "failed", "error": unavailable[spec.model["path"]], "wall_s": 0.0}
+        write_record(runs_dir / spec.run_id, make_record(spec, result, env))
+        print(f"  {spec.label}: failed: {result['error']}", file=sys.stderr)
+    return len(specs)
+
+
+def _prepare_builtins(executor: Any, todo: list[RunSpec], out_dir: Path) -> None:
+    log = sys.stderr
+    builtins = sorted({s.model["path"] for s in todo if s.model["path"].startswith("builtin:")})
+    missing = [b for b in builtins if not builtin_ready(b)]
+    if not missing:
+        return
+    print(f"lorabench: preparing {', '.join(missing)} (first use: pretrained once, then cached)", file=log)
+    t0 = time.perf_counter()
+    prep = executor.prepare(missing, out_dir / "prepare.log")
+    if not prep.get("ok"):
+        # Each affected run will fail with the same error and become a row.
+        print(
+            f"lorabench: preparing built-in models failed: {prep.get('error')} (see {out_dir / 'prepare.log'})",
+            file=log,
+        )
+    else:
+        print(f"lorabench: built-in models ready in {time.perf_counter() - t0:.1f}s", file=log)
 
 
 def summary_line(outcome: SuiteOutcome) -> str:
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items()))
-    return f"lorabench: {counts} ({outcome.ran} run now, {outcome.reused} reused) -> {outcome.out_dir}"
+    """The closing summary: counts, what was reused (failures by name), what is not in the suite."""
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items())) or "no records"
+    lines = [f"lorabench: {counts} ({outcome.ran} run now, {outcome.reused} reused) -> {outcome.out_dir}"]
+    if outcome.reused_failures:
+        n = sum(outcome.reused_failures.values())
+        kinds = ", ".join(f"{c} {s}" for s, c in sorted(outcome.reused_failures.items()))
+        lines.append(
+            f"lorabench: {n} reused record(s) did not succeed ({kinds}) and were not rerun; "
+            "rerun them with --retry-failed"
+        )
+    if outcome.not_in_suite:
+        lines.append(
+            f"lorabench: {len(outcome.not_in_suite)} record(s) in {outcome.out_dir / 'runs'} are not in this suite "
+            "(left out of the leaderboard and report):"
+        )
+        lines.extend(f"  not in this suite: {item}" for item in outcome.not_in_suite)
+    return "\n".join(lines)
 
 
 def describe_plan(specs: list[RunSpec]) -> list[dict[str, Any]]:

@@ -44,18 +44,21 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from lorabench.bench import run_suite, summary_line
+    from lorabench.execute import make_executor, parse_devices
     from lorabench.validate import check_suite
 
     checked = check_suite(args.suite, for_run=True)
     suite = checked.suite
     _print_preflight(checked)
     out = Path(args.out) if args.out else Path("results") / suite.name
+    executor = make_executor(args.executor, parse_devices(args.devices), args.address)
     outcome = run_suite(
         suite,
         out,
         force=args.force,
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
+        executor=executor,
         unavailable=checked.unavailable,
     )
     print(summary_line(outcome), file=sys.stderr)
@@ -74,10 +77,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from lorabench.report import build_report
 
     out = Path(args.dir)
-    records = load_records(out)
+    run_ids = _plan_run_ids(out)
+    records = load_records(out, run_ids)
     paths = build_report(out, records)
     print(f"lorabench: {len(records)} records -> {paths['leaderboard']}, {paths['report']}")
+    if run_ids is not None:
+        for rec in load_records(out):
+            if rec["run_id"] not in run_ids:
+                print(f"  not in this suite: {rec['run_id']} {rec['label']} ({rec['status']})")
     return 0
+
+
+def _plan_run_ids(out: Path) -> set[str] | None:
+    """run_ids of the plan last run into ``out`` (plan.json), so a report covers that suite only."""
+    import json
+
+    plan = out / "plan.json"
+    if not plan.is_file():
+        return None
+    try:
+        return {p["run_id"] for p in json.loads(plan.read_text(encoding="utf-8"))}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f"{plan}: unreadable plan; rerun the suite or remove the file") from None
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -157,9 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("suite", help="suite YAML file (or a name under suites/)")
     r.add_argument("--out", help="results directory (default: results/<suite name>)")
     r.add_argument("--force", action="store_true", help="rerun runs that already have a record")
-    r.add_argument("--retry-failed", action="store_true", help="rerun runs whose record is not a success")
+    r.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="rerun runs whose record is not a success (reused by default; the summary lists them)",
+    )
     r.add_argument("--strict", action="store_true", help="exit 1 if any run did not succeed")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_executor_args(r)
     r.set_defaults(func=_cmd_run)
 
     v = sub.add_parser("validate", help="check a suite (schema, names, combinations) without running it")
@@ -206,6 +232,23 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--json", action="store_true", help="print a JSON object")
     pa.set_defaults(func=_cmd_params)
     return p
+
+
+def _add_executor_args(r: argparse.ArgumentParser) -> None:
+    """Where runs execute: the local forkserver (default), a local GPU pool, or Ray."""
+    r.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "ray"],
+        help="local: one run at a time, each in a fresh process (default); ray: each run a Ray task",
+    )
+    r.add_argument(
+        "--devices",
+        metavar="IDS",
+        help="local GPU pool: comma-separated device ids (e.g. 0,1,2,3); one run per device at a time, "
+        "each run sees only its device (CUDA_VISIBLE_DEVICES)",
+    )
+    r.add_argument("--address", help="with --executor ray: the cluster (auto, ray://HOST:PORT); default: a local Ray")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,18 @@ def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def make_record(spec: RunSpec, result: dict[str, Any], git: dict[str, Any]) -> dict[str, Any]:
-    """Combine a spec and what its run returned into the record format."""
+def make_record(spec: RunSpec, result: dict[str, Any], base_env: dict[str, Any]) -> dict[str, Any]:
+    """Combine a spec and what its run returned into the record format.
+
+    ``base_env`` (versions, host, device, git: what the driver knows) is in every
+    record, so one whose run died before reporting still has its provenance; the
+    run's own ``env`` refines it.
+    """
     status = result.get("status", "failed")
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}")
-    env = dict(result.get("env") or {})
-    env.update(git)
+    env = dict(base_env)
+    env.update(result.get("env") or {})
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": spec.run_id,
@@ -46,6 +52,9 @@ def make_record(spec: RunSpec, result: dict[str, Any], git: dict[str, Any]) -> d
         "env": env,
         "wall_s": result.get("wall_s"),
         "isolation_s": result.get("isolation_s"),
+        "import_s": result.get("import_s"),
+        "cuda_init_s": result.get("cuda_init_s"),
+        "executor": result.get("executor"),
         "created_at": now_utc(),
         **({"traceback": result["traceback"]} if result.get("traceback") else {}),
         **({"log_tail": result["log_tail"]} if result.get("log_tail") else {}),
@@ -78,12 +87,15 @@ def read_record(path: Path) -> dict[str, Any]:
     return rec
 
 
-def load_records(out_dir: Path) -> list[dict[str, Any]]:
-    """Every record under ``out_dir/runs``, sorted by label."""
+def load_records(out_dir: Path, run_ids: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """Every record under ``out_dir/runs`` (only those of ``run_ids`` if given), sorted by label."""
     runs = out_dir / "runs"
     if not runs.is_dir():
         raise UsageError(f"no runs/ directory under {out_dir}: is this a lorabench results directory?")
     recs = [read_record(p) for p in sorted(runs.glob("*/record.json"))]
+    if run_ids is not None:
+        wanted = set(run_ids)
+        recs = [r for r in recs if r["run_id"] in wanted]
     return sorted(recs, key=lambda r: r["label"])
 
 

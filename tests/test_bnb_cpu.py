@@ -79,7 +79,7 @@ def test_nf4_train_and_eval_through_pipeline_with_packed_path(packed_path_forced
     """The smoke suite's lora@nf4 run, end to end in this process, with the packed path forced."""
     from lorabench.plan import expand
     from lorabench.run.pipeline import run_point
-    from lorabench.suite.schema import parse_suite
+    from lorabench.validate import parse_suite
 
     text = (
         """

@@ -131,3 +131,32 @@ def nvidia_driver_version() -> str | None:
 def run_environment(device: str) -> dict[str, Any]:
     """Collected inside the run's process, so it describes where the numbers came from."""
     return collect_env(device)
+
+
+def static_environment() -> dict[str, Any]:
+    """What the driver knows without importing torch: versions, host, CPU.
+
+    Attached to every record, so a run that died before reporting (OOM-killed, timed
+    out, crashed) still says which package versions it ran with.
+    """
+    env = collect_env()
+    env.pop("device")
+    return env
+
+
+def device_environment() -> dict[str, Any]:
+    """torch and accelerator facts: CUDA/cuDNN versions, GPU names, NVIDIA driver.
+
+    Imports torch and may initialise CUDA, so it runs in a child process, never in the
+    driver or the forkserver.
+    """
+    import torch
+
+    env: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda}
+    if torch.cuda.is_available():
+        env.update(cuda_details())
+        env["device_names"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    else:
+        env["device_count"] = 0
+        env["device_name"] = cpu_name()
+    return env

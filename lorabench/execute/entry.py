@@ -1,0 +1,176 @@
+"""Entry points of an isolated run process (the targets the executors start).
+
+The forkserver imports this module in its preload, so it must stay CUDA-free: peft,
+bitsandbytes and anything else that touches the GPU at import is imported here only
+inside a run (``RUN_IMPORTS``), after the run has checked that it starts from a clean,
+CUDA-free fork and, in a GPU pool, after ``CUDA_VISIBLE_DEVICES`` is set.
+
+What a run's start-up costs is measured here and returned with the result:
+``import_s`` (``RUN_IMPORTS``) and ``cuda_init_s`` (creating the CUDA context, when the
+run uses CUDA); the driver adds ``isolation_s``, its wall time minus the run's own work.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+#: Imported by each run, never by the forkserver: they initialise CUDA at import on a
+#: CUDA machine. bitsandbytes is optional (quantised runs report its absence).
+RUN_IMPORTS: tuple[str, ...] = ("bitsandbytes", "peft")
+
+
+class BadForkError(RuntimeError):
+    """The run process started with CUDA already initialised by its parent."""
+
+
+def _redirect_output(log_path: Path) -> None:
+    """Send this process's stdout/stderr (and C-level writes) to the run's log file."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _check_clean_start() -> None:
+    """Fail with a clear message if this process inherited an initialised CUDA state."""
+    import torch
+
+    in_bad_fork = getattr(torch._C, "_cuda_isInBadFork", lambda: False)
+    if torch.cuda.is_initialized() or in_bad_fork():
+        raise BadForkError(
+            "this run's process was forked from a parent that had initialised CUDA, so it cannot use the GPU; "
+            "the executor's preload (lorabench/execute/preload.py) must stay CUDA-free"
+        )
+
+
+def _uses_cuda(device: str) -> bool:
+    import torch
+
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
+def start_run(spec_dict: dict[str, Any], device_slot: str | None = None) -> dict[str, float | None]:
+    """Prepare this process for one run; returns the start-up breakdown.
+
+    Order matters: ``CUDA_VISIBLE_DEVICES`` before anything touches CUDA, the CUDA
+    context before the imports (so ``import_s`` is the imports alone), then peft and
+    bitsandbytes.
+    """
+    if device_slot is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = device_slot
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _check_clean_start()
+    import torch
+
+    cuda_init_s = None
+    if _uses_cuda((spec_dict.get("execution") or {}).get("device", "auto")):
+        t = time.perf_counter()
+        torch.cuda.init()
+        cuda_init_s = time.perf_counter() - t
+    t = time.perf_counter()
+    for name in RUN_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            if name != "bitsandbytes":
+                raise
+    return {"import_s": time.perf_counter() - t, "cuda_init_s": cuda_init_s}
+
+
+def run_here(spec_dict: dict[str, Any], run_dir: str, device_slot: str | None = None) -> dict[str, Any]:
+    """Run one spec in this process and return ``{status, error, ...}``; never raises."""
+    # Ctrl-C reaches the whole process group; the driver decides what to do with us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    path = Path(run_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    _redirect_output(path / "log.txt")
+    startup: dict[str, float | None] = {"import_s": None, "cuda_init_s": None}
+    t0 = time.perf_counter()
+    try:
+        startup = start_run(spec_dict, device_slot)
+        from lorabench.plan import RunSpec
+        from lorabench.run.pipeline import run_point
+
+        t0 = time.perf_counter()
+        result: dict[str, Any] = run_point(RunSpec.from_dict(spec_dict), path)
+        result["status"] = "success"
+        result["error"] = None
+    except BaseException as exc:  # every failure is a result row, never a lost run
+        from lorabench.run.outcome import classify
+
+        traceback.print_exc()
+        result = {"status": classify(exc), "error": f"{type(exc).__name__}: {exc}"[:4000]}
+        result["traceback"] = traceback.format_exc()[-8000:]
+    # The run's own work; the driver subtracts it from its wall time to get isolation_s.
+    result["wall_s"] = time.perf_counter() - t0
+    result.update(startup)
+    env = result.setdefault("env", {})
+    env["pid"] = os.getpid()
+    env["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    sys.stdout.flush()
+    return result
+
+
+def run(spec_dict: dict[str, Any], run_dir: str, conn: Any, device_slot: str | None = None) -> None:
+    """Forkserver target: run one spec and send the result over ``conn``."""
+    result = run_here(spec_dict, run_dir, device_slot)
+    conn.send(result)
+    conn.close()
+
+
+def prepare(model_paths: list[str], log_path: str, conn: Any) -> None:
+    """Materialise built-in models (pretraining on first use) outside any measured run."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    _redirect_output(Path(log_path))
+    try:
+        from lorabench.models.builtin import ensure_builtin
+
+        out = {p: str(ensure_builtin(p.split(":", 1)[1])) for p in model_paths}
+        conn.send({"ok": True, "paths": out})
+    except BaseException as exc:
+        conn.send({"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+    conn.close()
+
+
+def probe_env(conn: Any) -> None:
+    """Send the device part of the environment (torch, CUDA, GPU names, driver).
+
+    The driver never imports torch, yet a run that dies before reporting still needs a
+    record that says where it ran; this child asks once per suite.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        from lorabench.run.env import device_environment
+
+        conn.send(device_environment())
+    except BaseException as exc:
+        conn.send({"device_probe_error": f"{type(exc).__name__}: {exc}"})
+    conn.close()
+
+
+def noop(conn: Any) -> None:
+    """Does nothing: the isolation-overhead benchmark times a round trip through this."""
+    conn.send({"pid": os.getpid()})
+    conn.close()
+
+
+def imports_only(conn: Any) -> None:
+    """Times ``RUN_IMPORTS`` in a fresh fork (the isolation-overhead benchmark)."""
+    t = time.perf_counter()
+    for name in RUN_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    conn.send({"pid": os.getpid(), "import_s": time.perf_counter() - t})
+    conn.close()

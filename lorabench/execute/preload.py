@@ -1,0 +1,110 @@
+"""What the forkserver imports once, so that every run forks from a warm interpreter.
+
+Rule: nothing imported here may initialise CUDA or even probe for a GPU. A process
+that has initialised the CUDA driver cannot fork usable children ("Cannot re-initialize
+CUDA in forked subprocess"), and ``torch.cuda.is_available()`` already initialises the
+driver unless ``PYTORCH_NVML_BASED_CUDA_CHECK=1``. peft and bitsandbytes do both at
+import time on a CUDA machine (bitsandbytes' ``cuda_specs`` asks for the device
+capability), so each run imports them itself (``entry.RUN_IMPORTS``) and pays for it
+in its own ``import_s``.
+
+What is here is what dominates a cold start and is GPU-free: torch, transformers'
+``modeling_utils`` (the largest single import), torch's compiler stack (which bitsandbytes pulls in
+through ``torch.compile``), the Auto classes, the modeling modules
+of the architectures lorabench ships or its suites use (transformers imports them
+lazily, so without this every run would pay for them again), accelerate, safetensors,
+tokenizers, and lorabench's own run stage (which imports peft only inside functions).
+
+``tests/test_isolation_guard.py`` imports exactly ``PRELOAD`` in a fresh interpreter
+with CUDA initialisation made to fail, so CI (which has no GPU) catches a change that
+breaks this rule.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+#: Modules the forkserver imports, in order. The CI guard imports this same list.
+PRELOAD: tuple[str, ...] = (
+    "torch",
+    # bitsandbytes wraps its CPU kernels in torch.compile at import, which imports
+    # dynamo and inductor (about 3 s of a run's start-up here); both are GPU-free.
+    "torch._dynamo",
+    "torch._inductor.compile_fx",
+    "numpy",
+    "safetensors",
+    "safetensors.torch",
+    "tokenizers",
+    "accelerate",
+    "transformers",
+    "transformers.modeling_utils",
+    "transformers.models.auto.modeling_auto",
+    "transformers.models.auto.tokenization_auto",
+    "transformers.models.auto.configuration_auto",
+    # Architectures of the built-in models and of the shipped suites and scenarios.
+    "transformers.models.gpt2.modeling_gpt2",
+    "transformers.models.llama.modeling_llama",
+    "transformers.models.mistral.modeling_mistral",
+    "transformers.models.qwen2.modeling_qwen2",
+    "transformers.models.falcon.modeling_falcon",
+    "transformers.models.opt.modeling_opt",
+    "transformers.models.bert.modeling_bert",
+    "transformers.models.distilbert.modeling_distilbert",
+    "transformers.models.roberta.modeling_roberta",
+    "transformers.models.t5.modeling_t5",
+    "rouge_score.rouge_scorer",
+    # lorabench's run stage: imports torch and transformers only (peft lazily).
+    "lorabench.run.pipeline",
+    "lorabench.execute.entry",
+)
+
+#: Modules that initialise CUDA (or probe the GPU) when imported on a CUDA machine;
+#: none may be imported by the forkserver. Runs import the ones they need themselves.
+FORBIDDEN: tuple[str, ...] = (
+    "peft",
+    "bitsandbytes",
+    "triton",
+    "flash_attn",
+    "xformers",
+    "deepspeed",
+    "liger_kernel",
+    "apex",
+    "vllm",
+)
+
+
+class PreloadError(RuntimeError):
+    """The forkserver's preload touched CUDA or imported a module that does."""
+
+
+def check_cuda_free() -> None:
+    """Raise if this process has initialised CUDA or imported a FORBIDDEN module."""
+    loaded = sorted(m for m in FORBIDDEN if m in sys.modules)
+    torch = sys.modules.get("torch")
+    initialised = bool(torch is not None and torch.cuda.is_initialized())
+    if loaded or initialised:
+        raise PreloadError(
+            "the executor's forkserver preload must stay CUDA-free, but "
+            + (f"it imported {', '.join(loaded)}" if loaded else "")
+            + (" and " if loaded and initialised else "")
+            + ("CUDA is initialised" if initialised else "")
+            + "; every run forked from it would fail with 'Cannot re-initialize CUDA in forked subprocess'. "
+            "Import such modules inside the run (lorabench.execute.entry.RUN_IMPORTS) instead."
+        )
+
+
+def preload(modules: tuple[str, ...] = PRELOAD) -> None:
+    """Import ``modules`` (a missing optional one is skipped), then check the result."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            if name.startswith("lorabench"):
+                raise
+    check_cuda_free()
+
+
+# The forkserver imports this module by name (multiprocessing's preload list), so the
+# preloading, and the check that fails loudly, happen at import.
+preload()
