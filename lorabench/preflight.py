@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from lorabench.errors import Issue
+from lorabench.errors import Issue, UsageError
 from lorabench.plan import RunSpec
 from lorabench.suite.schema import Suite
 from lorabench.suite.yamlnodes import LDict
@@ -120,7 +120,16 @@ def _check_data_paths(suite: Suite, specs: list[RunSpec], found: Found, env_requ
 
 
 def _is_hub_id(path: str) -> bool:
-    return not path.startswith(("builtin:", "/", "./", "../", "~")) and not os.path.isdir(path)
+    return not path.startswith(("builtin:", "config:", "/", "./", "../", "~")) and not os.path.isdir(path)
+
+
+def _shipped_dir(path: str) -> str | None:
+    """The directory of a model lorabench ships as files (``config:NAME``), else None."""
+    if path.startswith("config:"):
+        from lorabench.models.configs import config_dir
+
+        return str(config_dir(path.split(":", 1)[1]))
+    return None
 
 
 def _model_configs(suite: Suite, specs: list[RunSpec], found: Found) -> dict[str, dict[str, Any] | None]:
@@ -136,6 +145,13 @@ def _model_configs(suite: Suite, specs: list[RunSpec], found: Found) -> dict[str
         if path.startswith("builtin:"):
             b = BUILTIN_MODELS.get(path.split(":", 1)[1])
             configs[path] = {"model_type": b.model_type, **b.config}
+        elif path.startswith("config:"):
+            try:
+                shipped = _shipped_dir(path) or ""
+            except UsageError as exc:
+                found.issues.append(Issue(suite.file, _model_line(suite, spec), str(exc)))
+                continue
+            configs[path] = _read_json(os.path.join(shipped, "config.json"))
         elif not _is_hub_id(path):
             configs[path] = _read_json(os.path.join(os.path.expanduser(path), "config.json"))
         else:
