@@ -27,8 +27,10 @@ echo "torch==$TORCH_VERSION" > "$tmp/constraints.txt"
   echo "# Resolved on $("$tmp/venv/bin/python" -c 'import platform; print(f"CPython {platform.python_version()}, {platform.system()} {platform.machine()}")')"
   echo "# with $TORCH_VERSION as torch. Not listed: torch, triton and nvidia-* CUDA wheels (torch's build"
   echo "# decides them; nvidia-ml-py, the NVML bindings lorabench uses, is listed)."
+  # the packages never locked are the ones scripts/check_lock.py ignores (one rule, one place)
   "${PIP[@]}" freeze --exclude-editable --all \
-    | grep -viP '^(torch|triton|nvidia-(?!ml-py==)[a-z0-9-]*|pip|lorabench)==' \
+    | "$tmp/venv/bin/python" -c 'import sys; sys.path.insert(0, "scripts"); from check_lock import UNLOCKED, normalise
+sys.stdout.writelines(line for line in sys.stdin if not UNLOCKED.match(normalise(line.split("==")[0])))' \
     | LC_ALL=C sort -f
 } > "$LOCK.tmp"
 mv "$LOCK.tmp" "$LOCK"
