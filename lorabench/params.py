@@ -130,38 +130,15 @@ def _tied(model: Any) -> bool:
     return out is not None and inp is not None and out.weight is inp.weight
 
 
-def count(
-    model: str,
-    method: str,
-    rank: int | None = None,
-    alpha: float | None = None,
-    target_modules: list[str] | None = None,
-    task_type: str | None = None,
-    num_labels: int | None = None,
-    precision: str = "fp32",
-) -> ParamCount:
-    """Count trainable and total parameters of ``method`` on ``model``, without weights."""
+def meta_model(
+    model: str, config: Any, raw: dict[str, Any], task_type: str | None = None, num_labels: int | None = None
+) -> tuple[Any, str, str, list[str]]:
+    """(model on the meta device, task type, family, notes): no weights, no memory."""
     import torch
     import transformers
 
-    from lorabench.methods import METHODS
-    from lorabench.methods.base import MethodContext
     from lorabench.models.loading import AUTO_CLASSES
-    from lorabench.run.profile import count_parameters
-    from lorabench.suite.schema import PRECISIONS
 
-    cls = METHODS.get(method)
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
-    if rank is not None and not cls.uses_rank:
-        raise UsageError(f"method {method!r} has no rank; drop --rank")
-    if rank is not None and rank < 1:
-        raise UsageError(f"--rank should be >= 1, got {rank}")
-    options = method_options(cls, alpha, target_modules)
-    config, raw = read_config(model)
-    reason = cls.invalid_reason(precision, config.model_type)
-    if reason:
-        raise UsageError(f"{method} at {precision} on a {config.model_type} model is invalid: {reason}")
     task_type = task_type or infer_task_type(config)
     if task_type not in TASK_TYPES:
         raise UsageError(f"unknown task type {task_type!r}; known: {', '.join(TASK_TYPES)}")
@@ -180,6 +157,38 @@ def count(
             "config.json has tie_word_embeddings: false, so lm_head is counted separately (transformers builds "
             "this model tied from a config alone, and unties it when loading the checkpoint)"
         )
+    return net, task_type, family, notes
+
+
+def count(
+    model: str,
+    method: str,
+    rank: int | None = None,
+    alpha: float | None = None,
+    target_modules: list[str] | None = None,
+    task_type: str | None = None,
+    num_labels: int | None = None,
+    precision: str = "fp32",
+) -> ParamCount:
+    """Count trainable and total parameters of ``method`` on ``model``, without weights."""
+    from lorabench.methods import METHODS
+    from lorabench.methods.base import MethodContext
+    from lorabench.run.profile import count_parameters
+    from lorabench.suite.schema import PRECISIONS
+
+    cls = METHODS.get(method)
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    if rank is not None and not cls.uses_rank:
+        raise UsageError(f"method {method!r} has no rank; drop --rank")
+    if rank is not None and rank < 1:
+        raise UsageError(f"--rank should be >= 1, got {rank}")
+    options = method_options(cls, alpha, target_modules)
+    config, raw = read_config(model)
+    reason = cls.invalid_reason(precision, config.model_type)
+    if reason:
+        raise UsageError(f"{method} at {precision} on a {config.model_type} model is invalid: {reason}")
+    net, task_type, family, notes = meta_model(model, config, raw, task_type, num_labels)
     ctx = MethodContext(
         rank=(rank or cls.default_rank) if cls.uses_rank else None,
         options=options,

@@ -104,6 +104,9 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=ctx.device == "cuda" and ctx.amp_dtype == torch.float16)
     stream = batches(rows, cfg["batch_size"], ctx.seed, lambda b: task.collate(b, tokenizer))
     warmup = min(cfg["warmup_steps"], n_steps - 1)
+    # Pinned host memory makes the copy truly asynchronous (from pageable memory
+    # `non_blocking` is a synchronous copy); on CPU the batch is used as it is.
+    pin = ctx.device == "cuda"
     model.train()
     pending: list[tuple[int, torch.Tensor, float]] = []
     curve: list[list[float]] = []
@@ -130,14 +133,17 @@ def train(
             eval_s_at_timed = eval_s
         step_loss = torch.zeros((), device=ctx.device)
         for _ in range(cfg["grad_accum"]):
-            batch = {k: v.to(ctx.device, non_blocking=True) for k, v in next(stream).items()}
+            host = next(stream)
+            if step >= warmup:
+                # Counted on the host copy: on the device, int(mask.sum()) would be a
+                # CPU-GPU sync every micro-step, stalling the queue while we collate.
+                tokens += task.count_tokens(host)
+                samples += int(host["input_ids"].shape[0])
+            batch = {k: v.pin_memory().to(ctx.device, non_blocking=True) if pin else v for k, v in host.items()}
             with ctx.autocast():
                 loss = model(**batch).loss / cfg["grad_accum"]
             scaler.scale(loss).backward()
             step_loss += loss.detach()
-            if step >= warmup:
-                tokens += task.count_tokens(batch)
-                samples += int(batch["input_ids"].shape[0])
         scaler.unscale_(opt)
         if cfg["max_grad_norm"]:
             torch.nn.utils.clip_grad_norm_(params, cfg["max_grad_norm"])

@@ -18,6 +18,7 @@ from lorabench.suite.yamlnodes import LDict, LList, load_yaml
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "nf4", "fp4")
 QUANTIZED = ("int8", "nf4", "fp4")
 Precision = Literal["fp32", "bf16", "fp16", "int8", "nf4", "fp4"]
+AttnImpl = Literal["eager", "sdpa", "flash_attention_2"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class TrainSettings:
     grad_checkpointing: bool = False
     max_grad_norm: float | None = 1.0
     log_every: int = 10
+    # The loss kernel: the model's own (`default`), or Liger's fused linear + cross-entropy
+    # (`liger`, CUDA + liger-kernel only), which never materialises the full logits.
+    loss: Literal["default", "liger"] = "default"
 
     def __post_init__(self) -> None:
         if self.steps is None and self.epochs is None:
@@ -111,6 +115,13 @@ class ExecutionSettings:
     timeout_s: float = 3600.0
     keep_adapter: bool = True
     memory_sample_s: float = 0.02
+    compile: bool = False  # torch.compile the model before training
+    # Peak dense TFLOP/s for MFU, overriding the built-in datasheet table (needed on CPU).
+    peak_tflops: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.peak_tflops is not None and self.peak_tflops <= 0:
+            raise ValueError(f"`peak_tflops` should be > 0, got {self.peak_tflops}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,8 @@ class ModelDef:
     revision: str | None = None
     weights: Literal["pretrained", "random"] = "pretrained"
     target_modules: tuple[str, ...] | None = None
+    # transformers' attention kernel; null keeps transformers' default for the model.
+    attn_implementation: AttnImpl | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,11 @@ class MatrixBlock:
     task: tuple[str, ...]
     precision: tuple[Precision, ...] = ("fp32",)
     rank: tuple[int, ...] | None = None
+    # Optimised-path axes; each overrides execution.compile / the model's
+    # attn_implementation / train.loss for the points of this block.
+    compile: tuple[bool, ...] | None = None
+    attn_implementation: tuple[AttnImpl, ...] | None = None
+    loss: tuple[Literal["default", "liger"], ...] | None = None
 
 
 @dataclass(frozen=True)
