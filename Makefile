@@ -7,7 +7,7 @@ OUT    ?= results/$(SUITE)
 ARGS   ?=
 STAMP  := $(VENV)/.lorabench-installed
 
-.PHONY: bench test lint validate benchmarks clean-results install
+.PHONY: bench test lint validate benchmarks perf clean-results install
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/bootstrap.sh
@@ -30,6 +30,10 @@ validate: $(STAMP)
 
 benchmarks: $(STAMP)
 	$(VENV)/bin/python benchmarks/isolation_overhead.py
+
+# Harness overhead: lorabench's training loop vs a bare PyTorch loop (overhead_ratio).
+perf: $(STAMP)
+	$(VENV)/bin/python benchmarks/perf_overhead.py $(ARGS)
 
 clean-results:
 	rm -rf results/smoke

@@ -41,7 +41,7 @@ def build_spec(args: argparse.Namespace) -> Any:
     if args.attn_implementation:
         model["attn_implementation"] = args.attn_implementation
     matrix: dict[str, Any] = {"model": ["m"], "method": [args.method], "precision": [args.precision]}
-    matrix["task"] = ["synthetic-lm"]
+    matrix["task"] = [getattr(args, "task", "synthetic-lm")]
     if args.rank:
         matrix["rank"] = [args.rank]
     suite = {
@@ -85,7 +85,9 @@ def prepare(spec: Any) -> tuple[Any, Any, Any, Any]:
     device = resolve_device(spec.execution["device"])
     seed_everything(0)
     task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
-    model, _tok, info = load_model(spec.model, "causal-lm", spec.precision, spec.quantization, device)
+    model, _tok, info = load_model(
+        spec.model, task.family, spec.precision, spec.quantization, device, task.model_kwargs()
+    )
     model = prepare_base(model, spec)
     mctx = _method_context(spec, task, info, spec.train["steps"])
     model = METHODS.get(spec.method)().apply(model, mctx)
