@@ -195,17 +195,20 @@ def _performance(
     """FLOPs per token, MFU and the memory estimate; a failure here is a note, never a failed run."""
     config = getattr(model, "config", None)
     config_d = config.to_dict() if hasattr(config, "to_dict") else None
-    out, notes = flops_profile(
-        model,
-        config_d,
-        spec.train["max_seq_len"],
-        bool(spec.train["grad_checkpointing"]),
-        stats.tokens_per_s,
-        device,
-        env.get("device_name"),
-        ctx.amp_dtype in (torch.bfloat16, torch.float16),
-        spec.execution.get("peak_tflops"),
-    )
+    try:
+        out, notes = flops_profile(
+            model,
+            config_d,
+            spec.train["max_seq_len"],
+            bool(spec.train["grad_checkpointing"]),
+            stats.tokens_per_s,
+            device,
+            env.get("device_name"),
+            ctx.amp_dtype in (torch.bfloat16, torch.float16),
+            spec.execution.get("peak_tflops"),
+        )
+    except Exception as exc:  # a model shape the FLOPs model does not know: say so, keep the run
+        out, notes = {"model_flops_per_token": None, "mfu": None}, [f"FLOPs not computed: {exc!r}"]
     try:
         out["estimate_bytes"] = estimate_for_spec(spec, mctx.options, task.family, device, info.get("compute_dtype"))
     except Exception as exc:  # the estimator covers transformers configs only
