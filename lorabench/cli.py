@@ -137,6 +137,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         attn=args.attn_implementation,
         device=args.device,
         compute_dtype=args.compute_dtype,
+        loss=args.loss,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -176,6 +177,9 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
     es.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cuda adds the CUDA context")
     es.add_argument(
         "--compute-dtype", choices=["fp32", "bf16", "fp16"], help="k-bit compute dtype (default: bf16 on cuda)"
+    )
+    es.add_argument(
+        "--loss", default="default", choices=["default", "chunked", "liger"], help="the loss kernel (train.loss)"
     )
     es.add_argument("--json", action="store_true", help='print {"peak_bytes": ..., "breakdown": {...}, ...}')
     es.set_defaults(func=_cmd_estimate)

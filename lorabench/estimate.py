@@ -27,7 +27,8 @@ V = vocabulary, L = layers, e = activation bytes, e_r = residual-stream bytes):
   activations while it is recomputed.
 - ``logits``: b·s·V·max(e + 8, 12) for a causal LM: in the forward pass the autocast
   logits, their fp32 copy and the fp32 log-softmax the loss saves; in the backward
-  pass that log-softmax, its gradient and the logits' gradient (fp32).
+  pass that log-softmax, its gradient and the logits' gradient (fp32). A chunked or
+  fused loss (``train.loss``) holds at most 4096 tokens' logits at a time.
 - ``optimizer_step``: the fp32 temporaries of a foreach AdamW step (4 B per trainable).
 - ``cuda_context``: the CUDA context and kernels (512 MiB, typical; not counted by
   torch's allocator, so ``allocated_bytes`` leaves it out and ``peak_bytes`` keeps it).
@@ -51,6 +52,7 @@ ATTENTION = ("eager", "sdpa", "flash_attention_2")
 NF4_BLOCK = 64
 DQ_BLOCK = 256
 ADAM8_BLOCK = 256
+CHUNK_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ def estimate(
     prepare_kbit: bool = True,
     double_quant: bool = True,
     device: str = "cuda",
+    loss: str = "default",
 ) -> Estimate:
     """Every term of the module docstring, for one training configuration."""
     if optimizer not in OPTIMIZERS:
@@ -198,7 +201,9 @@ def estimate(
         acts = shape.layers * layer
     acts += tokens * shape.hidden * (e_r + 4)  # embeddings' output and the final norm's fp32 copy
     b["activations"] = acts
-    b["logits"] = tokens * shape.vocab * max(e + 8, 12) if shape.causal_lm else 0
+    # A chunked or fused loss holds one chunk's logits at a time (4096 tokens for `chunked`).
+    logit_tokens = tokens if loss == "default" else min(tokens, CHUNK_TOKENS)
+    b["logits"] = logit_tokens * shape.vocab * max(e + 8, 12) if shape.causal_lm else 0
     b["optimizer_step"] = 4 * trainable if optimizer == "adamw" else 0
     b["cuda_context"] = CUDA_CONTEXT_BYTES if device == "cuda" else 0
     static = b["weights"] + b.get("kbit_fp32_upcast", 0) + b["adapter"] + b["optimizer_state"]
@@ -215,6 +220,7 @@ def estimate(
             "grad_checkpointing": grad_checkpointing,
             "optimizer": optimizer,
             "attn_implementation": attn,
+            "loss": loss,
             "compute_dtype": compute_dtype if kbit else None,
             "activation_bytes": e,
             "residual_bytes": e_r,
@@ -322,6 +328,7 @@ def estimate_model(
     double_quant: bool = True,
     task_type: str | None = None,
     method_opts: Any = None,
+    loss: str = "default",
 ) -> Estimate:
     """Build MODEL on the meta device, apply the method as a run would, and :func:`estimate`."""
     import json
@@ -393,6 +400,7 @@ def estimate_model(
         prepare_kbit=prepare_kbit,
         double_quant=double_quant,
         device=device,
+        loss=loss,
     )
     result.inputs.update(model=model, method=method, rank=ctx.rank, task_type=task_type)
     result.notes.extend(notes)

@@ -275,3 +275,36 @@ def test_a_run_records_flops_mfu_estimate_and_the_optimised_path(write_suite, tm
     assert prof["estimate_bytes"]["allocated"] > 0
     assert resolved["attn_implementation"] == "eager" and resolved["compile"] is True
     assert rec["spec"]["model"]["name"] == "tiny-gpt2+compile+eager"
+
+
+def test_chunked_cross_entropy_matches_the_models_loss_and_gradients() -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lorabench.models.loading import resolve_path
+    from lorabench.run.perf import chunked_ce_forward
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(resolve_path({"path": "builtin:tiny-gpt2"}))
+    model.config.resid_pdrop = model.config.embd_pdrop = model.config.attn_pdrop = 0.0
+    model.eval()  # no dropout: both passes must see the same network
+    ids = torch.randint(4, model.config.vocab_size, (3, 12))
+    labels = ids.clone()
+    labels[0, 8:] = -100  # padding is ignored by both
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    ref = model(**batch).loss
+    ref.backward()
+    ref_grad = model.get_output_embeddings().weight.grad.clone()
+    model.zero_grad()
+    got = chunked_ce_forward(model, chunk_tokens=5)(batch)  # 36 tokens in uneven chunks
+    got.backward()
+    torch.testing.assert_close(got, ref)
+    torch.testing.assert_close(model.get_output_embeddings().weight.grad, ref_grad)
+
+
+def test_chunked_loss_shrinks_the_logits_term() -> None:
+    big = Shape(layers=1, hidden=8, intermediate=16, heads=2, kv_width=8, vocab=1000)
+    default = estimate(big, INV, "bf16", batch_size=4, seq_len=2048)
+    chunked = estimate(big, INV, "bf16", batch_size=4, seq_len=2048, loss="chunked")
+    assert default.breakdown["logits"] == 4 * 2048 * 1000 * 12
+    assert chunked.breakdown["logits"] == 4096 * 1000 * 12

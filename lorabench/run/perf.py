@@ -97,5 +97,55 @@ def estimate_for_spec(spec: Any, method_options: Any, family: str, device: str, 
         double_quant=bool(spec.quantization.get("double_quant", True)),
         task_type={"causal-lm": "causal-lm", "seq2seq": "seq2seq-lm", "classification": "seq-cls"}[family],
         method_opts=method_options,
+        loss=spec.train.get("loss", "default"),
     )
     return {"allocated": est.allocated_bytes, "peak": est.peak_bytes, "breakdown": est.breakdown}
+
+
+# Models whose logits are exactly output_head(backbone(x).last_hidden_state): no logit
+# scaling or soft-capping that a chunked loss would have to repeat.
+CHUNKED_CE_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gpt2", "gpt_neox", "falcon", "phi3")
+
+
+def chunked_ce_forward(model: Any, chunk_tokens: int = 4096) -> Any:
+    """A causal-LM loss that never materialises the full logits (plain torch, any device).
+
+    The backbone's final hidden states go through the output head ``chunk_tokens`` at
+    a time, each chunk under activation checkpointing, so only one chunk's logits (and
+    their fp32 copy) exist at once, in the forward and again in the backward pass. The
+    loss is the mean next-token cross-entropy over labels != -100, as transformers'
+    ``ForCausalLMLoss`` computes it. Returns ``forward(batch) -> loss``.
+    """
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.checkpoint import checkpoint
+
+    hf = model.get_base_model() if hasattr(model, "get_base_model") else model
+    mtype = getattr(getattr(hf, "config", None), "model_type", None)
+    if mtype not in CHUNKED_CE_MODEL_TYPES:
+        raise UsageError(
+            f"train.loss: chunked supports causal LMs of types {', '.join(CHUNKED_CE_MODEL_TYPES)}; "
+            f"this model is {mtype!r}"
+        )
+    backbone = hf.base_model
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else hf.get_output_embeddings()
+
+    def chunk_loss(h: Any, labels: Any) -> Any:
+        logits = head(h).float()
+        return F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+
+    def forward(batch: dict[str, Any]) -> Any:
+        labels = batch["labels"]
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        hidden = backbone(**inputs).last_hidden_state
+        # next-token targets: position t predicts labels[t + 1]; the last position has none
+        shifted = F.pad(labels[:, 1:], (0, 1), value=-100).reshape(-1)
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for i in range(0, flat.shape[0], chunk_tokens):
+            total = total + checkpoint(
+                chunk_loss, flat[i : i + chunk_tokens], shifted[i : i + chunk_tokens], use_reentrant=False
+            )
+        return total / (shifted != -100).sum().clamp(min=1)
+
+    return forward

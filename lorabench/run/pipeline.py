@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from lorabench.data.cache import prepare_cached
+from lorabench.errors import UsageError
 from lorabench.methods import METHODS
 from lorabench.methods.base import MethodContext
 from lorabench.models.loading import DTYPES, compute_dtype, load_model
 from lorabench.plan import RunSpec
 from lorabench.run.env import run_environment
-from lorabench.run.perf import apply_liger, compile_model, estimate_for_spec, flops_profile
+from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import MemoryMonitor, Stopwatch, count_parameters, dir_bytes
 from lorabench.run.train import total_steps, train
 from lorabench.suite.schema import QUANTIZED
@@ -94,6 +95,10 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         task.check_model(model)
         if spec.train.get("loss", "default") == "liger":
             info["loss_kernel"] = apply_liger(model, device)  # before the method wraps the model
+        elif spec.train.get("loss", "default") == "chunked":
+            if task.family != "causal-lm":
+                raise UsageError(f"train.loss: chunked is for causal-LM tasks; {spec.task!r} is {task.family}")
+            info["loss_kernel"] = "chunked cross-entropy (plain torch, output head checkpointed per chunk)"
         data = prepare_cached(task, tokenizer, spec.train)  # tokenised once per data set, then from disk
         mctx = _method_context(spec, task, info, total_steps(spec.train, len(data.train)))
         model = prepare_base(model, spec)
@@ -120,6 +125,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             after_step=lambda step: method.after_step(model, step),
             evaluate=periodic_eval,
             eval_every=spec.eval.get("every"),
+            forward=chunked_ce_forward(model) if spec.train.get("loss") == "chunked" else None,
         )
         mem_train = monitor.end_phase()
 

@@ -83,13 +83,15 @@ def train(
     after_step: Callable[[int], None] | None = None,
     evaluate: Callable[[], dict[str, float]] | None = None,
     eval_every: int | None = None,
+    forward: Callable[[dict[str, Any]], torch.Tensor] | None = None,
 ) -> TrainStats:
     """Train ``model`` on ``rows`` per ``cfg``; returns timing, throughput and the loss curve.
 
     ``after_step(step)`` runs after each optimizer step while gradients still exist (a
     method's own bookkeeping, e.g. AdaLoRA's budget). ``evaluate()`` runs every
     ``eval_every`` steps and after the last one for a quality curve; its time is
-    excluded from every training timer.
+    excluded from every training timer. ``forward(batch)``, when given, computes the loss
+    instead of ``model(**batch).loss`` (e.g. a chunked cross-entropy).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -141,7 +143,7 @@ def train(
                 samples += int(host["input_ids"].shape[0])
             batch = {k: v.pin_memory().to(ctx.device, non_blocking=True) if pin else v for k, v in host.items()}
             with ctx.autocast():
-                loss = model(**batch).loss / cfg["grad_accum"]
+                loss = (forward(batch) if forward is not None else model(**batch).loss) / cfg["grad_accum"]
             scaler.scale(loss).backward()
             step_loss += loss.detach()
         scaler.unscale_(opt)

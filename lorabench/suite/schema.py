@@ -19,6 +19,7 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8", "nf4", "fp4")
 QUANTIZED = ("int8", "nf4", "fp4")
 Precision = Literal["fp32", "bf16", "fp16", "int8", "nf4", "fp4"]
 AttnImpl = Literal["eager", "sdpa", "flash_attention_2"]
+LossKernel = Literal["default", "chunked", "liger"]
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,10 @@ class TrainSettings:
     grad_checkpointing: bool = False
     max_grad_norm: float | None = 1.0
     log_every: int = 10
-    # The loss kernel: the model's own (`default`), or Liger's fused linear + cross-entropy
-    # (`liger`, CUDA + liger-kernel only), which never materialises the full logits.
-    loss: Literal["default", "liger"] = "default"
+    # The loss kernel: the model's own (`default`); `chunked`, a plain-torch cross-entropy
+    # over chunks of tokens with the output head checkpointed per chunk; or Liger's fused
+    # linear + cross-entropy (`liger`, CUDA + liger-kernel). Neither materialises the full logits.
+    loss: LossKernel = "default"
 
     def __post_init__(self) -> None:
         if self.steps is None and self.epochs is None:
@@ -149,7 +151,7 @@ class MatrixBlock:
     # attn_implementation / train.loss for the points of this block.
     compile: tuple[bool, ...] | None = None
     attn_implementation: tuple[AttnImpl, ...] | None = None
-    loss: tuple[Literal["default", "liger"], ...] | None = None
+    loss: tuple[LossKernel, ...] | None = None
 
 
 @dataclass(frozen=True)
