@@ -11,7 +11,7 @@ Prints ``overhead_ratio: X`` = median over repetitions of harness tokens/s ÷ ba
 tokens/s (1.0 = no overhead), and the spread. Run: ``make perf`` (CPU, a built-in
 model), or on a GPU with a shipped shape, e.g.::
 
-    python benchmarks/perf_overhead.py --model path/to/llama-7b-config-dir --weights random \\
+    python benchmarks/perf_overhead.py --shape llama-7b --device cuda \\
         --precision bf16 --method lora --rank 16 --target-modules all-linear --batch-size 4 --seq-len 512
 
 ``--profile`` also prints where the harness's host time goes (cProfile, top functions).
@@ -188,6 +188,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="builtin:tiny-gpt2", help="builtin:NAME or a directory with config.json")
     p.add_argument("--weights", default="pretrained", choices=["pretrained", "random"])
+    p.add_argument(
+        "--shape",
+        choices=["gpt2-124m", "llama-1.1b", "llama-7b"],
+        help="a shipped shape with random weights (overrides --model/--weights; see estimate_vs_measured.py)",
+    )
     p.add_argument("--method", default="lora")
     p.add_argument("--rank", type=int, default=None)
     p.add_argument("--target-modules", help="comma-separated, or all-linear")
@@ -206,6 +211,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-monitor", action="store_true", help="leave the memory sampler thread out")
     p.add_argument("--profile", action="store_true", help="cProfile one harness repetition, print the top")
     args = p.parse_args(argv)
+    if args.shape:
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from estimate_vs_measured import shape_dir
+
+        args.model = shape_dir(args.shape, Path(tempfile.mkdtemp(prefix="lorabench-shapes-")))
+        args.weights = "random"
 
     spec = build_spec(args)
     model, task, ctx, device = prepare(spec)
