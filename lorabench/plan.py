@@ -20,6 +20,13 @@ from lorabench.suite.typed import MISSING, Collector, build, key_line
 
 # Settings that change how a run is managed but not what it measures.
 _NOT_HASHED = ("timeout_s", "keep_adapter", "peak_tflops")
+# Settings added after run ids were in use: at their default they stay out of the hash,
+# so existing results keep their run ids (and resume) when the schema grows.
+_HASHED_UNLESS_DEFAULT = (
+    ("execution", "compile", False),
+    ("train", "loss", "default"),
+    ("model", "attn_implementation", None),
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,9 @@ class RunSpec:
         d = self.to_dict()
         d.pop("suite")
         d["execution"] = {k: v for k, v in d["execution"].items() if k not in _NOT_HASHED}
+        for section, key, default in _HASHED_UNLESS_DEFAULT:
+            if d[section].get(key, default) == default:
+                d[section] = {k: v for k, v in d[section].items() if k != key}
         if self.precision not in QUANTIZED:
             d.pop("quantization")  # bnb settings cannot affect an unquantised run
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)

@@ -308,3 +308,20 @@ def test_chunked_loss_shrinks_the_logits_term() -> None:
     chunked = estimate(big, INV, "bf16", batch_size=4, seq_len=2048, loss="chunked")
     assert default.breakdown["logits"] == 4 * 2048 * 1000 * 12
     assert chunked.breakdown["logits"] == 4096 * 1000 * 12
+
+
+def test_new_settings_at_their_defaults_keep_existing_run_ids(write_suite) -> None:
+    from lorabench.plan import RunSpec, expand
+    from lorabench.suite import load_suite
+
+    path = write_suite(
+        "matrix: {model: [builtin:tiny-gpt2], method: [lora], task: [synthetic-lm]}\ntrain: {steps: 4}\n"
+    )
+    spec = expand(load_suite(path))[0]
+    d = spec.to_dict()
+    d["execution"].pop("compile")
+    d["train"].pop("loss")
+    d["model"].pop("attn_implementation")
+    assert RunSpec.from_dict(d).run_id == spec.run_id  # as before these settings existed
+    d["execution"]["compile"] = True
+    assert RunSpec.from_dict(d).run_id != spec.run_id
