@@ -325,3 +325,31 @@ def test_new_settings_at_their_defaults_keep_existing_run_ids(write_suite) -> No
     assert RunSpec.from_dict(d).run_id == spec.run_id  # as before these settings existed
     d["execution"]["compile"] = True
     assert RunSpec.from_dict(d).run_id != spec.run_id
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_a_gpu_run_records_mfu_from_the_datasheet_table(write_suite, tmp_path) -> None:
+    import torch
+
+    from tests.conftest import TINY_TRAIN
+
+    suite = textwrap.dedent(
+        """
+            matrix:
+              model: [builtin:tiny-gpt2]
+              method: [lora]
+              precision: [bf16]
+              task: [synthetic-lm]
+            """
+    ) + TINY_TRAIN.replace("execution:\n", "execution:\n  device: cuda\n")
+    res = run_cli("run", str(write_suite(suite)), "--out", str(tmp_path / "out"), "--no-progress", "--strict")
+    assert res.returncode == 0, res.stderr[-3000:]
+    (record_path,) = (tmp_path / "out" / "runs").glob("*/record.json")
+    prof = json.loads(record_path.read_text())["profile"]
+    peak = peak_tflops(torch.cuda.get_device_name())
+    assert prof["peak_tflops"] == peak
+    if peak is not None:
+        assert 0 < prof["mfu"] < 1
+        assert prof["mfu"] == pytest.approx(prof["model_flops_per_token"] * prof["tokens_per_s"] / (peak * 1e12))
+    assert prof["estimate_bytes"]["allocated"] > 0 and prof["memory_mb"]["train"]["allocated"] > 0
