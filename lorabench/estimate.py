@@ -21,8 +21,10 @@ V = vocabulary, L = layers, e = activation bytes, e_r = residual-stream bytes):
   the two norms save, and the MLP: 3·e_io·f + e·f gated (SwiGLU), e_io·f + e·f
   otherwise, where e_io is the dtype between ops (fp32 after k-bit preparation, whose
   fp32 norms and bitsandbytes layers return their input's dtype; else e); 2·e_io·h more
-  when norms train. Eager attention adds the softmax probabilities a·s·e (and a byte
-  per score for attention dropout); dropout adds two bytes per residual element. With
+  when norms train; GPT-2's ``gelu_new`` (written out of element-wise ops) 3·e_io·f
+  more. Eager attention adds the softmax probabilities a·s·e (with attention dropout
+  a·s·(2e + 1): the mask and the dropped copy too; on CPU, sdpa with dropout runs the
+  same math path); dropout adds two bytes per residual element. With
   gradient checkpointing only each layer's input (h·e_r) is kept, plus one layer's
   activations while it is recomputed.
 - ``logits``: b·s·V·max(e + 8, 12) for a causal LM: in the forward pass the autocast
@@ -68,6 +70,7 @@ class Shape:
     gated_mlp: bool = False
     dropout: bool = False
     causal_lm: bool = True
+    composite_gelu: bool = False  # GPT-2's gelu_new: written out of element-wise ops, saves 3 more f-sized tensors
 
 
 @dataclass(frozen=True)
@@ -147,10 +150,12 @@ def layer_activation_bytes(
         per_token += 3 * e_io * f + e * f
     else:  # act saves its input, fc2 its output (cast)
         per_token += e_io * f + e * f
+    if shape.composite_gelu:  # 0.5·x·(1 + tanh(...)): tanh's output, 1 + it, and 0.5·x
+        per_token += 3 * e_io * f
     if norms_train:
         per_token += 2 * e_io * h
-    if attn == "eager":
-        per_token += shape.heads * seq * (e + (1 if shape.dropout else 0))
+    if attn == "eager":  # the softmax output; with dropout also its mask and the dropped copy
+        per_token += shape.heads * seq * ((2 * e + 1) if shape.dropout else e)
     else:
         per_token += 4 * shape.heads  # the kernel's log-sum-exp, fp32
     if shape.dropout:
@@ -193,7 +198,9 @@ def estimate(
     b["gradients"] = 4 * trainable
     b["optimizer_state"] = optimizer_bytes(trainable, optimizer)
     e_io = 4 if (kbit and prepare_kbit) else e
-    layer = layer_activation_bytes(shape, tokens, seq_len, e, attn, inv.norms_train, e_io)
+    # On CPU, sdpa with dropout runs PyTorch's math path, which saves what eager attention does.
+    kernel = "eager" if (device == "cpu" and attn == "sdpa" and shape.dropout) else attn
+    layer = layer_activation_bytes(shape, tokens, seq_len, e, kernel, inv.norms_train, e_io)
     b["activations_per_layer"] = layer
     if grad_checkpointing:
         acts = shape.layers * tokens * shape.hidden * e_r + layer
@@ -252,6 +259,7 @@ def shape_from_config(config: dict[str, Any], causal_lm: bool = True) -> Shape:
         for k in ("resid_pdrop", "attn_pdrop", "hidden_dropout_prob", "attention_dropout", "dropout_rate", "dropout")
     )
     return Shape(
+        composite_gelu=act == "gelu_new",
         layers=layers,
         hidden=hidden,
         intermediate=inter,

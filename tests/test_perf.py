@@ -353,3 +353,18 @@ def test_a_gpu_run_records_mfu_from_the_datasheet_table(write_suite, tmp_path) -
         assert 0 < prof["mfu"] < 1
         assert prof["mfu"] == pytest.approx(prof["model_flops_per_token"] * prof["tokens_per_s"] / (peak * 1e12))
     assert prof["estimate_bytes"]["allocated"] > 0 and prof["memory_mb"]["train"]["allocated"] > 0
+
+
+def test_gpt2_activation_and_attention_dropout_terms() -> None:
+    import dataclasses
+
+    gpt2ish = dataclasses.replace(SHAPE, gated_mlp=False, dropout=True, composite_gelu=True)
+    plain = dataclasses.replace(SHAPE, gated_mlp=False, dropout=True)
+    tokens, seq = 6, 3
+    diff = layer_activation_bytes(gpt2ish, tokens, seq, 4, "sdpa", False) - layer_activation_bytes(
+        plain, tokens, seq, 4, "sdpa", False
+    )
+    assert diff == 3 * 4 * 16 * tokens
+    eager = layer_activation_bytes(plain, tokens, seq, 4, "eager", False)
+    sdpa = layer_activation_bytes(plain, tokens, seq, 4, "sdpa", False)
+    assert eager - sdpa == (2 * seq * (2 * 4 + 1) - 4 * 2) * tokens
