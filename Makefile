@@ -7,7 +7,7 @@ OUT    ?= results/$(SUITE)
 ARGS   ?=
 STAMP  := $(VENV)/.lorabench-installed
 
-.PHONY: bench test lint validate benchmarks clean-results install lock lock-check
+.PHONY: bench test lint validate benchmarks perf clean-results install lock lock-check
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh requirements.lock
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/bootstrap.sh
@@ -38,6 +38,10 @@ validate: $(STAMP)
 
 benchmarks: $(STAMP)
 	$(VENV)/bin/python benchmarks/isolation_overhead.py
+
+# Harness overhead: lorabench's training loop vs a bare PyTorch loop (overhead_ratio).
+perf: $(STAMP)
+	$(VENV)/bin/python benchmarks/perf_overhead.py $(ARGS)
 
 clean-results:
 	rm -rf results/smoke

@@ -166,6 +166,74 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    import json
+
+    from lorabench.estimate import estimate_model
+
+    result = estimate_model(
+        args.model,
+        args.method,
+        args.precision,
+        args.batch_size,
+        args.seq_len,
+        rank=args.rank,
+        target_modules=[t.strip() for t in args.target_modules.split(",") if t.strip()]
+        if args.target_modules
+        else None,
+        grad_checkpointing=args.grad_checkpointing,
+        optimizer=args.optimizer,
+        attn=args.attn_implementation,
+        device=args.device,
+        compute_dtype=args.compute_dtype,
+        loss=args.loss,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    inp = result.inputs
+    rank = "" if inp["rank"] is None else f" r={inp['rank']}"
+    print(
+        f"{inp['model']}: {inp['method']}{rank} at {inp['precision']}, batch {inp['batch_size']} x seq {inp['seq_len']}, {inp['optimizer']}, "
+        f"{inp['attn_implementation']}{', grad checkpointing' if inp['grad_checkpointing'] else ''}"
+    )
+    for key, value in result.breakdown.items():
+        print(f"  {key:<24} {value / 2**20:>12,.1f} MiB")
+    print(f"  {'allocated (torch)':<24} {result.allocated_bytes / 2**20:>12,.1f} MiB")
+    print(f"  {'peak (with context)':<24} {result.peak_bytes / 2**20:>12,.1f} MiB")
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _add_estimate(sub: argparse._SubParsersAction) -> None:
+    es = sub.add_parser(
+        "estimate",
+        help="peak training memory of a method on a model, from its config alone (no weights, no GPU)",
+        description="Build MODEL from its config on the meta device, apply the method as a run would, and add up "
+        "weights, adapter, gradients, optimiser state, activations, logits and the CUDA context (bytes).",
+    )
+    es.add_argument("model", help="builtin:NAME, a local directory with config.json, a config.json file, or a hub id")
+    es.add_argument("--method", required=True, help="a registered method (lorabench list methods)")
+    es.add_argument("--precision", required=True, choices=["fp32", "bf16", "fp16", "int8", "nf4", "fp4"])
+    es.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
+    es.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
+    es.add_argument("--batch-size", type=int, required=True)
+    es.add_argument("--seq-len", type=int, required=True)
+    es.add_argument("--grad-checkpointing", action="store_true")
+    es.add_argument("--optimizer", default="adamw", choices=["adamw", "adamw8bit", "sgd"])
+    es.add_argument("--attn-implementation", choices=["eager", "sdpa", "flash_attention_2"])
+    es.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cuda adds the CUDA context")
+    es.add_argument(
+        "--compute-dtype", choices=["fp32", "bf16", "fp16"], help="k-bit compute dtype (default: bf16 on cuda)"
+    )
+    es.add_argument(
+        "--loss", default="default", choices=["default", "chunked", "liger"], help="the loss kernel (train.loss)"
+    )
+    es.add_argument("--json", action="store_true", help='print {"peak_bytes": ..., "breakdown": {...}, ...}')
+    es.set_defaults(func=_cmd_estimate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lorabench",
@@ -231,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pa.add_argument("--json", action="store_true", help="print a JSON object")
     pa.set_defaults(func=_cmd_params)
+    _add_estimate(sub)
     return p
 
 

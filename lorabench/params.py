@@ -150,6 +150,36 @@ def _tied(model: Any) -> bool:
     return out is not None and inp is not None and out.weight is inp.weight
 
 
+def meta_model(
+    model: str, config: Any, raw: dict[str, Any], task_type: str | None = None, num_labels: int | None = None
+) -> tuple[Any, str, str, list[str]]:
+    """(model on the meta device, task type, family, notes): no weights, no memory."""
+    import torch
+    import transformers
+
+    from lorabench.models.loading import AUTO_CLASSES
+
+    task_type = task_type or infer_task_type(config)
+    if task_type not in TASK_TYPES:
+        raise UsageError(f"unknown task type {task_type!r}; known: {', '.join(TASK_TYPES)}")
+    family = TASK_TYPES[task_type]
+    if num_labels is not None:
+        config.num_labels = num_labels
+    auto = getattr(transformers, AUTO_CLASSES[family])
+    try:
+        with torch.device("meta"):
+            net = auto.from_config(config)
+    except ValueError as exc:  # e.g. an encoder-only config asked for a causal LM
+        raise UsageError(f"{model!r} cannot be built as {task_type} ({auto.__name__}): {exc}") from None
+    notes = []
+    if untie_like_checkpoint(net, raw):
+        notes.append(
+            "config.json has tie_word_embeddings: false, so lm_head is counted separately (transformers builds "
+            "this model tied from a config alone, and unties it when loading the checkpoint)"
+        )
+    return net, task_type, family, notes
+
+
 def count(
     model: str,
     method: str,
@@ -161,13 +191,9 @@ def count(
     precision: str = "fp32",
 ) -> ParamCount:
     """Count trainable and total parameters of ``method`` on ``model``, without weights."""
-    import torch
-    import transformers
-
     from lorabench.constants import PRECISIONS
     from lorabench.methods import METHODS
     from lorabench.methods.base import MethodContext
-    from lorabench.models.loading import AUTO_CLASSES
     from lorabench.run.profile import count_parameters
 
     cls = METHODS.get(method)
@@ -189,24 +215,7 @@ def count(
         from lorabench.models import BUILTIN_MODELS
 
         task_type = BUILTIN_TASK_TYPES[BUILTIN_MODELS.get(model.split(":", 1)[1]).objective]
-    task_type = task_type or infer_task_type(config)
-    if task_type not in TASK_TYPES:
-        raise UsageError(f"unknown task type {task_type!r}; known: {', '.join(TASK_TYPES)}")
-    family = TASK_TYPES[task_type]
-    if num_labels is not None:
-        config.num_labels = num_labels
-    auto = getattr(transformers, AUTO_CLASSES[family])
-    try:
-        with torch.device("meta"):
-            net = auto.from_config(config)
-    except ValueError as exc:  # e.g. an encoder-only config asked for a causal LM
-        raise UsageError(f"{model!r} cannot be built as {task_type} ({auto.__name__}): {exc}") from None
-    notes = []
-    if untie_like_checkpoint(net, raw):
-        notes.append(
-            "config.json has tie_word_embeddings: false, so lm_head is counted separately (transformers builds "
-            "this model tied from a config alone, and unties it when loading the checkpoint)"
-        )
+    net, task_type, family, notes = meta_model(model, config, raw, task_type, num_labels)
     ctx = MethodContext(
         rank=(rank or cls.default_rank) if cls.uses_rank else None,
         options=options,

@@ -20,7 +20,14 @@ from lorabench.suite.schema import ModelDef, Suite
 from lorabench.suite.typed import MISSING, Collector, build, key_line
 
 # Settings that change how a run is managed but not what it measures.
-_NOT_HASHED = ("timeout_s", "keep_adapter")
+_NOT_HASHED = ("timeout_s", "keep_adapter", "peak_tflops")
+# Settings added after run ids were in use: at their default they stay out of the hash,
+# so existing results keep their run ids (and resume) when the schema grows.
+_HASHED_UNLESS_DEFAULT = (
+    ("execution", "compile", False),
+    ("train", "loss", "default"),
+    ("model", "attn_implementation", None),
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,9 @@ class RunSpec:
         d = self.to_dict()
         d.pop("suite")
         d["execution"] = {k: v for k, v in d["execution"].items() if k not in _NOT_HASHED}
+        for section, key, default in _HASHED_UNLESS_DEFAULT:
+            if d[section].get(key, default) == default:
+                d[section] = {k: v for k, v in d[section].items() if k != key}
         if self.precision not in QUANTIZED:
             d.pop("quantization")  # bnb settings cannot affect an unquantised run
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
@@ -226,22 +236,23 @@ def expand(suite: Suite) -> list[RunSpec]:
                     continue
                 if models[model] is None or tasks[task] is None or opts is MISSING:
                     continue
-                spec = RunSpec(
-                    suite=suite.name,
-                    model=models[model],
-                    method=method,
-                    rank=rank,
-                    method_options=dataclasses.asdict(opts),
-                    precision=precision,
-                    quantization=dataclasses.asdict(suite.quantization),
-                    task=task,
-                    task_options=tasks[task],
-                    seed=seed,
-                    train=dataclasses.asdict(suite.train),
-                    eval=dataclasses.asdict(suite.eval),
-                    execution=dataclasses.asdict(suite.execution),
-                )
-                specs.setdefault(spec.run_id, spec)
+                for model_d, train_d, exec_d in _optimised_variants(block, models[model], suite):
+                    spec = RunSpec(
+                        suite=suite.name,
+                        model=model_d,
+                        method=method,
+                        rank=rank,
+                        method_options=dataclasses.asdict(opts),
+                        precision=precision,
+                        quantization=dataclasses.asdict(suite.quantization),
+                        task=task,
+                        task_options=tasks[task],
+                        seed=seed,
+                        train=train_d,
+                        eval=dataclasses.asdict(suite.eval),
+                        execution=exec_d,
+                    )
+                    specs.setdefault(spec.run_id, spec)
     for i, (_rule, line) in enumerate(suite.exclude):
         if i not in matched_rules:
             col.error(line, f"exclude[{i}] matches no point of the matrix (a typo?)")
@@ -250,6 +261,37 @@ def expand(suite: Suite) -> list[RunSpec]:
     if not specs:
         raise SuiteError([Issue(suite.file, suite.lines.get("matrix"), "the matrix expands to no runs")])
     return list(specs.values())
+
+
+def _optimised_variants(
+    block: Any, model: dict[str, Any], suite: Suite
+) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+    """(model, train, execution) dicts for each optimised-path combination of a block.
+
+    A block's ``compile``/``attn_implementation``/``loss`` axes override the suite-wide
+    settings. When a block lists an axis, the model's display name gets a tag per
+    non-default value (``tiny-gpt2+compile+sdpa``), so labels and leaderboard rows
+    stay distinct; the spec itself carries the setting, so run_ids differ as well.
+    """
+    compiles = block.compile or (suite.execution.compile,)
+    attns = block.attn_implementation or (model["attn_implementation"],)
+    losses = block.loss or (suite.train.loss,)
+    out = []
+    for comp, attn, loss in itertools.product(compiles, attns, losses):
+        m = {**model, "attn_implementation": attn}
+        tags = []
+        if block.compile and comp:
+            tags.append("compile")
+        if block.attn_implementation:
+            tags.append(str(attn))
+        if block.loss and loss != "default":
+            tags.append(f"{loss}-ce")
+        if tags:
+            m["name"] = "+".join([model["name"], *tags])
+        train = {**dataclasses.asdict(suite.train), "loss": loss}
+        execution = {**dataclasses.asdict(suite.execution), "compile": comp}
+        out.append((m, train, execution))
+    return out
 
 
 def _matches(rule: Any, point: dict[str, Any]) -> bool:

@@ -127,6 +127,11 @@ def flat_row(rec: dict[str, Any]) -> dict[str, Any]:
     for phase in ("train", "eval"):
         for src in MEM_SOURCES:
             row[f"peak_{src}_{phase}_mb"] = (mem.get(phase) or {}).get(src)
+    # The estimate beside the measurement (`lorabench estimate`; compare with peak_allocated_train_mb).
+    est = prof.get("estimate_bytes") or {}
+    row["estimate_allocated_mb"] = round(est["allocated"] / 2**20, 2) if est.get("allocated") else None
+    row["model_flops_per_token"] = prof.get("model_flops_per_token")
+    row["mfu"] = prof.get("mfu")
     for name, value in sorted((rec.get("metrics") or {}).items()):
         row[name] = value
     row["device"] = (rec.get("env") or {}).get("device_name")

@@ -123,6 +123,11 @@ def load_model(
 
     custom = _custom_loader(model)
     if custom is not None:
+        if model.get("attn_implementation"):
+            raise ModelLoadError(
+                f"model {model['path']!r} is a hand-written built-in with its own attention; "
+                "attn_implementation applies to transformers models only"
+            )
         return custom(model, family, precision, quant, device, model_kwargs)
     path = resolve_path(model)
     revision = model.get("revision")
@@ -140,6 +145,10 @@ def load_model(
         kwargs["dtype"] = getattr(torch, DTYPES[cdtype])
         if device == "cuda":
             kwargs["device_map"] = {"": 0}
+    attn = attn_implementation(model, device)
+    if attn is not None:
+        kwargs["attn_implementation"] = attn
+        info["attn_implementation"] = attn
     if kwargs.get("pad_token_id") is None and family == "classification":
         kwargs["pad_token_id"] = tokenizer.pad_token_id
     try:
@@ -166,6 +175,22 @@ def load_model(
         # Same nf4 numbers on every CPU, and no crash on AVX512-BF16 ones (see bnb_cpu).
         info["bnb_cpu_packing_disabled"] = disable_cpu_weight_packing(net)
     return net, tokenizer, info
+
+
+def attn_implementation(model: dict[str, Any], device: str) -> str | None:
+    """The suite's ``attn_implementation``, checked: a clear error where it cannot run."""
+    attn = model.get("attn_implementation")
+    if attn == "flash_attention_2":
+        import importlib.util
+
+        if device != "cuda":
+            raise ModelLoadError("attn_implementation flash_attention_2 needs a CUDA device (this run is on cpu)")
+        if importlib.util.find_spec("flash_attn") is None:
+            raise ModelLoadError(
+                "attn_implementation flash_attention_2 needs the flash-attn package, which is not installed "
+                "(pip install flash-attn --no-build-isolation, on a CUDA machine); or use sdpa"
+            )
+    return attn
 
 
 def _custom_loader(model: dict[str, Any]) -> Any:
@@ -201,7 +226,8 @@ def random_model(auto: Any, path: str, revision: str | None, kwargs: dict[str, A
             setattr(config, key, kwargs[key])
     target = torch.device("cuda", 0) if device == "cuda" else torch.device(device)
     with torch.device(target):
-        net = auto.from_config(config, dtype=kwargs.get("dtype"))
+        extra = {"attn_implementation": kwargs["attn_implementation"]} if "attn_implementation" in kwargs else {}
+        net = auto.from_config(config, dtype=kwargs.get("dtype"), **extra)
     if "quantization_config" not in kwargs:
         return net
     cls, state = type(net), net.state_dict()

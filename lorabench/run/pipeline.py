@@ -19,12 +19,14 @@ import torch
 
 from lorabench.constants import QUANTIZED
 from lorabench.data.cache import prepare_cached
+from lorabench.errors import UsageError
 from lorabench.methods import METHODS
 from lorabench.methods.base import MethodContext
 from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, load_model
 from lorabench.plan import RunSpec
 from lorabench.preflight import positions_error
 from lorabench.run.env import run_environment
+from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import MemoryMonitor, Stopwatch, count_parameters, dir_bytes
 from lorabench.run.train import total_steps, train
 from lorabench.tasks import TASK_TYPES
@@ -95,6 +97,12 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         too_long = positions_error(spec, model.config.to_dict())  # hub models not cached at validate time
         if too_long:
             raise ModelLoadError(too_long)
+        if spec.train.get("loss", "default") == "liger":
+            info["loss_kernel"] = apply_liger(model, device)  # before the method wraps the model
+        elif spec.train.get("loss", "default") == "chunked":
+            if task.family != "causal-lm":
+                raise UsageError(f"train.loss: chunked is for causal-LM tasks; {spec.task!r} is {task.family}")
+            info["loss_kernel"] = "chunked cross-entropy (plain torch, output head checkpointed per chunk)"
         data = prepare_cached(task, tokenizer, spec.train)  # tokenised once per data set, then from disk
         mctx = _method_context(spec, task, info, total_steps(spec.train, len(data.train)))
         model = prepare_base(model, spec)
@@ -109,9 +117,10 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         def periodic_eval() -> dict[str, float]:
             return task.evaluate(model, tokenizer, data, spec.eval, ctx).metrics
 
+        train_model = compile_model(model) if ex.get("compile") else model
         monitor.start_phase()
         stats = train(
-            model,
+            train_model,
             task,
             data.train,
             tokenizer,
@@ -120,6 +129,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             after_step=lambda step: method.after_step(model, step),
             evaluate=periodic_eval,
             eval_every=spec.eval.get("every"),
+            forward=chunked_ce_forward(model) if spec.train.get("loss") == "chunked" else None,
         )
         mem_train = monitor.end_phase()
 
@@ -137,6 +147,8 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             shutil.rmtree(adapter_dir, ignore_errors=True)
     finally:
         monitor.close()
+    env = run_environment(device)
+    perf, perf_notes = _performance(model, spec, mctx, task, info, stats, device, ctx, env)
     profile = {
         "trainable_params": trainable,
         "total_params": total,
@@ -155,7 +167,8 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         "load_s": load_s,
         "adapter_bytes": adapter_bytes,
         "memory_mb": {"load": mem_load, "train": mem_train, "eval": mem_eval},
-        "notes": monitor.notes,
+        **perf,
+        "notes": monitor.notes + perf_notes,
     }
     return {
         "metrics": result.metrics,
@@ -168,11 +181,56 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             "method": method.resolved(model, mctx),
             "data": data.info,
             "eval": result.info,
+            "compile": bool(ex.get("compile")),
+            "attn_implementation": _attn_used(model, info),
+            "loss_kernel": info.get("loss_kernel", "model default"),
         },
         "curves": {"train_loss": stats.curve, **({"eval": stats.eval_curve} if stats.eval_curve else {})},
         "predictions": result.predictions,
-        "env": run_environment(device),
+        "env": env,
     }
+
+
+def _performance(
+    model: Any,
+    spec: RunSpec,
+    mctx: MethodContext,
+    task: Any,
+    info: dict[str, Any],
+    stats: Any,
+    device: str,
+    ctx: RunContext,
+    env: dict[str, Any],
+) -> tuple[dict[str, Any], list[str]]:
+    """FLOPs per token, MFU and the memory estimate; a failure here is a note, never a failed run."""
+    config = getattr(model, "config", None)
+    config_d = config.to_dict() if hasattr(config, "to_dict") else None
+    try:
+        out, notes = flops_profile(
+            model,
+            config_d,
+            spec.train["max_seq_len"],
+            bool(spec.train["grad_checkpointing"]),
+            stats.tokens_per_s,
+            device,
+            env.get("device_name"),
+            ctx.amp_dtype in (torch.bfloat16, torch.float16),
+            spec.execution.get("peak_tflops"),
+        )
+    except Exception as exc:  # a model shape the FLOPs model does not know: say so, keep the run
+        out, notes = {"model_flops_per_token": None, "mfu": None}, [f"FLOPs not computed: {exc!r}"]
+    try:
+        out["estimate_bytes"] = estimate_for_spec(spec, mctx.options, task.family, device, info.get("compute_dtype"))
+    except Exception as exc:  # the estimator covers transformers configs only
+        out["estimate_bytes"] = None
+        notes.append(f"memory estimate unavailable: {type(exc).__name__}: {exc}")
+    return out, notes
+
+
+def _attn_used(model: Any, info: dict[str, Any]) -> str | None:
+    """The attention kernel transformers resolved for the model (its default when the suite gave none)."""
+    config = getattr(model, "config", None)
+    return getattr(config, "_attn_implementation", None) or info.get("attn_implementation")
 
 
 def _method_context(spec: RunSpec, task: Any, info: dict[str, Any], train_steps: int | None = None) -> MethodContext:

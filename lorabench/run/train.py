@@ -83,13 +83,15 @@ def train(
     after_step: Callable[[int], None] | None = None,
     evaluate: Callable[[], dict[str, float]] | None = None,
     eval_every: int | None = None,
+    forward: Callable[[dict[str, Any]], torch.Tensor] | None = None,
 ) -> TrainStats:
     """Train ``model`` on ``rows`` per ``cfg``; returns timing, throughput and the loss curve.
 
     ``after_step(step)`` runs after each optimizer step while gradients still exist (a
     method's own bookkeeping, e.g. AdaLoRA's budget). ``evaluate()`` runs every
     ``eval_every`` steps and after the last one for a quality curve; its time is
-    excluded from every training timer.
+    excluded from every training timer. ``forward(batch)``, when given, computes the loss
+    instead of ``model(**batch).loss`` (e.g. a chunked cross-entropy).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -104,6 +106,9 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=ctx.device == "cuda" and ctx.amp_dtype == torch.float16)
     stream = batches(rows, cfg["batch_size"], ctx.seed, lambda b: task.collate(b, tokenizer))
     warmup = min(cfg["warmup_steps"], n_steps - 1)
+    # Pinned host memory makes the copy truly asynchronous (from pageable memory
+    # `non_blocking` is a synchronous copy); on CPU the batch is used as it is.
+    pin = ctx.device == "cuda"
     model.train()
     pending: list[tuple[int, torch.Tensor, float]] = []
     curve: list[list[float]] = []
@@ -130,14 +135,17 @@ def train(
             eval_s_at_timed = eval_s
         step_loss = torch.zeros((), device=ctx.device)
         for _ in range(cfg["grad_accum"]):
-            batch = {k: v.to(ctx.device, non_blocking=True) for k, v in next(stream).items()}
+            host = next(stream)
+            if step >= warmup:
+                # Counted on the host copy: on the device, int(mask.sum()) would be a
+                # CPU-GPU sync every micro-step, stalling the queue while we collate.
+                tokens += task.count_tokens(host)
+                samples += int(host["input_ids"].shape[0])
+            batch = {k: v.pin_memory().to(ctx.device, non_blocking=True) if pin else v for k, v in host.items()}
             with ctx.autocast():
-                loss = model(**batch).loss / cfg["grad_accum"]
+                loss = (forward(batch) if forward is not None else model(**batch).loss) / cfg["grad_accum"]
             scaler.scale(loss).backward()
             step_loss += loss.detach()
-            if step >= warmup:
-                tokens += task.count_tokens(batch)
-                samples += int(batch["input_ids"].shape[0])
         scaler.unscale_(opt)
         if cfg["max_grad_norm"]:
             torch.nn.utils.clip_grad_norm_(params, cfg["max_grad_norm"])

@@ -17,6 +17,9 @@ from lorabench.errors import Issue, SuiteError, UsageError
 from lorabench.suite.typed import MISSING, Collector, FieldErrors, build, check_ranges, convert, key_line
 from lorabench.suite.yamlnodes import LDict, LList, decode, load_yaml
 
+AttnImpl = Literal["eager", "sdpa", "flash_attention_2"]
+LossKernel = Literal["default", "chunked", "liger"]
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -36,6 +39,10 @@ class TrainSettings:
     grad_checkpointing: bool = False
     max_grad_norm: float | None = 1.0
     log_every: int = 10
+    # The loss kernel: the model's own (`default`); `chunked`, a plain-torch cross-entropy
+    # over chunks of tokens with the output head checkpointed per chunk; or Liger's fused
+    # linear + cross-entropy (`liger`, CUDA + liger-kernel). Neither materialises the full logits.
+    loss: LossKernel = "default"
 
     def __post_init__(self) -> None:
         if self.steps is None and self.epochs is None:
@@ -124,9 +131,13 @@ class ExecutionSettings:
     timeout_s: float = 3600.0
     keep_adapter: bool = True
     memory_sample_s: float = 0.02
+    compile: bool = False  # torch.compile the model before training
+    # Peak dense TFLOP/s for MFU, overriding the built-in datasheet table (needed on CPU).
+    peak_tflops: float | None = None
 
     def __post_init__(self) -> None:
-        errors = check_ranges(self, {"threads": ">= 1", "timeout_s": "> 0", "memory_sample_s": "> 0"})
+        rules = {"threads": ">= 1", "timeout_s": "> 0", "memory_sample_s": "> 0", "peak_tflops": "> 0"}
+        errors = check_ranges(self, rules)
         if errors:
             raise FieldErrors(errors)
 
@@ -139,6 +150,8 @@ class ModelDef:
     revision: str | None = None
     weights: Literal["pretrained", "random"] = "pretrained"
     target_modules: tuple[str, ...] | None = None
+    # transformers' attention kernel; null keeps transformers' default for the model.
+    attn_implementation: AttnImpl | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,11 @@ class MatrixBlock:
     task: tuple[str, ...]
     precision: tuple[Precision, ...] = ("fp32",)
     rank: tuple[int, ...] | None = None
+    # Optimised-path axes; each overrides execution.compile / the model's
+    # attn_implementation / train.loss for the points of this block.
+    compile: tuple[bool, ...] | None = None
+    attn_implementation: tuple[AttnImpl, ...] | None = None
+    loss: tuple[LossKernel, ...] | None = None
 
 
 @dataclass(frozen=True)
