@@ -7,16 +7,19 @@ so renaming a suite or re-ordering its YAML does not change it, and resume is fr
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import itertools
 import json
 import os
+import typing
 from dataclasses import dataclass
 from typing import Any
 
 from lorabench.errors import Issue, SuiteError
-from lorabench.suite.schema import QUANTIZED, ModelDef, Suite
-from lorabench.suite.typed import MISSING, Collector, build, key_line
+from lorabench.suite.schema import QUANTIZED, ModelDef, Suite, TrainSettings
+from lorabench.suite.typed import MISSING, Collector, build, convert, key_line
+from lorabench.suite.yamlnodes import LDict
 
 # Settings that change how a run is managed but not what it measures.
 _NOT_HASHED = ("timeout_s", "keep_adapter")
@@ -145,8 +148,74 @@ def _method_options(method: str, suite: Suite, col: Collector, cache: dict[str, 
         cls = METHODS.get(method)
         raw = suite.methods.get(method)
         line = key_line(suite.methods, method) if raw is not None else None
-        cache[method] = build(cls.Options, raw, col, f"methods.{method}", line)
+        cache[method] = build(cls.Options, _without_train(raw), col, f"methods.{method}", line)
     return cache[method]
+
+
+# Per-method training overrides (`methods.<name>.train`): what shapes optimisation may
+# differ per method (full fine-tuning and LoRA want learning rates ~10x apart); what
+# shapes the data (`max_seq_len`) may not, or the methods would not see the same task.
+TRAIN_OVERRIDE_KEYS = tuple(
+    f.name for f in dataclasses.fields(TrainSettings) if f.name not in ("max_seq_len", "log_every")
+)
+
+
+def _without_train(raw: Any) -> Any:
+    """A method's options mapping without its ``train`` overrides (keeps line information)."""
+    if not isinstance(raw, LDict) or "train" not in raw:
+        return raw
+    out = LDict({k: v for k, v in raw.items() if k != "train"})
+    out.line = raw.line
+    out.key_lines = {k: v for k, v in raw.key_lines.items() if k != "train"}
+    return out
+
+
+def method_train(method: str, suite: Suite, col: Collector, cache: dict[str, Any]) -> Any:
+    """The training settings that apply to ``method``: the suite's, with its overrides.
+
+    ``steps`` and ``epochs`` replace each other, so a method may train for a number of
+    steps in a suite that trains others by epochs. Errors point at the override's line.
+    """
+    if method in cache:
+        return cache[method]
+    raw_method = suite.methods.get(method)
+    raw = raw_method.get("train") if isinstance(raw_method, dict) else None
+    where = f"methods.{method}.train"
+    result: Any = suite.train
+    if raw is not None:
+        line = key_line(raw_method, "train")
+        if not isinstance(raw, dict):
+            col.error(line, f"{where}: expected a mapping of training settings, got {raw!r}")
+            result = MISSING
+        else:
+            hints = typing.get_type_hints(TrainSettings)
+            key_lines = getattr(raw, "key_lines", {})
+            changes: dict[str, Any] = {}
+            for key, value in raw.items():
+                kl = key_lines.get(key, line)
+                if key not in TRAIN_OVERRIDE_KEYS:
+                    close = difflib.get_close_matches(key, TRAIN_OVERRIDE_KEYS, n=1, cutoff=0.6)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    col.error(kl, f"{where}: unknown key {key!r}{hint}; allowed: {', '.join(TRAIN_OVERRIDE_KEYS)}")
+                    result = MISSING
+                    continue
+                val = convert(hints[key], value, col, f"{where}.{key}", kl)
+                if val is MISSING:
+                    result = MISSING
+                else:
+                    changes[key] = val
+            if result is not MISSING:
+                if "steps" in changes and "epochs" not in changes:
+                    changes["epochs"] = None
+                elif "epochs" in changes and "steps" not in changes:
+                    changes["steps"] = None
+                try:
+                    result = dataclasses.replace(suite.train, **changes)
+                except ValueError as exc:
+                    col.error(line, f"{where}: {exc} (after applying the overrides to the suite's `train`)")
+                    result = MISSING
+    cache[method] = result
+    return result
 
 
 def expand(suite: Suite) -> list[RunSpec]:
@@ -159,6 +228,7 @@ def expand(suite: Suite) -> list[RunSpec]:
 
     col = Collector(suite.file)
     opt_cache: dict[str, Any] = {}
+    train_cache: dict[str, Any] = {}
     for name in suite.methods:
         if name not in METHODS:
             col.error(key_line(suite.methods, name), f"methods.{name}: {METHODS.unknown_message(name)}")
@@ -180,6 +250,7 @@ def expand(suite: Suite) -> list[RunSpec]:
         for model, method, precision, task in itertools.product(block.model, methods, block.precision, block.task):
             cls = METHODS.get(method)
             opts = _method_options(method, suite, col, opt_cache)
+            train_cfg = method_train(method, suite, col, train_cache)
             ranks: tuple[int | None, ...] = (block.rank or (cls.default_rank,)) if cls.uses_rank else (None,)
             reason, rule_hint = cls.invalid_reason(precision), f"{{method: {method}, precision: {precision}}}"
             where = f"{method} at {precision}"
@@ -210,7 +281,7 @@ def expand(suite: Suite) -> list[RunSpec]:
                             f"{rule_hint}",
                         )
                     continue
-                if models[model] is None or tasks[task] is None or opts is MISSING:
+                if models[model] is None or tasks[task] is None or opts is MISSING or train_cfg is MISSING:
                     continue
                 spec = RunSpec(
                     suite=suite.name,
@@ -223,7 +294,7 @@ def expand(suite: Suite) -> list[RunSpec]:
                     task=task,
                     task_options=tasks[task],
                     seed=seed,
-                    train=dataclasses.asdict(suite.train),
+                    train=dataclasses.asdict(train_cfg),
                     eval=dataclasses.asdict(suite.eval),
                     execution=dataclasses.asdict(suite.execution),
                 )

@@ -25,6 +25,7 @@ from lorabench.plan import RunSpec
 from lorabench.run.env import run_environment
 from lorabench.run.profile import MemoryMonitor, Stopwatch, count_parameters, dir_bytes
 from lorabench.run.train import total_steps, train
+from lorabench.sanity import compute_flags
 from lorabench.suite.schema import QUANTIZED
 from lorabench.tasks import TASK_TYPES
 
@@ -133,6 +134,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             shutil.rmtree(adapter_dir, ignore_errors=True)
     finally:
         monitor.close()
+    flags, sanity = compute_flags(spec.task_options["type"], stats.curve, result.predictions)
     profile = {
         "trainable_params": trainable,
         "total_params": total,
@@ -164,7 +166,9 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             "method": method.resolved(model, mctx),
             "data": data.info,
             "eval": result.info,
+            "sanity": sanity,
         },
+        "flags": flags,
         "curves": {"train_loss": stats.curve, **({"eval": stats.eval_curve} if stats.eval_curve else {})},
         "predictions": result.predictions,
         "env": run_environment(device),
