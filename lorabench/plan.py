@@ -81,6 +81,15 @@ def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) ->
         if builtin not in BUILTIN_MODELS:
             col.error(line, f"model {name!r}: {BUILTIN_MODELS.unknown_message(builtin)}")
             return None
+    elif mdef.path.startswith("packaged:"):
+        from lorabench.errors import UsageError
+        from lorabench.models.packaged import packaged_dir
+
+        try:
+            packaged_dir(mdef.path.split(":", 1)[1])
+        except UsageError as exc:
+            col.error(line, f"model {name!r}: {exc}")
+            return None
     elif mdef.path.startswith(("/", "./", "../", "~")) or os.path.isdir(mdef.path):
         path = os.path.expanduser(mdef.path)
         if not os.path.isdir(path):
@@ -90,7 +99,7 @@ def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) ->
             col.error(line, f"model {name!r}: {mdef.path!r} has no config.json")
             return None
     d = dataclasses.asdict(mdef)
-    d["name"] = name.split("/")[-1].removeprefix("builtin:") if name not in suite.models else name
+    d["name"] = name.split("/")[-1].split(":")[-1] if name not in suite.models else name
     return d
 
 
@@ -103,6 +112,10 @@ def _model_type(model: dict[str, Any] | None) -> str | None:
     path = model["path"]
     if path.startswith("builtin:"):
         return BUILTIN_MODELS.get(path.split(":", 1)[1]).model_type
+    if path.startswith("packaged:"):
+        from lorabench.models.packaged import packaged_dir
+
+        path = str(packaged_dir(path.split(":", 1)[1]))
     config = os.path.join(os.path.expanduser(path), "config.json")
     if os.path.isfile(config):
         try:
