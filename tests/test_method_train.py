@@ -71,3 +71,18 @@ def test_cli_rejects_a_bad_override_with_exit_2(write_suite) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"{path}:9: methods.lora.train: unknown key 'steps_'" in proc.stderr
+
+
+def test_method_options_with_lists_rebuild_in_the_run() -> None:
+    # The run rebuilds a method's options from its spec, where lists are tuples; a
+    # `target_modules` option used to fail there after validating fine.
+    from lorabench.run.pipeline import _method_context
+
+    text = SUITE.format(extra="").replace("    alpha: 16\n", "    alpha: 16\n    target_modules: [c_attn]\n")
+    spec = _specs(text)["lora"]
+
+    class _Task:
+        family = "causal-lm"
+
+    ctx = _method_context(spec, _Task(), {"model_type": "gpt2"})
+    assert ctx.options.target_modules == ("c_attn",)

@@ -179,7 +179,10 @@ def _method_context(spec: RunSpec, task: Any, info: dict[str, Any], train_steps:
     from lorabench.suite.typed import Collector, build
 
     cls = METHODS.get(spec.method)
-    options = build(cls.Options, spec.method_options, Collector("<spec>"), "method_options")
+    col = Collector("<spec>")
+    options = build(cls.Options, spec.method_options, col, "method_options")
+    if col.issues:  # the plan validated these options; failing here is a lorabench bug, said plainly
+        raise ValueError("; ".join(i.message for i in col.issues))
     tm = spec.model.get("target_modules")
     return MethodContext(
         rank=spec.rank,
