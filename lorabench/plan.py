@@ -7,17 +7,20 @@ so renaming a suite or re-ordering its YAML does not change it, and resume is fr
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import itertools
 import json
 import os
+import typing
 from dataclasses import dataclass
 from typing import Any
 
 from lorabench.constants import QUANTIZED
 from lorabench.errors import Issue, SuiteError
-from lorabench.suite.schema import ModelDef, Suite
-from lorabench.suite.typed import MISSING, Collector, build, key_line
+from lorabench.suite.schema import ModelDef, Suite, TrainSettings
+from lorabench.suite.typed import MISSING, Collector, build, convert, key_line
+from lorabench.suite.yamlnodes import LDict
 
 # Settings that change how a run is managed but not what it measures.
 _NOT_HASHED = ("timeout_s", "keep_adapter", "peak_tflops")
@@ -96,6 +99,15 @@ def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) ->
         if shipped not in MODEL_CONFIGS:
             col.error(line, f"model {name!r}: {MODEL_CONFIGS.unknown_message(shipped)}")
             return None
+    elif mdef.path.startswith("packaged:"):
+        from lorabench.errors import UsageError
+        from lorabench.models.packaged import packaged_dir
+
+        try:
+            packaged_dir(mdef.path.split(":", 1)[1])
+        except UsageError as exc:
+            col.error(line, f"model {name!r}: {exc}")
+            return None
     elif mdef.path.startswith(("/", "./", "../", "~")) or os.path.isdir(mdef.path):
         path = os.path.expanduser(mdef.path)
         if not os.path.isdir(path):
@@ -105,9 +117,7 @@ def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) ->
             col.error(line, f"model {name!r}: {mdef.path!r} has no config.json")
             return None
     d = dataclasses.asdict(mdef)
-    d["name"] = (
-        name.split("/")[-1].removeprefix("builtin:").removeprefix("config:") if name not in suite.models else name
-    )
+    d["name"] = name.split("/")[-1].split(":")[-1] if name not in suite.models else name
     return d
 
 
@@ -124,6 +134,10 @@ def _model_type(model: dict[str, Any] | None) -> str | None:
         from lorabench.models.configs import config_dir
 
         path = str(config_dir(path.split(":", 1)[1]))
+    if path.startswith("packaged:"):
+        from lorabench.models.packaged import packaged_dir
+
+        path = str(packaged_dir(path.split(":", 1)[1]))
     config = os.path.join(os.path.expanduser(path), "config.json")
     if os.path.isfile(config):
         try:
@@ -169,8 +183,74 @@ def _method_options(method: str, suite: Suite, col: Collector, cache: dict[str, 
         cls = METHODS.get(method)
         raw = suite.methods.get(method)
         line = key_line(suite.methods, method) if raw is not None else None
-        cache[method] = build(cls.Options, raw, col, f"methods.{method}", line)
+        cache[method] = build(cls.Options, _without_train(raw), col, f"methods.{method}", line)
     return cache[method]
+
+
+# Per-method training overrides (`methods.<name>.train`): what shapes optimisation may
+# differ per method (full fine-tuning and LoRA want learning rates ~10x apart); what
+# shapes the data (`max_seq_len`) may not, or the methods would not see the same task.
+TRAIN_OVERRIDE_KEYS = tuple(
+    f.name for f in dataclasses.fields(TrainSettings) if f.name not in ("max_seq_len", "log_every")
+)
+
+
+def _without_train(raw: Any) -> Any:
+    """A method's options mapping without its ``train`` overrides (keeps line information)."""
+    if not isinstance(raw, LDict) or "train" not in raw:
+        return raw
+    out = LDict({k: v for k, v in raw.items() if k != "train"})
+    out.line = raw.line
+    out.key_lines = {k: v for k, v in raw.key_lines.items() if k != "train"}
+    return out
+
+
+def method_train(method: str, suite: Suite, col: Collector, cache: dict[str, Any]) -> Any:
+    """The training settings that apply to ``method``: the suite's, with its overrides.
+
+    ``steps`` and ``epochs`` replace each other, so a method may train for a number of
+    steps in a suite that trains others by epochs. Errors point at the override's line.
+    """
+    if method in cache:
+        return cache[method]
+    raw_method = suite.methods.get(method)
+    raw = raw_method.get("train") if isinstance(raw_method, dict) else None
+    where = f"methods.{method}.train"
+    result: Any = suite.train
+    if raw is not None:
+        line = key_line(raw_method, "train")
+        if not isinstance(raw, dict):
+            col.error(line, f"{where}: expected a mapping of training settings, got {raw!r}")
+            result = MISSING
+        else:
+            hints = typing.get_type_hints(TrainSettings)
+            key_lines = getattr(raw, "key_lines", {})
+            changes: dict[str, Any] = {}
+            for key, value in raw.items():
+                kl = key_lines.get(key, line)
+                if key not in TRAIN_OVERRIDE_KEYS:
+                    close = difflib.get_close_matches(key, TRAIN_OVERRIDE_KEYS, n=1, cutoff=0.6)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    col.error(kl, f"{where}: unknown key {key!r}{hint}; allowed: {', '.join(TRAIN_OVERRIDE_KEYS)}")
+                    result = MISSING
+                    continue
+                val = convert(hints[key], value, col, f"{where}.{key}", kl)
+                if val is MISSING:
+                    result = MISSING
+                else:
+                    changes[key] = val
+            if result is not MISSING:
+                if "steps" in changes and "epochs" not in changes:
+                    changes["epochs"] = None
+                elif "epochs" in changes and "steps" not in changes:
+                    changes["steps"] = None
+                try:
+                    result = dataclasses.replace(suite.train, **changes)
+                except ValueError as exc:
+                    col.error(line, f"{where}: {exc} (after applying the overrides to the suite's `train`)")
+                    result = MISSING
+    cache[method] = result
+    return result
 
 
 def expand(suite: Suite) -> list[RunSpec]:
@@ -183,6 +263,7 @@ def expand(suite: Suite) -> list[RunSpec]:
 
     col = Collector(suite.file)
     opt_cache: dict[str, Any] = {}
+    train_cache: dict[str, Any] = {}
     for name in suite.methods:
         if name not in METHODS:
             col.error(key_line(suite.methods, name), f"methods.{name}: {METHODS.unknown_message(name)}")
@@ -204,6 +285,7 @@ def expand(suite: Suite) -> list[RunSpec]:
         for model, method, precision, task in itertools.product(block.model, methods, block.precision, block.task):
             cls = METHODS.get(method)
             opts = _method_options(method, suite, col, opt_cache)
+            train_cfg = method_train(method, suite, col, train_cache)
             ranks: tuple[int | None, ...] = (block.rank or (cls.default_rank,)) if cls.uses_rank else (None,)
             reason, rule_hint = cls.invalid_reason(precision), f"{{method: {method}, precision: {precision}}}"
             where = f"{method} at {precision}"
@@ -234,9 +316,9 @@ def expand(suite: Suite) -> list[RunSpec]:
                             f"{rule_hint}",
                         )
                     continue
-                if models[model] is None or tasks[task] is None or opts is MISSING:
+                if models[model] is None or tasks[task] is None or opts is MISSING or train_cfg is MISSING:
                     continue
-                for model_d, train_d, exec_d in _optimised_variants(block, models[model], suite):
+                for model_d, train_d, exec_d in _optimised_variants(block, models[model], suite, train_cfg):
                     spec = RunSpec(
                         suite=suite.name,
                         model=model_d,
@@ -264,7 +346,7 @@ def expand(suite: Suite) -> list[RunSpec]:
 
 
 def _optimised_variants(
-    block: Any, model: dict[str, Any], suite: Suite
+    block: Any, model: dict[str, Any], suite: Suite, train_cfg: TrainSettings
 ) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
     """(model, train, execution) dicts for each optimised-path combination of a block.
 
@@ -275,7 +357,7 @@ def _optimised_variants(
     """
     compiles = block.compile or (suite.execution.compile,)
     attns = block.attn_implementation or (model["attn_implementation"],)
-    losses = block.loss or (suite.train.loss,)
+    losses = block.loss or (train_cfg.loss,)
     out = []
     for comp, attn, loss in itertools.product(compiles, attns, losses):
         m = {**model, "attn_implementation": attn}
@@ -288,7 +370,7 @@ def _optimised_variants(
             tags.append(f"{loss}-ce")
         if tags:
             m["name"] = "+".join([model["name"], *tags])
-        train = {**dataclasses.asdict(suite.train), "loss": loss}
+        train = {**dataclasses.asdict(train_cfg), "loss": loss}
         execution = {**dataclasses.asdict(suite.execution), "compile": comp}
         out.append((m, train, execution))
     return out

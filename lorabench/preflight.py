@@ -120,16 +120,22 @@ def _check_data_paths(suite: Suite, specs: list[RunSpec], found: Found, env_requ
 
 
 def _is_hub_id(path: str) -> bool:
-    return not path.startswith(("builtin:", "config:", "/", "./", "../", "~")) and not os.path.isdir(path)
+    return not path.startswith(SHIPPED + ("builtin:", "/", "./", "../", "~")) and not os.path.isdir(path)
 
 
-def _shipped_dir(path: str) -> str | None:
-    """The directory of a model lorabench ships as files (``config:NAME``), else None."""
+# Models whose files come with lorabench or a package: a config directory or a packaged checkpoint.
+SHIPPED = ("config:", "packaged:")
+
+
+def _shipped_dir(path: str) -> str:
+    """The directory of a ``config:NAME`` or ``packaged:NAME`` model (UsageError when unknown)."""
     if path.startswith("config:"):
         from lorabench.models.configs import config_dir
 
         return str(config_dir(path.split(":", 1)[1]))
-    return None
+    from lorabench.models.packaged import packaged_dir
+
+    return str(packaged_dir(path.split(":", 1)[1]))
 
 
 def _model_configs(suite: Suite, specs: list[RunSpec], found: Found) -> dict[str, dict[str, Any] | None]:
@@ -145,9 +151,9 @@ def _model_configs(suite: Suite, specs: list[RunSpec], found: Found) -> dict[str
         if path.startswith("builtin:"):
             b = BUILTIN_MODELS.get(path.split(":", 1)[1])
             configs[path] = {"model_type": b.model_type, **b.config}
-        elif path.startswith("config:"):
+        elif path.startswith(SHIPPED):
             try:
-                shipped = _shipped_dir(path) or ""
+                shipped = _shipped_dir(path)
             except UsageError as exc:
                 found.issues.append(Issue(suite.file, _model_line(suite, spec), str(exc)))
                 continue

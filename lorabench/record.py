@@ -49,6 +49,8 @@ def make_record(spec: RunSpec, result: dict[str, Any], base_env: dict[str, Any])
         "profile": result.get("profile") or {},
         "resolved": result.get("resolved") or {},
         "curves": result.get("curves") or {},
+        # Sanity flags (names in lorabench.sanity.FLAG_MEANINGS); empty when the run looks sound.
+        "flags": list(result.get("flags") or []),
         "env": env,
         "wall_s": result.get("wall_s"),
         "isolation_s": result.get("isolation_s"),

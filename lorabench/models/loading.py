@@ -10,6 +10,8 @@ import os
 from typing import Any
 
 from lorabench.errors import UsageError
+from lorabench.models.adapt import quantizable
+from lorabench.suite.schema import QUANTIZED
 
 AUTO_CLASSES = {
     "causal-lm": "AutoModelForCausalLM",
@@ -34,6 +36,10 @@ def resolve_path(model: dict[str, Any]) -> str:
         from lorabench.models.configs import config_dir
 
         return str(config_dir(path.split(":", 1)[1]))
+    if path.startswith("packaged:"):
+        from lorabench.models.packaged import packaged_dir
+
+        return str(packaged_dir(path.split(":", 1)[1]))
     return os.path.expanduser(path)
 
 
@@ -152,12 +158,15 @@ def load_model(
     if kwargs.get("pad_token_id") is None and family == "classification":
         kwargs["pad_token_id"] = tokenizer.pad_token_id
     try:
-        if model.get("weights") == "random":
-            net = random_model(auto, path, revision, kwargs, device)
-        else:
-            net = auto.from_pretrained(path, revision=revision, **kwargs)
+        with quantizable(_config_model_type(path, revision, precision), precision, QUANTIZED) as adaptations:
+            if model.get("weights") == "random":
+                net = random_model(auto, path, revision, kwargs, device)
+            else:
+                net = auto.from_pretrained(path, revision=revision, **kwargs)
     except OSError as exc:
         raise _hub_error(path, exc) from None
+    if adaptations:
+        info["adaptations"] = adaptations
     if "device_map" not in kwargs:
         net.to(device)
     info["model_type"] = net.config.model_type
@@ -191,6 +200,15 @@ def attn_implementation(model: dict[str, Any], device: str) -> str | None:
                 "(pip install flash-attn --no-build-isolation, on a CUDA machine); or use sdpa"
             )
     return attn
+
+
+def _config_model_type(path: str, revision: str | None, precision: str) -> str | None:
+    """``config.model_type`` for a quantised load (adaptations depend on it); None otherwise."""
+    if precision in DTYPES:
+        return None
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(path, revision=revision).model_type
 
 
 def _custom_loader(model: dict[str, Any]) -> Any:

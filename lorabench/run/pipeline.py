@@ -29,6 +29,7 @@ from lorabench.run.env import run_environment
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import MemoryMonitor, Stopwatch, count_parameters, dir_bytes
 from lorabench.run.train import total_steps, train
+from lorabench.sanity import compute_flags
 from lorabench.tasks import TASK_TYPES
 
 
@@ -149,6 +150,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         monitor.close()
     env = run_environment(device)
     perf, perf_notes = _performance(model, spec, mctx, task, info, stats, device, ctx, env)
+    flags, sanity = compute_flags(spec.task_options["type"], stats.curve, result.predictions)
     profile = {
         "trainable_params": trainable,
         "total_params": total,
@@ -184,7 +186,9 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             "compile": bool(ex.get("compile")),
             "attn_implementation": _attn_used(model, info),
             "loss_kernel": info.get("loss_kernel", "model default"),
+            "sanity": sanity,
         },
+        "flags": flags,
         "curves": {"train_loss": stats.curve, **({"eval": stats.eval_curve} if stats.eval_curve else {})},
         "predictions": result.predictions,
         "env": env,
@@ -237,7 +241,10 @@ def _method_context(spec: RunSpec, task: Any, info: dict[str, Any], train_steps:
     from lorabench.suite.typed import Collector, build
 
     cls = METHODS.get(spec.method)
-    options = build(cls.Options, spec.method_options, Collector("<spec>"), "method_options")
+    col = Collector("<spec>")
+    options = build(cls.Options, spec.method_options, col, "method_options")
+    if col.issues:  # the plan validated these options; failing here is a lorabench bug, said plainly
+        raise ValueError("; ".join(i.message for i in col.issues))
     tm = spec.model.get("target_modules")
     return MethodContext(
         rank=spec.rank,

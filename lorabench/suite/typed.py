@@ -132,7 +132,8 @@ def convert(tp: Any, value: Any, col: Collector, where: str, line: int | None) -
         return value if isinstance(value, str) else fail()
     if origin in (list, tuple):
         (item_tp, *_rest) = get_args(tp)
-        if not isinstance(value, list):
+        # A tuple is a list already converted once (a RunSpec's options are rebuilt in the run).
+        if not isinstance(value, (list, tuple)):
             value_list, lines = [value], [line]  # a scalar where a list is expected: promote
         else:
             value_list = value
