@@ -86,6 +86,7 @@ class PointDiff:
     base_status: str | None
     current_status: str | None
     deltas: list[Delta] = field(default_factory=list)
+    task_metrics: tuple[str, ...] = ()  # primary first
 
 
 def _delta(name: str, a: Agg | None, b: Agg | None, tols: dict[str, Tolerance]) -> Delta:
@@ -119,7 +120,10 @@ def compare_points(
         b, c = bmap.get(key), cmap.get(key)
         some = b or c
         assert some is not None
-        pd_ = PointDiff(key, some.label, b.status if b else None, c.status if c else None)
+        tm = (c.task_metrics if c else ()) or (b.task_metrics if b else ())
+        primary = (c.primary if c else None) or (b.primary if b else None)
+        tm = ((primary,) if primary else ()) + tuple(m for m in tm if m != primary)
+        pd_ = PointDiff(key, some.label, b.status if b else None, c.status if c else None, task_metrics=tm)
         names = [n for n in METRICS if (b and n in b.aggs) or (c and n in c.aggs)]
         for name in names:
             pd_.deltas.append(_delta(name, b.aggs.get(name) if b else None, c.aggs.get(name) if c else None, tols))
@@ -249,16 +253,48 @@ def render(diffs: list[PointDiff], fmt: str = "md") -> str:
 
     out = []
     for task in sorted({p.key[0] for p in diffs}):
-        task_rows = [r for p in diffs if p.key[0] == task for r in _rows([p], short=True)]
-        for r in task_rows:
-            mark = {"better": "▲ better", "worse": "▼ worse"}.get(r["verdict"], r["verdict"])
-            r["verdict"] = mark + (" (outside noise)" if r.pop("outside_noise") and r["verdict"] != "same" else "")
-        out += [f"## {task}", "", tabulate(task_rows, headers="keys", tablefmt="github", disable_numparse=True), ""]
+        pts = [p for p in diffs if p.key[0] == task]
+        names: list[str] = []
+        for p in pts:
+            names += [
+                d.metric
+                for d in p.deltas
+                if d.metric not in names and (METRICS.get(d.metric).kind == "quality" or d.metric in MD_COSTS)
+            ]
+        first = next((p.task_metrics for p in pts if p.task_metrics), ())
+        names = [n for n in first if n in names] + [n for n in names if n not in first]
+        names = sorted(names, key=lambda n: METRICS.get(n).kind != "quality")  # stable: quality first
+        table = []
+        for p in pts:
+            row = {"point": p.label, "status": _status_cell(p)}
+            by_name = {d.metric: d for d in p.deltas}
+            for n in names:
+                row[METRICS.get(n).header] = _cell(by_name[n]) if n in by_name else ""
+            table.append(row)
+        out += [f"## {task}", "", tabulate(table, headers="keys", tablefmt="github", disable_numparse=True), ""]
     out.append(
-        "delta = current - baseline; better/worse in each metric's registered direction; outside noise: the 95% "
-        "intervals do not overlap (>= 2 seeds on both sides), else the change exceeds the metric's tolerance."
+        "Each cell: baseline → current (change). ▲ better, ▼ worse, in each metric's registered direction; "
+        "! outside the noise (the 95% intervals do not overlap with >= 2 seeds on both sides, else the change "
+        "exceeds the metric's tolerance)."
     )
     return "\n".join(out) + "\n"
+
+
+def _status_cell(p: PointDiff) -> str:
+    if p.base_status == p.current_status:
+        return p.current_status or ""
+    return f"{p.base_status or 'absent'} → {p.current_status or 'absent'}"
+
+
+def _cell(d: Delta) -> str:
+    m = METRICS.get(d.metric)
+    if d.delta is None:
+        return f"{m.format(d.base)} → {m.format(d.current)}"
+    if d.delta == 0:
+        return f"{m.format(d.current)} (=)"
+    change = f"{d.rel:+.1%}" if d.rel is not None else f"{'+' if d.delta > 0 else '-'}{m.format(abs(d.delta), d.base)}"
+    mark = ("▲" if d.verdict == "better" else "▼") + ("!" if d.outside_noise else "")
+    return f"{m.format(d.base)} → {m.format(d.current)} ({change} {mark})"
 
 
 def compare_sets(
