@@ -111,8 +111,8 @@ class Metric:
         return f"{value:,.{dec}f}"
 
     def format_ci(self, mean: float | None, half: float | None, n: int) -> str:
-        """``mean ± half`` with one decimals rule for both; the mean alone when n < 2."""
-        if n < 2 or half is None or (isinstance(half, float) and math.isnan(half)):
+        """``mean ± half`` with one decimals rule for both; the mean alone when n < 2 or the seeds agree exactly."""
+        if n < 2 or half is None or (isinstance(half, float) and math.isnan(half)) or half == 0:
             return self.format(mean)
         return f"{self.format(mean)} ± {self.format(half, ref=mean)}"
 

@@ -67,7 +67,7 @@ def place_labels(ax: Any, xs: list[float], ys: list[float], labels: list[str], f
     axbox = ax.get_window_extent()
     pts = [tuple(to_disp((x, y))) for x, y in zip(xs, ys)]
     px_per_pt = fig.dpi / 72.0
-    marker = 5 * px_per_pt
+    marker = 8 * px_per_pt  # covers the Pareto ring as well as the marker
     taken = [(px - marker, py - marker, px + marker, py + marker) for px, py in pts]
 
     def free(box: tuple[float, float, float, float]) -> bool:
@@ -84,15 +84,17 @@ def place_labels(ax: Any, xs: list[float], ys: list[float], labels: list[str], f
         t.remove()
         w, h = bb.width + 2, bb.height + 2
         chosen = None
-        for dist in (4, 10, 18, 28, 40, 55, 75):
+        for dist in (3, 8, 14, 22, 32, 45, 60):
             d = dist * px_per_pt
             for dx, dy in (
-                (d, d / 2),
-                (d, -d / 2 - h),
-                (-d - w, d / 2),
-                (-d - w, -d / 2 - h),
-                (-w / 2, d),
-                (-w / 2, -d - h),
+                (d, -h / 2),  # right
+                (-d - w, -h / 2),  # left
+                (d * 0.7, d * 0.7),  # up right
+                (d * 0.7, -d * 0.7 - h),  # down right
+                (-d * 0.7 - w, d * 0.7),  # up left
+                (-d * 0.7 - w, -d * 0.7 - h),  # down left
+                (-w / 2, d),  # above
+                (-w / 2, -d - h),  # below
             ):
                 box = (px + dx, py + dy, px + dx + w, py + dy + h)
                 if free(box):
@@ -111,7 +113,7 @@ def place_labels(ax: Any, xs: list[float], ys: list[float], labels: list[str], f
             xytext=(dx / px_per_pt, dy / px_per_pt),
             textcoords="offset points",
             fontsize=fontsize,
-            arrowprops={"arrowstyle": "-", "color": "0.55", "lw": 0.6} if dist > 10 else None,
+            arrowprops={"arrowstyle": "-", "color": "0.55", "lw": 0.6, "shrinkA": 0} if dist > 10 else None,
         )
 
 
@@ -257,6 +259,7 @@ def throughput(records: list[dict[str, Any]], out: Path) -> list[Plot]:
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(order) + 1.6))
     sns.boxplot(data=df, y="point", x="tok_s", hue="precision", order=order, dodge=False, showfliers=False, ax=ax)
     ax.set(xlabel="train tokens/s per step (warm-up excluded; higher is better)", ylabel="", title="throughput")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.legend(title="precision", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return [
         Plot(
