@@ -282,3 +282,26 @@ def test_a_fresh_smoke_run_passes_the_committed_baseline(tmp_path: Path) -> None
     assert gate.returncode == 0, gate.stdout
     worse = run_cli("check", "--baseline", str(BASELINE), "--current", str(worsen(out, tmp_path / "worse")))
     assert worse.returncode == 1
+
+
+def test_report_is_self_contained_escaped_with_compare_view_and_run_filter(tmp_path: Path) -> None:
+    from lorabench.report import build_report
+
+    records = [
+        make_record("lora", {"perplexity": 5.0, "token_accuracy": 0.4, "eval_loss": 1.6}),
+        make_record("full", {"perplexity": 3.6, "token_accuracy": 0.5, "eval_loss": 1.3}, rank=None),
+        make_record("dora", {}, status="failed"),
+        make_record("ia3", {"perplexity": 9.0, "token_accuracy": 0.3, "eval_loss": 2.2}, rank=None),
+    ]
+    records[2]["error"] = "<script>alert(1)</script>"
+    out = write_set(tmp_path / "set", records)
+    base = worsen(out, tmp_path / "base")
+    keep = [r["run_id"] for r in records[:3]]
+    build_report(out, records, run_ids=keep, baseline=base)
+    page = (out / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert 'src="data:image/png;base64,' in page and 'src="http' not in page and 'src="plots/' not in page
+    assert "Compared with the baseline" in page and "How to read this" in page
+    assert "Not in this suite" in page and "m/ia3/" in page
+    assert (out / "compare.md").is_file() and "▲" in (out / "compare.md").read_text()  # perplexity lower than base
+    assert "ia3" not in (out / "leaderboard.md").read_text()
