@@ -37,6 +37,9 @@ def export_baseline(src: Path, dst: Path) -> int:
         resolved = dict(slim.get("resolved") or {})
         resolved.pop("resolved_path", None)  # a path on the machine that made the baseline
         slim["resolved"] = resolved
+        env = dict(slim.get("env") or {})
+        env.pop("executable", None)  # likewise
+        slim["env"] = env
         path = dst / "runs" / rec["run_id"] / "record.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(slim, indent=1, sort_keys=True, default=str) + "\n", encoding="utf-8")
