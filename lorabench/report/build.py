@@ -153,7 +153,7 @@ def _md_tables_to_html(md: str) -> str:
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1600px;color:#222;padding:0 1em}
 table{border-collapse:collapse;font-size:12px;margin:.5em 0 1em}
 td,th{padding:3px 6px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
-th{background:#f4f4f4;white-space:normal;vertical-align:bottom;max-width:7em}td:nth-child(-n+4),th:nth-child(-n+4){text-align:left}
+th{background:#f4f4f4;white-space:normal;overflow-wrap:break-word;vertical-align:bottom;max-width:8em}td:nth-child(-n+4),th:nth-child(-n+4){text-align:left}
 .wrap{overflow-x:auto}figure{margin:1em 0 2em}img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:14px;color:#444;max-width:900px}code{background:#f4f4f4;padding:0 3px}
 .env{font-size:13px;color:#444}"""

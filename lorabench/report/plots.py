@@ -67,7 +67,7 @@ def place_labels(ax: Any, xs: list[float], ys: list[float], labels: list[str], f
     axbox = ax.get_window_extent()
     pts = [tuple(to_disp((x, y))) for x, y in zip(xs, ys)]
     px_per_pt = fig.dpi / 72.0
-    marker = 8 * px_per_pt  # covers the Pareto ring as well as the marker
+    marker = 10 * px_per_pt  # covers the Pareto ring as well as the marker
     taken = [(px - marker, py - marker, px + marker, py + marker) for px, py in pts]
 
     def free(box: tuple[float, float, float, float]) -> bool:
@@ -145,8 +145,8 @@ def memory_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
         if not metric or col not in grp or mcol not in grp:
             continue
         grp = grp.dropna(subset=[col, mcol])
-        if grp.empty:
-            continue
+        if len(grp) < 2:
+            continue  # one point answers no trade-off question
         m = METRICS.get(metric)
         grp = grp.assign(point=grp.apply(_label, axis=1))
         fig, ax = plt.subplots(figsize=(8, 5))
@@ -282,8 +282,8 @@ def trainable_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
         if not metric or col not in grp or "trainable_pct_mean" not in grp:
             continue
         grp = grp.dropna(subset=[col, "trainable_pct_mean"])
-        if grp.empty:
-            continue
+        if len(grp) < 2:
+            continue  # one point answers no trade-off question
         m = METRICS.get(metric)
         grp = grp.assign(point=grp.apply(_label, axis=1))
         fig, ax = plt.subplots(figsize=(8, 5))
