@@ -117,10 +117,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             tol = [f"{m.tol_abs:g}"] if m.tol_abs is not None else []
             tol += [f"{100 * m.tol_rel:g}%"] if m.tol_rel is not None else []
             gate = f"check tol {' or '.join(tol)}" if tol else "not gated by default"
-            print(
-                f"{name:<18} {m.direction:<17} {m.kind:<7} "
-                f"{m.unit or '-':<4} {gate:<22} {m.description}"
-            )
+            print(f"{name:<18} {m.direction:<17} {m.kind:<7} {m.unit or '-':<4} {gate:<22} {m.description}")
     return 0
 
 
