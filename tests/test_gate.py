@@ -306,3 +306,15 @@ def test_report_is_self_contained_escaped_with_compare_view_and_run_filter(tmp_p
     assert "Not in this suite" in page and "m/ia3/" in page
     assert (out / "compare.md").is_file() and "▲" in (out / "compare.md").read_text()  # perplexity lower than base
     assert "ia3" not in (out / "leaderboard.md").read_text()
+
+
+def test_a_runs_csv_is_the_same_result_set_as_its_records(tmp_path: Path) -> None:
+    from lorabench.report.results import load_runs
+
+    out = write_set(tmp_path / "set", [make_record("lora", {"perplexity": 5.0}), make_record("x", {}, status="oom")])
+    records = [json.loads(p.read_text()) for p in out.glob("runs/*/record.json")]
+    runs_frame(records).to_csv(out / "runs.csv", index=False)
+    diffs = compare_points(group(load_runs(out)), group(load_runs(out / "runs.csv")))
+    assert len(diffs) == 2 and all(p.base_status == p.current_status for p in diffs)
+    assert all(d.verdict == "same" and d.delta == 0 for p in diffs for d in p.deltas)
+    assert {d.metric for p in diffs for d in p.deltas} >= {"perplexity", "peak_mem_train_mb", "trainable_params"}
