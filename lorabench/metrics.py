@@ -279,8 +279,12 @@ def record_values(rec: dict[str, Any], where: str = "") -> dict[str, float]:
                 f"{where or rec.get('run_id', '?')}: metric {name!r} is not registered{METRICS.suggest(name)}; "
                 "declare it with lorabench.metrics.register_metric"
             )
-        if value is not None:
+        if value is None:
+            continue
+        try:
             out[name] = float(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{where or rec.get('run_id', '?')}: metric {name!r} is not a number: {value!r}") from None
     profile = rec.get("profile") or {}
     for name in cost_metrics():
         v = METRICS.get(name).value(profile)
