@@ -275,7 +275,8 @@ def test_compare_cli_formats(tmp_path: Path) -> None:
 def test_a_fresh_smoke_run_passes_the_committed_baseline(tmp_path: Path) -> None:
     """What CI does: the smoke suite from scratch (cached built-in models), gated against the baseline."""
     out = tmp_path / "smoke"
-    proc = run_cli("run", "suites/smoke.yaml", "--out", str(out), "--no-progress", "--strict")
+    # ~1 min on 2 idle cores; far longer on a loaded machine, hence the generous timeout.
+    proc = run_cli("run", "suites/smoke.yaml", "--out", str(out), "--no-progress", "--strict", timeout=2400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec = json.loads(next(out.glob("runs/*/record.json")).read_text())
     assert len(rec["profile"]["step_s"]) == rec["profile"]["timed_steps"]
