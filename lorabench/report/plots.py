@@ -255,10 +255,12 @@ def throughput(records: list[dict[str, Any]], out: Path) -> list[Plot]:
     if not rows:
         return []
     df = pd.DataFrame(rows)
-    order = df.groupby("point")["tok_s"].median().sort_values(ascending=False).index.tolist()
+    tps = METRICS.get("tokens_per_s")
+    order = sorted(df.groupby("point")["tok_s"].median().items(), key=lambda kv: tps.sort_key(kv[1]))
+    order = [k for k, _ in order]  # best first, in the registry's direction
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(order) + 1.6))
     sns.boxplot(data=df, y="point", x="tok_s", hue="precision", order=order, dodge=False, showfliers=False, ax=ax)
-    ax.set(xlabel="train tokens/s per step (warm-up excluded; higher is better)", ylabel="", title="throughput")
+    ax.set(xlabel=f"train tokens/s per step (warm-up excluded; {tps.direction})", ylabel="", title="throughput")
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.legend(title="precision", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return [
