@@ -6,8 +6,10 @@ SUITE  ?= smoke
 OUT    ?= results/$(SUITE)
 ARGS   ?=
 STAMP  := $(VENV)/.lorabench-installed
+# The committed smoke baseline that `make check` gates against (refresh: `make baseline`).
+BASELINE ?= results/baselines/smoke-cpu
 
-.PHONY: bench test lint validate benchmarks perf clean-results install lock lock-check
+.PHONY: bench test lint validate benchmarks perf clean-results install lock lock-check baseline check compare report
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh requirements.lock
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/bootstrap.sh
@@ -25,6 +27,24 @@ lock-check: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/lorabench run suites/$(SUITE).yaml --out $(OUT) --strict $(ARGS)
+
+# Regression gate: $(OUT) (default results/smoke, from `make bench`) against the baseline.
+check: $(STAMP)
+	$(VENV)/bin/lorabench check --baseline $(BASELINE) --current $(OUT) $(ARGS)
+
+compare: $(STAMP)
+	$(VENV)/bin/lorabench compare $(BASELINE) $(OUT) $(ARGS)
+
+# Rebuild $(OUT)'s leaderboard, plots and report.html, with the comparison to the baseline.
+report: $(STAMP)
+	$(VENV)/bin/lorabench report $(OUT) --baseline $(BASELINE)
+
+# Refresh the committed baseline deliberately: after a change meant to move the smoke
+# numbers (training, data, methods, a torch upgrade). Commit it with the reason.
+baseline: $(STAMP)
+	rm -rf results/_baseline-run
+	$(VENV)/bin/lorabench run suites/smoke.yaml --out results/_baseline-run --strict --no-progress
+	$(VENV)/bin/python -m lorabench.report.baseline results/_baseline-run $(BASELINE)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(ARGS)

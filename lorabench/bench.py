@@ -163,7 +163,7 @@ def _run_locked(
     records = load_records(out_dir)
     current = [r for r in records if r["run_id"] in plan_ids]
     others = [r for r in records if r["run_id"] not in plan_ids]
-    build_report(out_dir, current)
+    build_report(out_dir, records, run_ids=plan_ids)
     return SuiteOutcome(
         out_dir,
         Counter(r["status"] for r in current),

@@ -1,4 +1,4 @@
-"""Command line: ``lorabench run | validate | report | list | params``.
+"""Command line: ``lorabench run | validate | report | compare | check | list | params``.
 
 Usage errors (bad suite, unknown name, missing file) print a clear message and exit 2
 with no traceback. ``--help``, ``validate`` and ``list`` never import torch.
@@ -78,13 +78,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     out = Path(args.dir)
     run_ids = _plan_run_ids(out)
-    records = load_records(out, run_ids)
-    paths = build_report(out, records)
-    print(f"lorabench: {len(records)} records -> {paths['leaderboard']}, {paths['report']}")
-    if run_ids is not None:
-        for rec in load_records(out):
-            if rec["run_id"] not in run_ids:
-                print(f"  not in this suite: {rec['run_id']} {rec['label']} ({rec['status']})")
+    records = load_records(out)
+    baseline = Path(args.baseline) if args.baseline else None
+    if baseline is not None and not baseline.exists():
+        raise UsageError(f"--baseline {baseline}: no such file or directory")
+    paths = build_report(out, records, run_ids=run_ids, baseline=baseline)
+    shown = [r for r in records if run_ids is None or r["run_id"] in run_ids]
+    print(f"lorabench: {len(shown)} records -> {paths['leaderboard']}, {paths['report']}")
+    for rec in records:
+        if rec not in shown:
+            print(f"  not in this suite: {rec['run_id']} {rec['label']} ({rec['status']})")
     return 0
 
 
@@ -99,6 +102,35 @@ def _plan_run_ids(out: Path) -> set[str] | None:
         return {p["run_id"] for p in json.loads(plan.read_text(encoding="utf-8"))}
     except (OSError, ValueError, KeyError, TypeError):
         raise UsageError(f"{plan}: unreadable plan; rerun the suite or remove the file") from None
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from lorabench.report.compare import compare_sets, parse_tolerances, render
+    from lorabench.report.results import load_runs
+
+    tols = parse_tolerances(args.tol or [])
+    diffs = compare_sets(load_runs(args.a), load_runs(args.b), tols)
+    print(render(diffs, args.format), end="")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from lorabench.report.compare import check, parse_tolerances
+    from lorabench.report.results import group, load_runs
+
+    tols = parse_tolerances(args.tol or [])
+    result = check(group(load_runs(args.baseline)), group(load_runs(args.current)), tols)
+    for line in result.notes:
+        print(f"note: {line}")
+    for line in result.improvements:
+        print(f"improved: {line}")
+    if result.regressions:
+        print(f"lorabench check: {len(result.regressions)} regression(s) against {args.baseline}:")
+        for line in result.regressions:
+            print(f"  REGRESSION {line}")
+        return 1
+    print(f"lorabench check: ok, no regression beyond tolerance against {args.baseline}")
+    return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -136,7 +168,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
         for name in METRICS:
             m = METRICS.get(name)
-            print(f"{name:<24} {'higher' if m.higher_is_better else 'lower':<6} is better  {m.kind:<7} {m.description}")
+            tol = [f"{m.tol_abs:g}"] if m.tol_abs is not None else []
+            tol += [f"{100 * m.tol_rel:g}%"] if m.tol_rel is not None else []
+            gate = f"check tol {' or '.join(tol)}" if tol else "not gated by default"
+            print(f"{name:<18} {m.direction:<17} {m.kind:<7} {m.unit or '-':<4} {gate:<22} {m.description}")
     return 0
 
 
@@ -268,7 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="rebuild runs.csv, leaderboard, plots and report from a results dir")
     rep.add_argument("dir")
+    rep.add_argument("--baseline", help="a results directory or runs.csv to compare with (adds the compare view)")
     rep.set_defaults(func=_cmd_report)
+
+    _add_compare_parsers(sub)
 
     ls = sub.add_parser("list", help="list registered methods, models, tasks or metrics")
     ls.add_argument("what", choices=["methods", "models", "tasks", "metrics"])
@@ -323,6 +361,35 @@ def _add_executor_args(r: argparse.ArgumentParser) -> None:
         "each run sees only its device (CUDA_VISIBLE_DEVICES)",
     )
     r.add_argument("--address", help="with --executor ray: the cluster (auto, ray://HOST:PORT); default: a local Ray")
+
+
+def _add_compare_parsers(sub: argparse._SubParsersAction) -> None:
+    tol_help = (
+        "METRIC=ABS or METRIC=REL%% (repeatable), e.g. perplexity=2%% accuracy=0.01; overrides the metric's default "
+        "(lorabench list metrics); naming a cost figure (tokens_per_s, peak_mem_train_mb, ...) gates it too"
+    )
+    c = sub.add_parser(
+        "compare",
+        help="side-by-side of two result sets matched by grid point, deltas in each metric's direction",
+        description="A and B are results directories or runs.csv files; deltas are B - A.",
+    )
+    c.add_argument("a", help="the reference set (directory or runs.csv)")
+    c.add_argument("b", help="the set compared with it")
+    c.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    c.add_argument("--tol", nargs="+", metavar="METRIC=TOL", help=tol_help)
+    c.set_defaults(func=_cmd_compare)
+
+    k = sub.add_parser(
+        "check",
+        help="regression gate: exit 1 listing every regression beyond tolerance, 0 if none, 2 on unusable input",
+        description="Fails on a metric worse than the baseline by more than its tolerance (in its registered "
+        "direction), a point missing from the current set, or a point that now fails. Improvements never fail. "
+        "Only quality metrics are gated by default; cost figures when named in --tol.",
+    )
+    k.add_argument("--baseline", required=True, help="baseline results directory or runs.csv")
+    k.add_argument("--current", required=True, help="current results directory or runs.csv")
+    k.add_argument("--tol", nargs="+", metavar="METRIC=TOL", help=tol_help)
+    k.set_defaults(func=_cmd_check)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,71 +1,293 @@
-"""Metric registry: every reported number knows which direction is better.
+"""Metric registry: every reported number is declared once, with its direction.
 
-Leaderboard sorting, Pareto fronts and (later) ``lorabench check`` read the direction
-from here and never hard-code it (lm-eval-harness's ``higher_is_better``).
-No torch import: the report side uses this too.
+A metric knows whether higher is better, how it is shown, how seeds are aggregated,
+whether it is a quality figure (from the task) or a cost figure (from the profile),
+its unit and the default tolerance ``lorabench check`` allows before calling a change
+a regression. Leaderboards, plots, ``compare`` and ``check`` read all of that from
+here and never hard-code it (lm-eval-harness's ``MetricSpec`` idea).
+
+Registering a new profile figure (say ``mfu``) is one line::
+
+    register_metric("mfu", higher_is_better=True, kind="cost", description="model FLOPs utilisation")
+
+Its value is then read from ``record["profile"]["mfu"]``. No torch import: the report
+side uses this too.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from lorabench.errors import UsageError
 from lorabench.registry import Registry
+
+KINDS = ("quality", "cost")
+AGGREGATIONS = ("mean",)
+
+# Where the "peak memory" a user budgets for comes from, best first: NVML per-process on
+# GPU (includes the CUDA context), then the allocator's reserved pool, then host RSS.
+MEM_PRIORITY = ("nvml", "reserved", "rss")
 
 
 @dataclass(frozen=True)
 class Metric:
-    """How one metric is named, compared and shown."""
+    """How one metric is named, compared, aggregated, shown and gated."""
 
     name: str
     higher_is_better: bool
     description: str
     kind: str = "quality"  # "quality" (task metric) or "cost" (profile figure)
-    fmt: str = ".4g"
+    fmt: str = "sig4"  # a Python format spec (",.0f", ".3f"), or "sigN": N significant digits, never scientific
+    unit: str = ""
+    aggregation: str = "mean"
+    tol_abs: float | None = None  # default check tolerance, absolute ...
+    tol_rel: float | None = None  # ... or relative (a fraction of the baseline value)
+    source: Callable[[dict[str, Any]], float | None] | None = None  # profile -> value (cost figures)
+    noise_rel: float | None = None  # single-seed differences below this share are measurement noise
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"metric {self.name!r}: kind should be one of {KINDS}, got {self.kind!r}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"metric {self.name!r}: aggregation should be one of {AGGREGATIONS}")
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+    @property
+    def header(self) -> str:
+        return f"{self.name} ({self.unit})" if self.unit else self.name
 
     def better(self, a: float, b: float) -> bool:
         """True when ``a`` is strictly better than ``b``."""
         return a > b if self.higher_is_better else a < b
+
+    def sort_key(self, value: float | None) -> float:
+        """Ascending sort key that puts the best value first and missing values last."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return math.inf
+        return -value if self.higher_is_better else value
+
+    def tolerance(self, base: float) -> float | None:
+        """The default allowed change around ``base``; None: not gated by default."""
+        tols = []
+        if self.tol_abs is not None:
+            tols.append(self.tol_abs)
+        if self.tol_rel is not None:
+            tols.append(self.tol_rel * abs(base))
+        return max(tols) if tols else None
+
+    def noise(self, base: float) -> float:
+        """How far apart two single-seed values must be to count as different (Pareto, compare)."""
+        tol = self.tolerance(base)
+        if tol is None and self.noise_rel is not None:
+            tol = self.noise_rel * abs(base)
+        return tol or 0.0
+
+    def value(self, profile: dict[str, Any]) -> float | None:
+        """A cost figure's value from a record's profile (None when absent)."""
+        v = self.source(profile) if self.source else profile.get(self.name)
+        return None if v is None else float(v)
+
+    def _decimals(self, ref: float) -> int | None:
+        if not self.fmt.startswith("sig"):
+            return None
+        digits = int(self.fmt[3:])
+        if ref == 0 or not math.isfinite(ref):
+            return digits - 1
+        return max(0, digits - 1 - math.floor(math.log10(abs(ref))))
+
+    def format(self, value: float | None, ref: float | None = None) -> str:
+        """Display text; ``ref`` picks the decimals for "sigN" (so a CI matches its mean)."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        dec = self._decimals(value if ref is None else ref)
+        if dec is None:
+            return f"{value:{self.fmt}}"
+        return f"{value:,.{dec}f}"
+
+    def format_ci(self, mean: float | None, half: float | None, n: int) -> str:
+        """``mean ± half`` with one decimals rule for both; the mean alone when n < 2 or the seeds agree exactly."""
+        if n < 2 or half is None or (isinstance(half, float) and math.isnan(half)) or half == 0:
+            return self.format(mean)
+        return f"{self.format(mean)} ± {self.format(half, ref=mean)}"
 
 
 METRICS: Registry[Metric] = Registry("metric")
 
 
 def register_metric(
-    name: str, *, higher_is_better: bool, description: str, kind: str = "quality", fmt: str = ".4g"
+    name: str,
+    *,
+    higher_is_better: bool,
+    description: str,
+    kind: str = "quality",
+    fmt: str = "sig4",
+    unit: str = "",
+    aggregation: str = "mean",
+    tol_abs: float | None = None,
+    tol_rel: float | None = None,
+    source: Callable[[dict[str, Any]], float | None] | None = None,
+    noise_rel: float | None = None,
 ) -> Metric:
-    """Register a metric with its direction; a name may be registered once."""
-    metric = Metric(name, higher_is_better, description, kind, fmt)
-    METRICS.register(name, metric)
-    return metric
-
-
-# Task metrics.
-register_metric("perplexity", higher_is_better=False, description="exp(token-weighted mean NLL)")
-register_metric("token_accuracy", higher_is_better=True, description="next-token argmax accuracy")
-register_metric("eval_loss", higher_is_better=False, description="token-weighted mean NLL")
-register_metric("accuracy", higher_is_better=True, description="classification accuracy")
-register_metric("macro_f1", higher_is_better=True, description="unweighted mean of per-class F1")
-for _r in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
-    register_metric(_r, higher_is_better=True, description=f"{_r} F-measure x100 (rouge-score)")
-
-# Cost figures from the profile.
-register_metric("trainable_pct", higher_is_better=False, description="trainable share", kind="cost")
-register_metric("tokens_per_s", higher_is_better=True, description="train tokens/s", kind="cost")
-register_metric("samples_per_s", higher_is_better=True, description="train samples/s", kind="cost")
-register_metric("train_s", higher_is_better=False, description="train wall seconds", kind="cost")
-register_metric("eval_s", higher_is_better=False, description="eval wall seconds", kind="cost")
-register_metric("adapter_bytes", higher_is_better=False, description="saved bytes", kind="cost")
-for _phase in ("train", "eval"):
-    for _src in ("rss", "allocated", "reserved", "nvml"):
-        register_metric(
-            f"peak_{_src}_{_phase}_mb",
-            higher_is_better=False,
-            description=f"peak {_src} memory during {_phase} (MiB)",
-            kind="cost",
-            fmt=".1f",
-        )
+    """Register a metric; a name may be registered once."""
+    m = Metric(name, higher_is_better, description, kind, fmt, unit, aggregation, tol_abs, tol_rel, source, noise_rel)
+    METRICS.register(name, m)
+    return m
 
 
 def metric(name: str) -> Metric:
     """Look up a registered metric (did-you-mean on typos)."""
     return METRICS.get(name)
+
+
+def peak_memory(profile: dict[str, Any], phase: str) -> tuple[float | None, str | None]:
+    """The device's main peak-memory figure for ``phase`` and its source name."""
+    mem = ((profile.get("memory_mb") or {}).get(phase)) or {}
+    for src in MEM_PRIORITY:
+        v = mem.get(src)
+        if v is not None:
+            return float(v), src
+    return None, None
+
+
+def step_time_median(profile: dict[str, Any]) -> float | None:
+    """Median seconds per timed optimizer step (warm-up excluded)."""
+    steps = profile.get("step_s") or []
+    if not steps:
+        return None
+    import statistics
+
+    return statistics.median(steps)
+
+
+def step_time_spread(profile: dict[str, Any]) -> float | None:
+    """Interquartile range of step times over their median: 0.1 means steps vary by ~10%."""
+    steps = sorted(profile.get("step_s") or [])
+    if len(steps) < 4:
+        return None
+    import statistics
+
+    q1, _, q3 = statistics.quantiles(steps, n=4)
+    med = statistics.median(steps)
+    return (q3 - q1) / med if med > 0 else None
+
+
+# Task metrics. Default tolerances: the smoke suite's numbers are deterministic for one
+# torch build and CPU, but BLAS kernels differ across CPUs and tiny models amplify the
+# difference over training (pretraining included); the tolerances are a few times that
+# drift yet far below what a broken method or training loop does (perplexity x2, accuracy
+# to chance, ROUGE halved).
+register_metric(
+    "perplexity",
+    higher_is_better=False,
+    description="exp(token-weighted mean NLL)",
+    tol_rel=0.05,
+)
+register_metric(
+    "token_accuracy", higher_is_better=True, description="next-token argmax accuracy", fmt=".4f", tol_abs=0.02
+)
+register_metric("eval_loss", higher_is_better=False, description="token-weighted mean NLL", fmt=".4f", tol_abs=0.05)
+register_metric("accuracy", higher_is_better=True, description="classification accuracy", fmt=".3f", tol_abs=0.03)
+register_metric(
+    "macro_f1", higher_is_better=True, description="unweighted mean of per-class F1", fmt=".3f", tol_abs=0.03
+)
+for _r in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+    register_metric(_r, higher_is_better=True, description=f"{_r} F-measure x100 (rouge-score)", fmt=".2f", tol_abs=3.0)
+
+# Cost figures, read from the record's profile. No default tolerance: CPU timing and RSS
+# are noisy on shared machines, so gating them is opt-in (`check --tol tokens_per_s=50%`).
+register_metric(
+    "trainable_pct",
+    higher_is_better=False,
+    description="trainable share of all parameters",
+    kind="cost",
+    fmt="sig3",
+    unit="%",
+)
+register_metric("trainable_params", higher_is_better=False, description="trainable parameters", kind="cost", fmt=",.0f")
+register_metric("total_params", higher_is_better=False, description="all parameters", kind="cost", fmt=",.0f")
+register_metric(
+    "peak_mem_train_mb",
+    higher_is_better=False,
+    description="peak training memory: NVML, else reserved, else host RSS",
+    kind="cost",
+    fmt=",.0f",
+    unit="MiB",
+    source=lambda p: peak_memory(p, "train")[0],
+    noise_rel=0.03,  # host RSS moves by a few MiB from run to run
+)
+register_metric(
+    "peak_mem_eval_mb",
+    higher_is_better=False,
+    description="peak evaluation memory: NVML, else reserved, else host RSS",
+    kind="cost",
+    fmt=",.0f",
+    unit="MiB",
+    source=lambda p: peak_memory(p, "eval")[0],
+    noise_rel=0.03,  # host RSS moves by a few MiB from run to run
+)
+register_metric(
+    "tokens_per_s",
+    higher_is_better=True,
+    description="train tokens/s (warm-up excluded)",
+    kind="cost",
+    fmt=",.0f",
+    noise_rel=0.25,  # shared machines: the same point has measured 10x apart under load
+)
+register_metric(
+    "samples_per_s", higher_is_better=True, description="train samples/s (warm-up excluded)", kind="cost", fmt=",.1f"
+)
+register_metric("train_s", higher_is_better=False, description="train wall time", kind="cost", fmt=",.1f", unit="s")
+register_metric("eval_s", higher_is_better=False, description="eval wall time", kind="cost", fmt=",.1f", unit="s")
+register_metric(
+    "step_ms",
+    higher_is_better=False,
+    description="median time per timed optimizer step",
+    kind="cost",
+    fmt="sig3",
+    unit="ms",
+    source=lambda p: None if (m := step_time_median(p)) is None else 1000.0 * m,
+)
+register_metric(
+    "adapter_bytes", higher_is_better=False, description="bytes the method saves", kind="cost", fmt=",.0f", unit="B"
+)
+
+
+def quality_metrics() -> list[str]:
+    return [n for n in METRICS if METRICS.get(n).kind == "quality"]
+
+
+def cost_metrics() -> list[str]:
+    return [n for n in METRICS if METRICS.get(n).kind == "cost"]
+
+
+def record_values(rec: dict[str, Any], where: str = "") -> dict[str, float]:
+    """Every registered figure of one record: its task metrics and profile cost figures.
+
+    A task metric that is not registered is an error (a silently dropped column would be
+    a wrong leaderboard); profile keys that are not registered are ignored.
+    """
+    out: dict[str, float] = {}
+    for name, value in (rec.get("metrics") or {}).items():
+        if name not in METRICS or METRICS.get(name).kind != "quality":
+            raise UsageError(
+                f"{where or rec.get('run_id', '?')}: metric {name!r} is not registered{METRICS.suggest(name)}; "
+                "declare it with lorabench.metrics.register_metric"
+            )
+        if value is None:
+            continue
+        try:
+            out[name] = float(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{where or rec.get('run_id', '?')}: metric {name!r} is not a number: {value!r}") from None
+    profile = rec.get("profile") or {}
+    for name in cost_metrics():
+        v = METRICS.get(name).value(profile)
+        if v is not None:
+            out[name] = v
+    return out

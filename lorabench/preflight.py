@@ -120,7 +120,7 @@ def _check_data_paths(suite: Suite, specs: list[RunSpec], found: Found, env_requ
 
 
 def _is_hub_id(path: str) -> bool:
-    return not path.startswith(SHIPPED + ("builtin:", "/", "./", "../", "~")) and not os.path.isdir(path)
+    return not path.startswith((*SHIPPED, "builtin:", "/", "./", "../", "~")) and not os.path.isdir(path)
 
 
 # Models whose files come with lorabench or a package: a config directory or a packaged checkpoint.

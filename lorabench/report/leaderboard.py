@@ -1,6 +1,8 @@
-"""Aggregate records over seeds into one leaderboard row per grid point.
+"""Leaderboards: one table per task, its metrics only, primary first, best first.
 
-Sorting and "best" use each metric's direction from the metric registry.
+Direction, format and noise of every column come from the metric registry. A point's
+Pareto mark (memory vs the primary metric) ignores differences inside the noise: the
+95% intervals with two or more seeds, else the metric's registered tolerance.
 """
 
 from __future__ import annotations
@@ -10,112 +12,204 @@ from typing import Any
 
 import pandas as pd
 
-from lorabench.metrics import METRICS
+from lorabench.metrics import METRICS, Metric, peak_memory, record_values, step_time_spread
 from lorabench.record import flat_row
+from lorabench.report.results import POINT, REPORT_FLAGS, Point, group, run_from_record, sort_points
+from lorabench.sanity import FLAG_MEANINGS
+from lorabench.stats import Agg
 
-POINT = ["task", "model", "method", "rank", "precision"]
-COST = [
-    "trainable_pct",
-    "trainable_params",
-    "peak_mem_train_mb",
-    "tokens_per_s",
-    "samples_per_s",
-    "train_s",
-    "eval_s",
-    "adapter_bytes",
-]
+MEMORY = "peak_mem_train_mb"
+# Cost columns of every task table, after the task's own metrics.
+COST_COLUMNS = ("trainable_pct", "trainable_params", "total_params", MEMORY, "tokens_per_s", "train_s", "adapter_bytes")
 
 
-def primary_metric(rec: dict[str, Any]) -> str | None:
-    from lorabench.tasks import TASK_TYPES
+def flag_meanings() -> dict[str, str]:
+    return {**FLAG_MEANINGS, **REPORT_FLAGS}
 
-    ttype = rec["spec"]["task_options"].get("type")
-    if ttype in TASK_TYPES:
-        return TASK_TYPES.get(ttype).primary_metric
-    metrics = rec.get("metrics") or {}
-    return next(iter(metrics), None)
+
+def flag_marker(flag: str) -> str:
+    """A short marker: the initials of the flag's words (``did_not_learn`` -> ``DNL``)."""
+    return "".join(w[0] for w in flag.split("_") if w).upper() or flag
 
 
 def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per run (the runs.csv content) plus the derived ``peak_mem_train_mb``."""
-    rows = [flat_row(r) for r in records]
+    """One row per run (runs.csv): every record field flat, every registered figure, integers as integers."""
+    rows = []
+    for rec in records:
+        run = run_from_record(rec)
+        row = flat_row(rec)
+        for name, value in record_values(rec).items():
+            row.setdefault(name, value)
+            if row[name] is None:
+                row[name] = value
+        row["mem_source"] = peak_memory(rec.get("profile") or {}, "train")[1]
+        row["step_spread"] = step_time_spread(rec.get("profile") or {})
+        row["primary_metric"] = run.primary
+        row["task_metrics"] = ";".join(run.task_metrics)
+        row["flags"] = ";".join(run.flags)
+        rows.append(row)
     df = pd.DataFrame(rows)
-    if df.empty:
-        return df
-    df["rank"] = df["rank"].astype("Int64")
-
-    # The memory a user budgets for: NVML per-process on GPU (includes the CUDA context),
-    # then the allocator's reserved pool, then host RSS on CPU-only runs.
-    def best(row: pd.Series, phase: str) -> tuple[float | None, str | None]:
-        for src in ("nvml", "reserved", "rss"):
-            v = row.get(f"peak_{src}_{phase}_mb")
-            if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                return v, src
-        return None, None
-
-    df["peak_mem_train_mb"] = [best(r, "train")[0] for _, r in df.iterrows()]
-    df["mem_source"] = [best(r, "train")[1] for _, r in df.iterrows()]
+    for col in ("rank", "seed", "trainable_params", "total_params", "adapter_bytes"):
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce").round().astype("Int64")
     return df
 
 
-def _fmt(mean: float, std: float, n: int, spec: str) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+def _differs(m: Metric, a: Agg, b: Agg) -> int:
+    """+1 when ``b`` is better than ``a`` beyond the noise, -1 when worse, 0 inside it."""
+    if a.n >= 2 and b.n >= 2:
+        if a.overlaps(b):
+            return 0
+    elif abs(b.mean - a.mean) <= m.noise(a.mean):
+        return 0
+    return 1 if m.better(b.mean, a.mean) else -1
+
+
+def pareto_points(points: list[Point], metric: str, cost: str = MEMORY) -> set[int]:
+    """Indices of the points no other point beats on (``cost``, ``metric``) beyond the noise."""
+    mq, mc = METRICS.get(metric), METRICS.get(cost)
+    cand = [i for i, p in enumerate(points) if metric in p.aggs and cost in p.aggs]
+    front = set()
+    for i in cand:
+        a = points[i]
+        dominated = False
+        for j in cand:
+            if j == i:
+                continue
+            b = points[j]
+            dq, dc = _differs(mq, a.aggs[metric], b.aggs[metric]), _differs(mc, a.aggs[cost], b.aggs[cost])
+            if dq >= 0 and dc >= 0 and (dq > 0 or dc > 0):
+                dominated = True
+                break
+        if not dominated:
+            front.add(i)
+    return front
+
+
+def by_task(points: list[Point]) -> dict[str, list[Point]]:
+    """Points per task (tasks sorted), each list best first by the task's primary metric."""
+    tasks: dict[str, list[Point]] = {}
+    for p in points:
+        tasks.setdefault(p.task, []).append(p)
+    return {t: sort_points(ps, next((p.primary for p in ps if p.primary), None)) for t, ps in sorted(tasks.items())}
+
+
+def _task_metrics(points: list[Point]) -> list[str]:
+    """The task's metrics, primary first; others seen in the records after them."""
+    primary = next((p.primary for p in points if p.primary), None)
+    names = [primary] if primary else []
+    for p in points:
+        names += [m for m in p.task_metrics if m not in names]
+    for p in points:
+        names += [m for m in p.aggs if METRICS.get(m).kind == "quality" and m not in names]
+    return names
+
+
+def _cell(name: str, p: Point, ci: bool) -> str:
+    agg = p.aggs.get(name)
+    if agg is None:
         return "-"
-    if n > 1 and std is not None and not math.isnan(std):
-        return f"{mean:{spec}} ± {std:{spec}}"
-    return f"{mean:{spec}}"
+    m = METRICS.get(name)
+    return m.format_ci(agg.mean, agg.half, agg.n) if ci else m.format(agg.mean)
 
 
-def leaderboard(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(numeric frame with mean/std/n columns, display frame with 'mean ± std' strings)."""
-    df = runs_frame(records)
-    if df.empty:
-        return df, df
-    prim = {r["spec"]["task"]: primary_metric(r) for r in records}
-    metric_cols = [c for c in df.columns if c in METRICS and METRICS.get(c).kind == "quality"]
-    numeric, display = [], []
-    for key, grp in df.groupby(POINT, dropna=False, sort=False):
-        ok = grp[grp["status"] == "success"]
-        counts = grp["status"].value_counts()
-        status = "success" if len(ok) == len(grp) else ", ".join(f"{s} {n}/{len(grp)}" for s, n in counts.items())
-        nrow: dict[str, Any] = dict(zip(POINT, key))
-        nrow.update(n=len(ok), seeds=len(grp), status=status, mem_source=ok["mem_source"].iloc[0] if len(ok) else None)
-        drow: dict[str, Any] = dict(nrow)
-        drow["rank"] = "-" if pd.isna(nrow["rank"]) else int(nrow["rank"])
-        for col in [*metric_cols, *COST]:
-            vals = pd.to_numeric(ok[col], errors="coerce").dropna() if col in ok else pd.Series(dtype=float)
-            mean = float(vals.mean()) if len(vals) else float("nan")
-            std = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
-            nrow[f"{col}_mean"], nrow[f"{col}_std"] = mean, std
-            spec = METRICS.get(col).fmt if col in METRICS else ".4g"
-            if col == "trainable_params" or col == "adapter_bytes":
-                spec = ",.0f"
-            drow[col] = _fmt(mean, std, len(vals), spec)
-        nrow["primary_metric"] = drow["primary_metric"] = prim.get(key[0])
-        numeric.append(nrow)
-        display.append(drow)
-    num = pd.DataFrame(numeric)
-    disp = pd.DataFrame(display)
-
-    # Best first within each task, by that task's primary metric and its registered direction.
-    def sort_key(i: int) -> tuple[Any, ...]:
-        row = num.iloc[i]
-        m = row["primary_metric"]
-        v = row.get(f"{m}_mean", float("nan")) if m else float("nan")
-        if v is None or math.isnan(v):
-            return (row["task"], 1, 0.0)
-        return (row["task"], 0, -v if METRICS.get(m).higher_is_better else v)
-
-    order = sorted(range(len(num)), key=sort_key)
-    num, disp = num.iloc[order].reset_index(drop=True), disp.iloc[order].reset_index(drop=True)
-    keep = [c for c in disp.columns if not disp[c].astype(str).eq("-").all() or c in POINT]
-    return num, disp[keep]
+def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
+    """(display frame, flags used) for one task's points, already sorted."""
+    metrics = _task_metrics(points)
+    primary = metrics[0] if metrics else None
+    front = pareto_points(points, primary) if primary else set()
+    sources = sorted({p.mem_source for p in points if p.mem_source})
+    mem_header = f"peak train MiB ({', '.join(sources) or '-'})"
+    flags_used: list[str] = []
+    rows = []
+    for i, p in enumerate(points):
+        _task, model, method, rank, precision = p.key
+        row: dict[str, Any] = {
+            "model": model,
+            "method": method,
+            "rank": "-" if rank is None else str(rank),
+            "precision": precision,
+            "n": f"{p.n}/{len(p.runs)}" if p.n != len(p.runs) else str(p.n),
+            "status": p.status,
+        }
+        for name in metrics:
+            row[METRICS.get(name).header] = _cell(name, p, ci=True)
+        row["trainable %"] = _cell("trainable_pct", p, ci=False)
+        row["trainable params"] = _cell("trainable_params", p, ci=False)
+        row["total params"] = _cell("total_params", p, ci=False)
+        row[mem_header] = _cell(MEMORY, p, ci=False)
+        row["tokens/s"] = _cell("tokens_per_s", p, ci=True)
+        spread = p.timing_spread
+        step = _cell("step_ms", p, ci=False)
+        row["step ms (spread)"] = step if spread is None or step == "-" else f"{step} ({spread:.0%})"
+        row["train s"] = _cell("train_s", p, ci=False)
+        row["adapter bytes"] = _cell("adapter_bytes", p, ci=False)
+        row["pareto"] = "*" if i in front else ""
+        for f in p.flags:
+            if f not in flags_used:
+                flags_used.append(f)
+        row["flags"] = " ".join(flag_marker(f) for f in p.flags)
+        rows.append(row)
+    return pd.DataFrame(rows), flags_used
 
 
-def markdown_table(disp: pd.DataFrame) -> str:
+def numeric_frame(points: list[Point]) -> pd.DataFrame:
+    """leaderboard.csv and the plots' input: one row per point, mean/std/n/ci per metric."""
+    rows = []
+    for task, pts in by_task(points).items():
+        metrics = _task_metrics(pts)
+        front = pareto_points(pts, metrics[0]) if metrics else set()
+        for i, p in enumerate(pts):
+            row: dict[str, Any] = dict(zip(POINT, p.key))
+            row.update(
+                n=p.n,
+                seeds=len(p.runs),
+                status=p.status,
+                primary_metric=p.primary,
+                mem_source=p.mem_source,
+                pareto=i in front,
+                step_spread=p.timing_spread,
+                flags=";".join(p.flags),
+            )
+            for name in METRICS:
+                agg = p.aggs.get(name)
+                row[f"{name}_mean"] = agg.mean if agg else math.nan
+                row[f"{name}_std"] = agg.std if agg and agg.std is not None else math.nan
+                row[f"{name}_ci95"] = agg.half if agg and agg.half is not None else math.nan
+                row[f"{name}_n"] = agg.n if agg else 0
+            row["task"] = task
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.dropna(axis=1, how="all")
+        df["rank"] = pd.to_numeric(df["rank"], errors="coerce").astype("Int64")
+    return df
+
+
+def leaderboard_markdown(points: list[Point]) -> str:
+    """One section per task: heading, table, how to read it, and the legend of its flags."""
     from tabulate import tabulate
 
-    if disp.empty:
+    if not points:
         return "_no runs_\n"
-    cols = [c for c in disp.columns if c not in ("primary_metric", "seeds")]
-    return tabulate(disp[cols], headers="keys", tablefmt="github", showindex=False) + "\n"
+    meanings = flag_meanings()
+    out = []
+    for task, pts in by_task(points).items():
+        disp, flags = task_table(pts)
+        primary = next((p.primary for p in pts if p.primary), None)
+        head = f"## {task}"
+        if primary:
+            head += f" (sorted by {primary}, {METRICS.get(primary).direction})"
+        out += [head, "", tabulate(disp, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), ""]
+        if any(p.n >= 2 for p in pts):
+            out += ["Quality and tokens/s: mean ± 95% Student-t interval over successful seeds (n).", ""]
+        if flags:
+            legend = "; ".join(f"**{flag_marker(f)}** {f}: {meanings.get(f, 'no description')}" for f in flags)
+            out += [f"Flags: {legend}.", ""]
+    return "\n".join(out)
+
+
+def leaderboard(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, str]:
+    """(numeric frame, markdown) of the records' leaderboard."""
+    points = group([run_from_record(r) for r in records])
+    return numeric_frame(points), leaderboard_markdown(points)

@@ -1,15 +1,34 @@
-"""Trade-off plots (seaborn): memory vs quality with the Pareto front, rank sweeps, throughput,
-and learning curves (train loss, and the primary metric where runs evaluated periodically)."""
+"""Plots that answer the benchmark's questions (seaborn, PNG), each with a "how to read this".
+
+- memory vs quality per task, with the Pareto front (differences inside the noise ignored);
+- quality and memory vs rank per method and precision, only where a rank sweep exists;
+- throughput per method and precision, with the per-step spread;
+- trainable share (log axis) vs quality per task;
+- training loss and periodic eval curves, with colours and line styles that keep 13+ series apart.
+
+Directions and axis names come from the metric registry. Labels are placed by a small
+deterministic scheme that tries offsets around each point until none overlap.
+"""
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from lorabench.metrics import METRICS
+
+MEM = "peak_mem_train_mb"
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+@dataclass(frozen=True)
+class Plot:
+    path: Path
+    title: str
+    how: str  # "how to read this", shown under the plot in the report
 
 
 def _setup() -> None:
@@ -21,102 +40,272 @@ def _setup() -> None:
     sns.set_theme(style="whitegrid", context="notebook")
 
 
-def pareto(points: list[tuple[float, float]], higher_is_better: bool) -> list[tuple[float, float]]:
-    """Points not dominated in (lower memory, better metric), sorted by memory."""
-    front: list[tuple[float, float]] = []
-    best = -math.inf if higher_is_better else math.inf
-    for mem, val in sorted(points):
-        if (val > best) if higher_is_better else (val < best):
-            front.append((mem, val))
-            best = val
-    return front
-
-
 def _label(row: pd.Series) -> str:
     rank = "" if pd.isna(row["rank"]) else f"-r{int(row['rank'])}"
     return f"{row['method']}{rank}@{row['precision']}"
 
 
-def memory_vs_quality(num: pd.DataFrame, out: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
+def series_styles(n: int) -> list[tuple[Any, str]]:
+    """(colour, linestyle) for ``n`` series: 10 distinct colours x 4 styles, so 40 series stay apart."""
     import seaborn as sns
 
-    paths = []
-    for task, grp in num.groupby("task"):
-        metric = grp["primary_metric"].iloc[0]
+    colours = sns.color_palette("tab10", 10)
+    return [(colours[i % 10], LINESTYLES[(i // 10) % len(LINESTYLES)]) for i in range(n)]
+
+
+def place_labels(ax: Any, xs: list[float], ys: list[float], labels: list[str], fontsize: float = 7.5) -> None:
+    """Annotate points so that no two labels overlap each other or a marker (greedy, deterministic).
+
+    Candidate offsets ring each point at growing distances; the first free one wins,
+    checked in display space with the rendered text size. A label placed away from its
+    point gets a thin leader line.
+    """
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    to_disp = ax.transData.transform
+    axbox = ax.get_window_extent()
+    pts = [tuple(to_disp((x, y))) for x, y in zip(xs, ys)]
+    px_per_pt = fig.dpi / 72.0
+    marker = 10 * px_per_pt  # covers the Pareto ring as well as the marker
+    taken = [(px - marker, py - marker, px + marker, py + marker) for px, py in pts]
+
+    def free(box: tuple[float, float, float, float]) -> bool:
+        x0, y0, x1, y1 = box
+        if x0 < axbox.x0 or x1 > axbox.x1 or y0 < axbox.y0 or y1 > axbox.y1:
+            return False
+        return all(x1 <= a0 or x0 >= a1 or y1 <= b0 or y0 >= b1 for a0, b0, a1, b1 in taken)
+
+    order = sorted(range(len(pts)), key=lambda i: (pts[i][0], pts[i][1]))
+    for i in order:
+        px, py = pts[i]
+        t = ax.text(0, 0, labels[i], fontsize=fontsize)
+        bb = t.get_window_extent(renderer)
+        t.remove()
+        w, h = bb.width + 2, bb.height + 2
+        chosen = None
+        for dist in (3, 8, 14, 22, 32, 45, 60):
+            d = dist * px_per_pt
+            for dx, dy in (
+                (d, -h / 2),  # right
+                (-d - w, -h / 2),  # left
+                (d * 0.7, d * 0.7),  # up right
+                (d * 0.7, -d * 0.7 - h),  # down right
+                (-d * 0.7 - w, d * 0.7),  # up left
+                (-d * 0.7 - w, -d * 0.7 - h),  # down left
+                (-w / 2, d),  # above
+                (-w / 2, -d - h),  # below
+            ):
+                box = (px + dx, py + dy, px + dx + w, py + dy + h)
+                if free(box):
+                    chosen = (dx, dy, box, dist)
+                    break
+            if chosen:
+                break
+        if chosen is None:
+            d = 4 * px_per_pt
+            chosen = (d, d / 2, (px + d, py + d / 2, px + d + w, py + d / 2 + h), 4)
+        dx, dy, box, dist = chosen
+        taken.append(box)
+        ax.annotate(
+            labels[i],
+            (xs[i], ys[i]),
+            xytext=(dx / px_per_pt, dy / px_per_pt),
+            textcoords="offset points",
+            fontsize=fontsize,
+            arrowprops={"arrowstyle": "-", "color": "0.55", "lw": 0.6, "shrinkA": 0} if dist > 10 else None,
+        )
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def _scatter_by_method(ax: Any, grp: pd.DataFrame, x: str, y: str, yerr: str | None = None) -> None:
+    """One marker per point: colour = method, marker = precision; legend outside the axes."""
+    import seaborn as sns
+
+    sns.scatterplot(data=grp, x=x, y=y, hue="method", style="precision", s=70, ax=ax, zorder=3)
+    if yerr and yerr in grp and grp[yerr].notna().any():
+        ax.errorbar(grp[x], grp[y], yerr=grp[yerr].fillna(0), fmt="none", ecolor="0.5", lw=0.8, zorder=2)
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
+
+
+def memory_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
+    import matplotlib.pyplot as plt
+
+    plots = []
+    for task, grp in num.groupby("task", sort=True):
+        metric = grp["primary_metric"].dropna().iloc[0] if grp["primary_metric"].notna().any() else None
+        col, mcol = f"{metric}_mean", f"{MEM}_mean"
+        if not metric or col not in grp or mcol not in grp:
+            continue
+        grp = grp.dropna(subset=[col, mcol])
+        if len(grp) < 2:
+            continue  # one point answers no trade-off question
+        m = METRICS.get(metric)
+        grp = grp.assign(point=grp.apply(_label, axis=1))
+        fig, ax = plt.subplots(figsize=(8, 5))
+        _scatter_by_method(ax, grp, mcol, col, f"{metric}_ci95" if f"{metric}_ci95" in grp else None)
+        front = grp[grp["pareto"].astype(bool)].sort_values(mcol)
+        if len(front):
+            ax.scatter(front[mcol], front[col], s=220, facecolors="none", edgecolors="black", lw=1.2, zorder=4)
+        if len(front) > 1:
+            ax.plot(front[mcol], front[col], color="0.3", lw=1, ls="--", zorder=1)
+        src = grp["mem_source"].dropna().iloc[0] if grp["mem_source"].notna().any() else "?"
+        spread = grp[mcol].max() - grp[mcol].min()
+        noise = METRICS.get(MEM).noise(grp[mcol].min())
+        note = "  (all memory differences inside the noise)" if spread <= noise else ""
+        ax.set(
+            xlabel=f"peak train memory, MiB ({src}){note}",
+            ylabel=f"{metric} ({m.direction})",
+            title=f"{task}: memory vs {metric}",
+        )
+        place_labels(ax, list(grp[mcol]), list(grp[col]), list(grp["point"]))
+        plots.append(
+            Plot(
+                _save(fig, out / f"memory_vs_{metric}_{task}.png"),
+                f"{task}: memory vs {metric}",
+                f"Each point is a grid point (method, rank, precision). Circled points form the Pareto front: no other "
+                f"point uses less memory and scores better beyond the noise (95% intervals with >= 2 seeds, else "
+                f"{metric}'s tolerance and {METRICS.get(MEM).noise_rel:.0%} memory). {m.direction.capitalize()}; "
+                f"further left is cheaper. Memory is {src}"
+                + (
+                    " (host RSS on CPU: dominated by the imported libraries at tiny model sizes)."
+                    if src == "rss"
+                    else "."
+                ),
+            )
+        )
+    return plots
+
+
+def rank_sweep(num: pd.DataFrame, out: Path) -> list[Plot]:
+    """Quality and memory vs rank, one line per method@precision that was run at >= 2 ranks."""
+    import matplotlib.pyplot as plt
+
+    plots = []
+    ranked = num.dropna(subset=["rank"])
+    for task, grp in ranked.groupby("task", sort=True):
+        metric = grp["primary_metric"].dropna().iloc[0] if grp["primary_metric"].notna().any() else None
         col = f"{metric}_mean"
         if not metric or col not in grp:
             continue
-        grp = grp.dropna(subset=[col, "peak_mem_train_mb_mean"])
-        if grp.empty:
+        grp = grp.dropna(subset=[col]).assign(series=lambda g: g["method"] + "@" + g["precision"])
+        swept = [s for s, g in grp.groupby("series") if g["rank"].nunique() >= 2]
+        if not swept:
             continue
-        grp = grp.assign(point=grp.apply(_label, axis=1))
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        sns.scatterplot(data=grp, x="peak_mem_train_mb_mean", y=col, hue="method", style="precision", s=90, ax=ax)
-        front = pareto(list(zip(grp["peak_mem_train_mb_mean"], grp[col])), METRICS.get(metric).higher_is_better)
-        if len(front) > 1:
-            ax.plot(*zip(*front), color="0.4", lw=1, ls="--", label="Pareto front")
-        for _, r in grp.iterrows():
-            ax.annotate(
-                r["point"], (r["peak_mem_train_mb_mean"], r[col]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        grp = grp[grp["series"].isin(swept)]
+        has_mem = f"{MEM}_mean" in grp and grp[f"{MEM}_mean"].notna().any()
+        fig, axes = plt.subplots(1, 2 if has_mem else 1, figsize=(12 if has_mem else 7, 4.2), squeeze=False)
+        styles = series_styles(len(swept))
+        m = METRICS.get(metric)
+        for (colour, ls), series in zip(styles, swept):
+            g = grp[grp["series"] == series].sort_values("rank")
+            r = g["rank"].astype(int)
+            ci = g.get(f"{metric}_ci95")
+            axes[0][0].errorbar(
+                r, g[col], yerr=None if ci is None else ci.fillna(0), color=colour, ls=ls, marker="o", label=series
             )
-        src = grp["mem_source"].dropna().iloc[0] if grp["mem_source"].notna().any() else "?"
-        arrow = "higher is better" if METRICS.get(metric).higher_is_better else "lower is better"
-        ax.set(
-            xlabel=f"peak train memory (MiB, {src})", ylabel=f"{metric} ({arrow})", title=f"{task}: memory vs {metric}"
+            if has_mem:
+                axes[0][1].plot(r, g[f"{MEM}_mean"], color=colour, ls=ls, marker="o", label=series)
+        for ax in axes[0]:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted(grp["rank"].astype(int).unique()))
+            ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{int(v)}"))
+            ax.set_xlabel("rank")
+        axes[0][0].set(ylabel=f"{metric} ({m.direction})", title=f"{task}: {metric} vs rank")
+        if has_mem:
+            src = grp["mem_source"].dropna().iloc[0] if grp["mem_source"].notna().any() else "?"
+            axes[0][1].set(ylabel=f"peak train MiB ({src})", title=f"{task}: memory vs rank")
+        axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        fig.tight_layout()
+        plots.append(
+            Plot(
+                _save(fig, out / f"rank_sweep_{task}.png"),
+                f"{task}: rank sweep",
+                f"One line per method and precision run at two or more ranks (log-2 axis); error bars are 95% "
+                f"intervals where there are several seeds. Left: {metric} ({m.direction}); right: peak memory. "
+                "A flat quality line means the extra rank buys nothing.",
+            )
         )
-        ax.legend(fontsize=7, loc="best")
-        fig.tight_layout()
-        path = out / f"memory_vs_{metric}_{task}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+    return plots
 
 
-def rank_sweep(num: pd.DataFrame, out: Path) -> list[Path]:
+def throughput(records: list[dict[str, Any]], out: Path) -> list[Plot]:
+    """Per-step tokens/s of each point (box: the spread over timed steps and seeds)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    paths = []
-    ranked = num.dropna(subset=["rank"])
-    for task, grp in ranked.groupby("task"):
-        if grp["rank"].nunique() < 2:
+    rows = []
+    for r in records:
+        prof = r.get("profile") or {}
+        steps, tokens, timed = prof.get("step_s") or [], prof.get("timed_tokens"), prof.get("timed_steps")
+        if r["status"] != "success" or not steps or not tokens or not timed:
             continue
-        metric = grp["primary_metric"].iloc[0]
-        if f"{metric}_mean" not in grp:
-            continue
-        grp = grp.assign(series=grp["method"] + "@" + grp["precision"], rank=grp["rank"].astype(int))
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        sns.lineplot(data=grp, x="rank", y=f"{metric}_mean", hue="series", marker="o", ax=ax)
-        ax.set_xscale("log", base=2)
-        ax.set(title=f"{task}: rank sweep", ylabel=metric)
-        fig.tight_layout()
-        path = out / f"rank_sweep_{task}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+        spec = r["spec"]
+        method = spec["method"] if spec["rank"] is None else f"{spec['method']}-r{spec['rank']}"
+        label = f"{spec['model']['name']} {method}@{spec['precision']}"
+        per_step = tokens / timed
+        rows += [{"point": label, "precision": spec["precision"], "tok_s": per_step / s} for s in steps if s > 0]
+    if not rows:
+        return []
+    df = pd.DataFrame(rows)
+    tps = METRICS.get("tokens_per_s")
+    order = sorted(df.groupby("point")["tok_s"].median().items(), key=lambda kv: tps.sort_key(kv[1]))
+    order = [k for k, _ in order]  # best first, in the registry's direction
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(order) + 1.6))
+    sns.boxplot(data=df, y="point", x="tok_s", hue="precision", order=order, dodge=False, showfliers=False, ax=ax)
+    ax.set(xlabel=f"train tokens/s per step (warm-up excluded; {tps.direction})", ylabel="", title="throughput")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.legend(title="precision", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return [
+        Plot(
+            _save(fig, out / "throughput.png"),
+            "throughput per method and precision",
+            "Each box is one grid point: the median tokens/s over its timed steps (line), the middle half of the "
+            "steps (box) and the range without outliers (whiskers). A wide box means the machine's load moved "
+            "the timing; compare medians only where boxes are narrow.",
+        )
+    ]
 
 
-def throughput(num: pd.DataFrame, out: Path) -> list[Path]:
+def trainable_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    if "tokens_per_s_mean" not in num:
-        return []
-    grp = num.dropna(subset=["tokens_per_s_mean"])
-    if grp.empty:
-        return []
-    grp = grp.assign(point=grp.apply(_label, axis=1) + " " + grp["task"])
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(grp) + 1.5))
-    sns.barplot(data=grp, y="point", x="tokens_per_s_mean", hue="method", dodge=False, ax=ax)
-    ax.set(xlabel="train tokens/s (warm-up excluded)", ylabel="", title="throughput")
-    fig.tight_layout()
-    path = out / "throughput.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    plots = []
+    for task, grp in num.groupby("task", sort=True):
+        metric = grp["primary_metric"].dropna().iloc[0] if grp["primary_metric"].notna().any() else None
+        col = f"{metric}_mean"
+        if not metric or col not in grp or "trainable_pct_mean" not in grp:
+            continue
+        grp = grp.dropna(subset=[col, "trainable_pct_mean"])
+        if len(grp) < 2:
+            continue  # one point answers no trade-off question
+        m = METRICS.get(metric)
+        grp = grp.assign(point=grp.apply(_label, axis=1))
+        fig, ax = plt.subplots(figsize=(8, 5))
+        _scatter_by_method(ax, grp, "trainable_pct_mean", col, f"{metric}_ci95" if f"{metric}_ci95" in grp else None)
+        ax.set_xscale("log")
+        ax.set(
+            xlabel="trainable parameters, % of all (log)",
+            ylabel=f"{metric} ({m.direction})",
+            title=f"{task}: {metric} vs trainable share",
+        )
+        place_labels(ax, list(grp["trainable_pct_mean"]), list(grp[col]), list(grp["point"]))
+        plots.append(
+            Plot(
+                _save(fig, out / f"trainable_vs_{metric}_{task}.png"),
+                f"{task}: trainable share vs {metric}",
+                f"Quality bought per trained parameter: further left trains fewer parameters; {m.direction}. "
+                "The axis is logarithmic, so each step left is ten times fewer trainable parameters.",
+            )
+        )
+    return plots
 
 
 def _curve_label(rec: dict[str, Any], seeds: int) -> str:
@@ -126,51 +315,71 @@ def _curve_label(rec: dict[str, Any], seeds: int) -> str:
     return f"{spec['model']['name']} {method}@{spec['precision']}{seed}"
 
 
-def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
+def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Plot]:
     """Per task: train loss per step, and the primary metric per step where runs set `eval.every`."""
     import matplotlib.pyplot as plt
 
-    from lorabench.report.leaderboard import primary_metric
+    from lorabench.report.results import run_from_record
 
     ok = [r for r in records if r["status"] == "success" and (r.get("curves") or {}).get("train_loss")]
-    paths = []
+    plots = []
     for task in sorted({r["spec"]["task"] for r in ok}):
-        runs = [r for r in ok if r["spec"]["task"] == task]
-        metric = primary_metric(runs[0])
+        runs = sorted((r for r in ok if r["spec"]["task"] == task), key=lambda r: r["label"])
+        metric = run_from_record(runs[0]).primary
         with_eval = [r for r in runs if r["curves"].get("eval") and metric in r["curves"]["eval"][0]]
         seeds = len({r["spec"]["seed"] for r in runs})
-        fig, axes = plt.subplots(1, 2 if with_eval else 1, figsize=(12 if with_eval else 6.5, 4), squeeze=False)
+        fig, axes = plt.subplots(1, 2 if with_eval else 1, figsize=(13 if with_eval else 8, 4.5), squeeze=False)
+        styles = dict(zip([r["run_id"] for r in runs], series_styles(len(runs))))
         for r in runs:
             steps, losses = zip(*[(c[0], c[1]) for c in r["curves"]["train_loss"]])
-            axes[0][0].plot(steps, losses, label=_curve_label(r, seeds), lw=1.2)
+            colour, ls = styles[r["run_id"]]
+            axes[0][0].plot(steps, losses, label=_curve_label(r, seeds), lw=1.3, color=colour, ls=ls)
         axes[0][0].set(xlabel="optimizer step", ylabel="train loss", title=f"{task}: training loss")
-        axes[0][0].legend(fontsize=7)
-        if with_eval:
-            arrow = "higher is better" if METRICS.get(metric).higher_is_better else "lower is better"
+        if with_eval and metric:
+            m = METRICS.get(metric)
             for r in with_eval:
                 pts = r["curves"]["eval"]
+                colour, ls = styles[r["run_id"]]
                 axes[0][1].plot(
-                    [p["step"] for p in pts],
-                    [p[metric] for p in pts],
-                    marker="o",
-                    ms=3,
-                    lw=1.2,
-                    label=_curve_label(r, seeds),
+                    [p["step"] for p in pts], [p[metric] for p in pts], marker="o", ms=3, lw=1.3, color=colour, ls=ls
                 )
-            axes[0][1].set(xlabel="optimizer step", ylabel=f"eval {metric} ({arrow})", title=f"{task}: eval {metric}")
-            axes[0][1].legend(fontsize=7)
+            axes[0][1].set(
+                xlabel="optimizer step", ylabel=f"eval {metric} ({m.direction})", title=f"{task}: eval {metric}"
+            )
+        axes[0][-1].legend(
+            *axes[0][0].get_legend_handles_labels(),
+            fontsize=7.5,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+        )
         fig.tight_layout()
-        path = out / f"curves_{task}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+        plots.append(
+            Plot(
+                _save(fig, out / f"curves_{task}.png"),
+                f"{task}: learning curves",
+                "Training loss per optimizer step for every successful run (colour and line style together identify a "
+                "run; the legend lists them)"
+                + (f"; right: eval {metric} every `eval.every` steps." if with_eval else ".")
+                + " A curve that stays flat did not learn; compare where curves end, not where they start.",
+            )
+        )
+    return plots
 
 
-def make_plots(num: pd.DataFrame, out: Path, records: list[dict[str, Any]] | None = None) -> list[Path]:
+def make_plots(num: pd.DataFrame, out: Path, records: list[dict[str, Any]] | None = None) -> list[Plot]:
+    """Every plot the data supports (an empty series is never drawn)."""
     if num.empty:
         return []
     _setup()
     out.mkdir(parents=True, exist_ok=True)
-    curves = learning_curves(records, out) if records else []
-    return [*memory_vs_quality(num, out), *rank_sweep(num, out), *throughput(num, out), *curves]
+    for old in out.glob("*.png"):
+        old.unlink()  # a plot the data no longer supports must not linger from an earlier build
+    records = records or []
+    return [
+        *memory_vs_quality(num, out),
+        *trainable_vs_quality(num, out),
+        *rank_sweep(num, out),
+        *throughput(records, out),
+        *learning_curves(records, out),
+    ]

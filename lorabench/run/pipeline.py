@@ -161,6 +161,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         "train_s": stats.train_s,
         "timed_s": stats.timed_s,
         "timed_steps": stats.timed_steps,
+        "step_s": [round(t, 6) for t in stats.step_s],
         "timed_tokens": stats.tokens,
         "train_steps": stats.steps,
         "eval_s": sw.seconds,

@@ -31,6 +31,7 @@ class TrainStats:
     curve: list[list[float]] = field(default_factory=list)  # [step, loss, lr]
     eval_curve: list[dict[str, float]] = field(default_factory=list)  # {"step": s, metric: value, ...}
     eval_s: float = 0.0  # periodic evaluation time, excluded from train_s and timed_s
+    step_s: list[float] = field(default_factory=list)  # seconds per timed step (warm-up and eval excluded)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -116,6 +117,7 @@ def train(
     eval_curve: list[dict[str, float]] = []
     eval_s = 0.0
     eval_s_at_timed = 0.0
+    step_s: list[float] = []
     t0 = time.perf_counter()
     t_timed = t0
 
@@ -133,6 +135,7 @@ def train(
             ctx.sync()  # note: CPU-GPU sync, so the timed stretch starts with an idle device
             t_timed = time.perf_counter()
             eval_s_at_timed = eval_s
+        t_step = time.perf_counter()
         step_loss = torch.zeros((), device=ctx.device)
         for _ in range(cfg["grad_accum"]):
             host = next(stream)
@@ -159,6 +162,11 @@ def train(
         pending.append((step, step_loss, lr_now))
         if (step + 1) % cfg["log_every"] == 0 or step == n_steps - 1:
             flush()
+        if step >= warmup:
+            # Per-step times show the spread behind tokens/s on a shared machine. The sync
+            # makes each step's time its own on GPU (a no-op on CPU).
+            ctx.sync()
+            step_s.append(time.perf_counter() - t_step)
         if evaluate is not None and eval_every and ((step + 1) % eval_every == 0 or step == n_steps - 1):
             ctx.sync()
             t_eval = time.perf_counter()
@@ -181,4 +189,5 @@ def train(
         curve=curve,
         eval_curve=eval_curve,
         eval_s=eval_s,
+        step_s=step_s,
     )

@@ -1,0 +1,230 @@
+"""A result set, aggregated by grid point: the one input of leaderboards, compare and check.
+
+A result set is a results directory (``runs/*/record.json``) or a ``runs.csv`` written
+by lorabench. Runs are grouped by grid point (task, model, method, rank, precision:
+the spec without its seed) and every registered metric is aggregated over the
+successful seeds with :func:`lorabench.stats.aggregate`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lorabench.errors import UsageError
+from lorabench.metrics import METRICS, peak_memory, quality_metrics, record_values, step_time_spread
+from lorabench.record import load_records
+from lorabench.stats import Agg, aggregate
+
+POINT = ("task", "model", "method", "rank", "precision")
+PointKey = tuple[str, str, str, "int | None", str]
+
+# A run whose step times vary this much (IQR over median) has throughput figures that
+# say more about the machine's load than about the method.
+NOISY_TIMING_SPREAD = 0.5
+REPORT_FLAGS = {
+    "noisy_timing": f"per-step time spread (IQR/median) above {NOISY_TIMING_SPREAD:.0%}: "
+    "tokens/s and step time reflect machine load",
+}
+
+
+@dataclass
+class Run:
+    """One run reduced to what aggregation needs."""
+
+    run_id: str
+    key: PointKey
+    seed: int | None
+    status: str
+    values: dict[str, float]
+    primary: str | None
+    task_metrics: tuple[str, ...]
+    flags: tuple[str, ...] = ()
+    mem_source: str | None = None
+    timing_spread: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class Point:
+    """One grid point over its seeds."""
+
+    key: PointKey
+    runs: list[Run]
+    aggs: dict[str, Agg] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.key[0]
+
+    @property
+    def ok(self) -> list[Run]:
+        return [r for r in self.runs if r.status == "success"]
+
+    @property
+    def n(self) -> int:
+        return len(self.ok)
+
+    @property
+    def status(self) -> str:
+        """``success`` when every seed succeeded, else counts such as ``failed 1/2, success 1/2``."""
+        if self.n == len(self.runs):
+            return "success"
+        counts: dict[str, int] = {}
+        for r in self.runs:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return ", ".join(f"{s} {c}/{len(self.runs)}" for s, c in sorted(counts.items()))
+
+    @property
+    def primary(self) -> str | None:
+        return next((r.primary for r in self.runs if r.primary), None)
+
+    @property
+    def task_metrics(self) -> tuple[str, ...]:
+        return next((r.task_metrics for r in self.runs if r.task_metrics), ())
+
+    @property
+    def flags(self) -> list[str]:
+        out: list[str] = []
+        for r in self.runs:
+            out += [f for f in r.flags if f not in out]
+        return out
+
+    @property
+    def mem_source(self) -> str | None:
+        return next((r.mem_source for r in self.ok if r.mem_source), None)
+
+    @property
+    def timing_spread(self) -> float | None:
+        spreads = [r.timing_spread for r in self.ok if r.timing_spread is not None]
+        return max(spreads) if spreads else None
+
+    @property
+    def label(self) -> str:
+        task, model, method, rank, precision = self.key
+        return f"{model}/{method if rank is None else f'{method}-r{rank}'}/{precision}/{task}"
+
+
+def _task_info(rec: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+    """(primary metric, the task's metrics in order) from the task type's declaration."""
+    from lorabench.tasks import TASK_TYPES
+
+    ttype = (rec["spec"].get("task_options") or {}).get("type")
+    if ttype in TASK_TYPES:
+        cls = TASK_TYPES.get(ttype)
+        return cls.primary_metric, tuple(cls.metrics)
+    names = tuple(rec.get("metrics") or ())
+    return (names[0] if names else None), names
+
+
+def run_from_record(rec: dict[str, Any], where: str = "") -> Run:
+    spec = rec["spec"]
+    profile = rec.get("profile") or {}
+    primary, task_metrics = _task_info(rec)
+    flags = [str(f) for f in rec.get("flags") or []]
+    spread = step_time_spread(profile)
+    if spread is not None and spread > NOISY_TIMING_SPREAD:
+        flags.append("noisy_timing")
+    return Run(
+        run_id=rec["run_id"],
+        key=(spec["task"], spec["model"]["name"], spec["method"], spec["rank"], spec["precision"]),
+        seed=spec.get("seed"),
+        status=rec["status"],
+        values=record_values(rec, where or rec["run_id"]),
+        primary=primary,
+        task_metrics=task_metrics,
+        flags=tuple(flags),
+        mem_source=peak_memory(profile, "train")[1],
+        timing_spread=spread,
+        error=rec.get("error"),
+    )
+
+
+def _num(text: str | None) -> float | None:
+    if text is None or text == "":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def runs_from_csv(path: Path) -> list[Run]:
+    """Runs from a ``runs.csv``: every column named after a registered metric is a value."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    need = {"run_id", "status", *POINT}
+    if rows and not need <= set(rows[0]):
+        raise UsageError(f"{path} is not a lorabench runs.csv (missing {', '.join(sorted(need - set(rows[0])))})")
+    runs = []
+    for i, row in enumerate(rows, start=2):
+        rank = _num(row["rank"])
+        task_metrics = tuple(m for m in (row.get("task_metrics") or "").split(";") if m)
+        runs.append(
+            Run(
+                run_id=row["run_id"],
+                key=(row["task"], row["model"], row["method"], None if rank is None else int(rank), row["precision"]),
+                seed=None if _num(row.get("seed")) is None else int(float(row["seed"])),
+                status=row["status"],
+                values={n: v for n in METRICS if (v := _num(row.get(n))) is not None},
+                primary=row.get("primary_metric") or None,
+                task_metrics=task_metrics or tuple(m for m in quality_metrics() if _num(row.get(m)) is not None),
+                flags=tuple(f for f in (row.get("flags") or "").split(";") if f),
+                mem_source=row.get("mem_source") or None,
+                timing_spread=_num(row.get("step_spread")),
+                error=row.get("error") or None,
+            )
+        )
+        if not row["run_id"]:
+            raise UsageError(f"{path}:{i}: empty run_id")
+    return runs
+
+
+def load_runs(path: Path | str, run_ids: set[str] | None = None) -> list[Run]:
+    """Runs of a result set: a results directory or a runs.csv. Exit-2 errors on bad input."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or directory")
+    if path.is_file():
+        if path.suffix != ".csv":
+            raise UsageError(f"{path}: expected a results directory or a runs.csv")
+        runs = runs_from_csv(path)
+    else:
+        runs = [run_from_record(r, str(path / "runs" / r["run_id"] / "record.json")) for r in load_records(path)]
+    if run_ids is not None:
+        runs = [r for r in runs if r.run_id in run_ids]
+    return runs
+
+
+def group(runs: list[Run]) -> list[Point]:
+    """Points in first-seen order, each with every registered metric aggregated over successful seeds."""
+    points: dict[PointKey, Point] = {}
+    for r in runs:
+        points.setdefault(r.key, Point(r.key, [])).runs.append(r)
+    for p in points.values():
+        names = {n for r in p.ok for n in r.values}
+        for name in names:
+            agg = aggregate(r.values.get(name) for r in p.ok)
+            if agg is not None:
+                p.aggs[name] = agg
+    return list(points.values())
+
+
+def sort_points(points: list[Point], metric: str | None) -> list[Point]:
+    """Best first by ``metric`` (its registered direction); points without it (failures) last, by rank."""
+    m = METRICS.get(metric) if metric else None
+
+    def key(p: Point) -> tuple[Any, ...]:
+        agg = p.aggs.get(metric) if metric else None
+        v = m.sort_key(agg.mean) if (m and agg) else math.inf
+        _task, model, method, rank, precision = p.key
+        return (v, model, method, -1 if rank is None else rank, precision)
+
+    return sorted(points, key=key)
