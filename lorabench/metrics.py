@@ -256,6 +256,24 @@ register_metric(
 register_metric(
     "adapter_bytes", higher_is_better=False, description="bytes the method saves", kind="cost", fmt=",.0f", unit="B"
 )
+register_metric(
+    "mfu",
+    higher_is_better=True,
+    description="model FLOPs utilisation: model FLOPs/token x tokens/s over the device's dense peak (null on CPU)",
+    kind="cost",
+    fmt=".3f",
+)
+register_metric(
+    "estimate_mb",
+    higher_is_better=False,
+    description="estimated peak allocated memory (lorabench estimate), beside the measured peak",
+    kind="cost",
+    fmt=",.0f",
+    unit="MiB",
+    source=lambda p: (
+        None if not (p.get("estimate_bytes") or {}).get("allocated") else p["estimate_bytes"]["allocated"] / 2**20
+    ),
+)
 
 
 def quality_metrics() -> list[str]:

@@ -121,6 +121,9 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
     sources = sorted({p.mem_source for p in points if p.mem_source})
     mem_header = f"peak train MiB ({', '.join(sources) or '-'})"
     flags_used: list[str] = []
+    # Device-only figures get a column only where some run has them (null on CPU).
+    has_mfu = any("mfu" in p.aggs for p in points)
+    has_estimate = any("estimate_mb" in p.aggs for p in points) and sources != ["rss"]
     rows = []
     for i, p in enumerate(points):
         _task, model, method, rank, precision = p.key
@@ -138,7 +141,11 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
         row["trainable params"] = _cell("trainable_params", p, ci=False)
         row["total params"] = _cell("total_params", p, ci=False)
         row[mem_header] = _cell(MEMORY, p, ci=False)
+        if has_estimate:
+            row["estimate MiB"] = _cell("estimate_mb", p, ci=False)
         row["tokens/s"] = _cell("tokens_per_s", p, ci=True)
+        if has_mfu:
+            row["MFU"] = _cell("mfu", p, ci=False)
         spread = p.timing_spread
         step = _cell("step_ms", p, ci=False)
         row["step ms (spread)"] = step if spread is None or step == "-" else f"{step} ({spread:.0%})"
