@@ -33,7 +33,7 @@ from typing import Any
 def build_spec(args: argparse.Namespace) -> Any:
     """One RunSpec through the real suite parser and planner (so defaults match a run)."""
     from lorabench.plan import expand
-    from lorabench.suite.schema import parse_suite
+    from lorabench.validate import parse_suite
 
     model: dict[str, Any] = {"path": args.model, "weights": args.weights}
     if args.target_modules:

@@ -8,7 +8,7 @@ import pytest
 
 from lorabench.errors import SuiteError
 from lorabench.plan import expand
-from lorabench.suite.schema import parse_suite
+from lorabench.validate import parse_suite
 from tests.conftest import run_cli
 
 SUITE = """\

