@@ -108,9 +108,23 @@ def test_nf4_run_through_cli_with_packed_path_forced_in_every_process(tmp_path) 
 
     force = tmp_path / "force"
     force.mkdir()
+    # Imported at start-up by every interpreter this run starts. It patches bitsandbytes only
+    # when a process imports it, so the forkserver stays free of it (its preload check).
     (force / "sitecustomize.py").write_text(
-        "import bitsandbytes.nn.modules as m\nm.has_avx512bf16 = lambda: True\n"
-    )  # imported at start-up by every interpreter this run starts
+        "import importlib.abc, importlib.machinery, sys\n"
+        "class _Force(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name != 'bitsandbytes.nn.modules':\n"
+        "            return None\n"
+        "        spec = importlib.machinery.PathFinder.find_spec(name, path)\n"
+        "        run = spec.loader.exec_module\n"
+        "        def exec_module(module):\n"
+        "            run(module)\n"
+        "            module.has_avx512bf16 = lambda: True\n"
+        "        spec.loader.exec_module = exec_module\n"
+        "        return spec\n"
+        "sys.meta_path.insert(0, _Force())\n"
+    )
     suite = tmp_path / "nf4.yaml"
     suite.write_text(
         """

@@ -95,3 +95,33 @@ def test_run_refuses_to_start_from_a_cuda_initialised_fork(monkeypatch: pytest.M
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     with pytest.raises(entry.BadForkError, match="forked from a parent that had initialised CUDA"):
         entry.start_run({"execution": {"device": "cpu"}})
+
+
+def test_a_preload_that_breaks_the_guard_is_a_clear_error_not_a_traceback(tmp_path) -> None:
+    """A site hook that imports bitsandbytes into every interpreter (the forkserver too): exit 2, said plainly."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, TINY_TRAIN, cli_env
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text("import bitsandbytes  # noqa\n")
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: s\nmatrix: {model: [builtin:tiny-gpt2], method: [full], task: [synthetic-lm]}\n" + TINY_TRAIN
+    )
+    env = cli_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(hook), str(REPO), env["PYTHONPATH"]])
+    proc = subprocess.run(
+        [sys.executable, "-m", "lorabench", "run", str(suite), "--out", str(tmp_path / "out"), "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "preload failed" in proc.stderr and "bitsandbytes" in proc.stderr
+    assert "Traceback (most recent call last)" not in proc.stderr.split("preload failed")[-1]

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from lorabench.errors import UsageError
 from lorabench.execute import entry
 from lorabench.execute.base import RunResult, death, log_tail, timeout_of
 from lorabench.plan import RunSpec
@@ -43,7 +44,14 @@ class LocalExecutor:
         """Start ``target`` in a child; returns (message, exitcode, timed_out)."""
         parent, child = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(target=target, args=(*args, child), kwargs=kwargs or {}, daemon=True)
-        proc.start()
+        try:
+            proc.start()
+        except EOFError:
+            # The forkserver died before forking: its preload raised (PreloadError, printed above).
+            raise UsageError(
+                "the process server that runs are forked from exited while starting; its preload failed "
+                f"(the reason is printed above; see {PRELOAD_MODULE}). No run was started."
+            ) from None
         child.close()
         msg: dict[str, Any] | None = None
         timed_out = False

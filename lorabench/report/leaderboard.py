@@ -188,7 +188,8 @@ def numeric_frame(points: list[Point]) -> pd.DataFrame:
             rows.append(row)
     df = pd.DataFrame(rows)
     if not df.empty:
-        df = df.dropna(axis=1, how="all")
+        # Drop figures no run has; the point's own columns stay (rank is empty for rankless methods).
+        df = df.drop(columns=[c for c in df.columns if c not in POINT and df[c].isna().all()])
         df["rank"] = pd.to_numeric(df["rank"], errors="coerce").astype("Int64")
     return df
 
