@@ -175,6 +175,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated command-line list (``q,v``) as names; None when not given."""
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
 def _cmd_params(args: argparse.Namespace) -> int:
     import json
 
@@ -185,9 +190,7 @@ def _cmd_params(args: argparse.Namespace) -> int:
         args.method,
         rank=args.rank,
         alpha=args.alpha,
-        target_modules=[t.strip() for t in args.target_modules.split(",") if t.strip()]
-        if args.target_modules
-        else None,
+        target_modules=_names(args.target_modules),
         task_type=args.task_type,
         num_labels=args.num_labels,
         precision=args.precision,
@@ -218,9 +221,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         args.batch_size,
         args.seq_len,
         rank=args.rank,
-        target_modules=[t.strip() for t in args.target_modules.split(",") if t.strip()]
-        if args.target_modules
-        else None,
+        target_modules=_names(args.target_modules),
         grad_checkpointing=args.grad_checkpointing,
         optimizer=args.optimizer,
         attn=args.attn_implementation,

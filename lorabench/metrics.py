@@ -211,26 +211,17 @@ register_metric(
 )
 register_metric("trainable_params", higher_is_better=False, description="trainable parameters", kind="cost", fmt=",.0f")
 register_metric("total_params", higher_is_better=False, description="all parameters", kind="cost", fmt=",.0f")
-register_metric(
-    "peak_mem_train_mb",
-    higher_is_better=False,
-    description="peak training memory: NVML, else reserved, else host RSS",
-    kind="cost",
-    fmt=",.0f",
-    unit="MiB",
-    source=lambda p: peak_memory(p, "train")[0],
-    noise_rel=0.03,  # host RSS moves by a few MiB from run to run
-)
-register_metric(
-    "peak_mem_eval_mb",
-    higher_is_better=False,
-    description="peak evaluation memory: NVML, else reserved, else host RSS",
-    kind="cost",
-    fmt=",.0f",
-    unit="MiB",
-    source=lambda p: peak_memory(p, "eval")[0],
-    noise_rel=0.03,  # host RSS moves by a few MiB from run to run
-)
+for _phase, _what in (("train", "training"), ("eval", "evaluation")):
+    register_metric(
+        f"peak_mem_{_phase}_mb",
+        higher_is_better=False,
+        description=f"peak {_what} memory: NVML, else reserved, else host RSS",
+        kind="cost",
+        fmt=",.0f",
+        unit="MiB",
+        source=lambda p, phase=_phase: peak_memory(p, phase)[0],
+        noise_rel=0.03,  # host RSS moves by a few MiB from run to run
+    )
 register_metric(
     "tokens_per_s",
     higher_is_better=True,
