@@ -159,3 +159,74 @@ def test_memory_monitor_sees_a_large_allocation() -> None:
         mon.close()
     assert busy - idle > 50
     assert mon.notes and "cpu" in mon.notes[0]
+
+
+def test_step_clock_counts_laps_and_skips_the_gaps_between_segments() -> None:
+    from lorabench.run.profile import StepClock
+
+    clock = StepClock("cpu")
+    clock.start()
+    clock.lap()
+    clock.lap()
+    clock.start()  # e.g. after a periodic evaluation: not a step
+    clock.lap()
+    times = clock.seconds()
+    assert len(times) == 3 and all(t >= 0 for t in times)
+
+
+class _FakeEvent:
+    """A stand-in for torch.cuda.Event whose clock is a counter, to run the CUDA path on CPU."""
+
+    now = 0.0
+    syncs = 0
+
+    def __init__(self, enable_timing: bool = False) -> None:
+        assert enable_timing, "elapsed_time needs enable_timing=True"
+        self.t: float | None = None
+
+    def record(self) -> None:
+        _FakeEvent.now += 1.0
+        self.t = _FakeEvent.now
+
+    def synchronize(self) -> None:
+        _FakeEvent.syncs += 1
+
+    def elapsed_time(self, other: _FakeEvent) -> float:  # milliseconds, as CUDA's
+        assert self.t is not None and other.t is not None
+        return (other.t - self.t) * 1000.0
+
+
+def test_step_clock_on_cuda_records_events_and_syncs_once(monkeypatch) -> None:
+    """The CUDA path, run on a CPU machine: events at each boundary, a single sync at the end."""
+    from lorabench.run.profile import StepClock
+
+    monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: pytest.fail("StepClock must not sync per step"))
+    _FakeEvent.now, _FakeEvent.syncs = 0.0, 0
+    clock = StepClock("cuda")
+    clock.start()  # t=1
+    clock.lap()  # t=2
+    clock.lap()  # t=3
+    _FakeEvent.now += 10  # an evaluation in between
+    clock.start()  # t=14
+    clock.lap()  # t=15
+    assert _FakeEvent.syncs == 0
+    assert clock.seconds() == [1.0, 1.0, 1.0]
+    assert _FakeEvent.syncs == 1
+
+
+def test_periodic_evaluation_is_not_a_step(tiny_dir) -> None:
+    rows = [{"input_ids": ids, "labels": list(ids)} for ids in torch.randint(1, 64, (16, 16)).tolist()]
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    stats = train(
+        model,
+        CausalLM("t", {}),
+        rows,
+        SimpleNamespace(pad_token_id=0),
+        _train_cfg(steps=6, warmup_steps=1, batch_size=4),
+        RunContext("cpu", None, 0),
+        evaluate=lambda: {"x": 1.0},
+        eval_every=2,
+    )
+    assert len(stats.step_s) == stats.timed_steps == 5
+    assert len(stats.eval_curve) == 3

@@ -180,6 +180,50 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self.start
 
 
+class StepClock:
+    """Per-step times with no host-device sync per step.
+
+    A sync after every step would drain the GPU queue each time, so the host could no
+    longer run ahead (collating, launching) and the timing itself would slow the run
+    it measures. On CUDA each boundary is an event recorded on the current stream and
+    the intervals are read once, at :meth:`seconds`; on CPU, where work is synchronous,
+    ``perf_counter`` marks. :meth:`start` opens a segment (after warm-up, after a
+    periodic evaluation), :meth:`lap` closes one step and starts the next, so time
+    spent between segments is never counted as a step.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device == "cuda"
+        self._marks: list[tuple[Any, bool]] = []  # (event or perf_counter time, closes a step)
+
+    def _now(self) -> Any:
+        if not self.cuda:
+            return time.perf_counter()
+        import torch
+
+        ev = torch.cuda.Event(enable_timing=True)
+        ev.record()
+        return ev
+
+    def start(self) -> None:
+        """Open a segment: the next :meth:`lap` measures from here."""
+        self._marks.append((self._now(), False))
+
+    def lap(self) -> None:
+        """Close the current step (and open the next one)."""
+        self._marks.append((self._now(), True))
+
+    def seconds(self) -> list[float]:
+        """Seconds per lapped step, in order (one device sync on CUDA)."""
+        if self.cuda and self._marks:
+            self._marks[-1][0].synchronize()
+        out: list[float] = []
+        for (a, _), (b, closes) in zip(self._marks, self._marks[1:]):
+            if closes:
+                out.append(a.elapsed_time(b) / 1000.0 if self.cuda else b - a)
+        return out
+
+
 def dir_bytes(path: str) -> int:
     """Total size of regular files under ``path``."""
     total = 0

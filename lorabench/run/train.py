@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from lorabench.run.profile import StepClock
+
 
 class Diverged(RuntimeError):
     """The loss became NaN or inf."""
@@ -117,7 +119,7 @@ def train(
     eval_curve: list[dict[str, float]] = []
     eval_s = 0.0
     eval_s_at_timed = 0.0
-    step_s: list[float] = []
+    clock = StepClock(ctx.device)
     t0 = time.perf_counter()
     t_timed = t0
 
@@ -135,7 +137,7 @@ def train(
             ctx.sync()  # note: CPU-GPU sync, so the timed stretch starts with an idle device
             t_timed = time.perf_counter()
             eval_s_at_timed = eval_s
-        t_step = time.perf_counter()
+            clock.start()
         step_loss = torch.zeros((), device=ctx.device)
         for _ in range(cfg["grad_accum"]):
             host = next(stream)
@@ -163,10 +165,9 @@ def train(
         if (step + 1) % cfg["log_every"] == 0 or step == n_steps - 1:
             flush()
         if step >= warmup:
-            # Per-step times show the spread behind tokens/s on a shared machine. The sync
-            # makes each step's time its own on GPU (a no-op on CPU).
-            ctx.sync()
-            step_s.append(time.perf_counter() - t_step)
+            # Per-step times show the spread behind tokens/s on a shared machine; on GPU
+            # they are stream events, so measuring them adds no sync (StepClock).
+            clock.lap()
         if evaluate is not None and eval_every and ((step + 1) % eval_every == 0 or step == n_steps - 1):
             ctx.sync()
             t_eval = time.perf_counter()
@@ -175,6 +176,8 @@ def train(
             model.train()
             ctx.sync()
             eval_s += time.perf_counter() - t_eval
+            if step >= warmup:
+                clock.start()  # the evaluation is not part of the next step
     ctx.sync()
     t_end = time.perf_counter()
     flush()
@@ -189,5 +192,5 @@ def train(
         curve=curve,
         eval_curve=eval_curve,
         eval_s=eval_s,
-        step_s=step_s,
+        step_s=clock.seconds(),
     )
