@@ -174,3 +174,45 @@ def test_executor_flag_errors_exit_2(tmp_path: Path, flags: tuple[str, ...], nee
     proc = run_cli("run", str(_suite(tmp_path)), "--out", str(out), "--no-progress", *flags)
     _usage_error(proc, needle)
     assert not out.exists()
+
+
+def test_a_killed_driver_takes_its_run_and_forkserver_with_it(tmp_path: Path) -> None:
+    """SIGKILL of `lorabench run` mid-run leaves no process behind (no orphan holding a GPU)."""
+    import signal
+    import time
+
+    import psutil
+
+    from tests.conftest import REPO, cli_env
+
+    out = tmp_path / "out"
+    children: list[psutil.Process] = []
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "lorabench", "run", str(_suite(tmp_path, steps=100000, timeout=600)), "--out", str(out)],
+        cwd=REPO,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.glob("runs/*/log.txt")) and time.monotonic() < deadline:
+            assert driver.poll() is None, "the driver exited before the run started"
+            time.sleep(0.5)
+        assert list(out.glob("runs/*/log.txt")), "the run never started"
+        time.sleep(2)  # the run is in its own imports or training by now
+        children = psutil.Process(driver.pid).children(recursive=True)
+        assert len(children) >= 2  # the forkserver and the run
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+        _gone, alive = psutil.wait_procs(children, timeout=60)
+        assert not alive, [p.cmdline()[:3] for p in alive]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        for p in children:
+            if p.is_running():
+                p.kill()
+    log = next(out.glob("runs/*/log.txt")).read_text()
+    assert "the driver exited; stopping this run" in log
+    assert not list(out.glob("runs/*/record.json"))

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import select
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -120,9 +122,51 @@ def run_here(spec_dict: dict[str, Any], run_dir: str, device_slot: str | None = 
     return result
 
 
+class DriverWatch:
+    """End this process when the driver that waits for its result is gone.
+
+    A forked run's parent is the forkserver, not the driver, and every forkserver child
+    holds the server's keep-alive pipe: after a SIGKILL of ``lorabench run`` (or an OOM
+    kill of the driver) the run would train on to the end, holding its GPU memory, with
+    nobody to read the result, and the forkserver would stay up as long as it did. The
+    result pipe tells: its write end (ours) reports POLLERR once the driver's read end
+    is closed. A daemon thread waits on that and exits the process; :meth:`disarm`
+    before sending, so a driver that reads the result and closes its end first is not
+    taken for a dead one.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self._armed = threading.Event()
+        self._armed.set()
+        self._fd = conn.fileno()
+        threading.Thread(target=self._wait, name="lorabench-driver-watch", daemon=True).start()
+
+    def _wait(self) -> None:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLERR)  # POLLERR/POLLHUP/POLLNVAL only: never busy
+        while True:
+            try:
+                events = poller.poll()
+            except InterruptedError:
+                continue
+            for _fd, ev in events:
+                if ev & select.POLLNVAL:  # our end was closed: the result went out
+                    return
+                if ev & (select.POLLERR | select.POLLHUP) and self._armed.is_set():
+                    sys.stderr.write("lorabench: the driver exited; stopping this run (no record is written)\n")
+                    sys.stderr.flush()
+                    os._exit(3)
+                return
+
+    def disarm(self) -> None:
+        self._armed.clear()
+
+
 def run(spec_dict: dict[str, Any], run_dir: str, conn: Any, device_slot: str | None = None) -> None:
     """Forkserver target: run one spec and send the result over ``conn``."""
+    watch = DriverWatch(conn)
     result = run_here(spec_dict, run_dir, device_slot)
+    watch.disarm()
     conn.send(result)
     conn.close()
 
@@ -130,14 +174,17 @@ def run(spec_dict: dict[str, Any], run_dir: str, conn: Any, device_slot: str | N
 def prepare(model_paths: list[str], log_path: str, conn: Any) -> None:
     """Materialise built-in models (pretraining on first use) outside any measured run."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch = DriverWatch(conn)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     _redirect_output(Path(log_path))
     try:
         from lorabench.models.builtin import ensure_builtin
 
         out = {p: str(ensure_builtin(p.split(":", 1)[1])) for p in model_paths}
+        watch.disarm()
         conn.send({"ok": True, "paths": out})
     except BaseException as exc:
+        watch.disarm()
         conn.send({"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
     conn.close()
 
