@@ -319,3 +319,12 @@ def test_a_runs_csv_is_the_same_result_set_as_its_records(tmp_path: Path) -> Non
     assert len(diffs) == 2 and all(p.base_status == p.current_status for p in diffs)
     assert all(d.verdict == "same" and d.delta == 0 for p in diffs for d in p.deltas)
     assert {d.metric for p in diffs for d in p.deltas} >= {"perplexity", "peak_mem_train_mb", "trainable_params"}
+
+
+@pytest.mark.parametrize(("other", "flagged"), [(0.6, True), (0.05, False), (None, False)])
+def test_timings_taken_on_a_busy_host_are_flagged(other: float | None, flagged: bool) -> None:
+    from lorabench.report.results import run_from_record
+
+    profile = {"tokens_per_s": 100.0, "host_cpu_train": {"cpus": 2, "own_cpu_share": 0.4, "other_cpu_share": other}}
+    run = run_from_record(make_record("lora", {"perplexity": 3.0}, profile=profile))
+    assert ("busy_host" in run.flags) is flagged

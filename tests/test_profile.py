@@ -230,3 +230,28 @@ def test_periodic_evaluation_is_not_a_step(tiny_dir) -> None:
     )
     assert len(stats.step_s) == stats.timed_steps == 5
     assert len(stats.eval_curve) == 3
+
+
+def test_host_cpu_sees_another_process_and_this_one() -> None:
+    """A busy loop in a child shows up as others' CPU share; one in this process as our own."""
+    import subprocess
+    import sys
+    import time
+
+    from lorabench.run.profile import HostCPU
+
+    host = HostCPU()
+    subprocess.run(
+        [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"], check=True
+    )
+    others = host.finish()
+    host = HostCPU()
+    t = time.perf_counter()
+    while time.perf_counter() - t < 1.0:
+        pass
+    ours = host.finish()
+    cpus = others["cpus"]
+    # One core busy out of `cpus` is a share of 1/cpus (less the child's start-up, plus any neighbours).
+    assert others["other_cpu_share"] > 0.5 / cpus
+    assert ours["own_cpu_share"] > 0.5 / cpus
+    assert 0 <= ours["other_cpu_share"] <= 1 and others["loadavg_1m"] is not None

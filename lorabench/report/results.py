@@ -25,9 +25,14 @@ PointKey = tuple[str, str, str, "int | None", str]
 # A run whose step times vary this much (IQR over median) has throughput figures that
 # say more about the machine's load than about the method.
 NOISY_TIMING_SPREAD = 0.5
+# A run during whose training other processes used this share of the host's CPUs
+# (profile.host_cpu_train.other_cpu_share, HostCPU) was timed on a shared machine.
+BUSY_HOST_SHARE = 0.25
 REPORT_FLAGS = {
     "noisy_timing": f"per-step time spread (IQR/median) above {NOISY_TIMING_SPREAD:.0%}: "
     "tokens/s and step time reflect machine load",
+    "busy_host": f"other processes used over {BUSY_HOST_SHARE:.0%} of the host's CPU time during training: "
+    "its timings are not this run's alone",
 }
 
 
@@ -128,6 +133,9 @@ def run_from_record(rec: dict[str, Any], where: str = "") -> Run:
     spread = step_time_spread(profile)
     if spread is not None and spread > NOISY_TIMING_SPREAD:
         flags.append("noisy_timing")
+    other = (profile.get("host_cpu_train") or {}).get("other_cpu_share")
+    if other is not None and other > BUSY_HOST_SHARE:
+        flags.append("busy_host")
     return Run(
         run_id=rec["run_id"],
         key=(spec["task"], spec["model"]["name"], spec["method"], spec["rank"], spec["precision"]),

@@ -27,7 +27,7 @@ from lorabench.plan import RunSpec
 from lorabench.preflight import positions_error
 from lorabench.run.env import run_environment
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
-from lorabench.run.profile import MemoryMonitor, Stopwatch, count_parameters, dir_bytes
+from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, count_parameters, dir_bytes
 from lorabench.run.train import total_steps, train
 from lorabench.sanity import compute_flags
 from lorabench.tasks import TASK_TYPES
@@ -120,6 +120,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
 
         train_model = compile_model(model) if ex.get("compile") else model
         monitor.start_phase()
+        host = HostCPU()
         stats = train(
             train_model,
             task,
@@ -133,6 +134,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             forward=chunked_ce_forward(model) if spec.train.get("loss") == "chunked" else None,
         )
         mem_train = monitor.end_phase()
+        host_train = host.finish()
 
         monitor.start_phase()
         model.eval()
@@ -170,6 +172,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         "load_s": load_s,
         "adapter_bytes": adapter_bytes,
         "memory_mb": {"load": mem_load, "train": mem_train, "eval": mem_eval},
+        "host_cpu_train": host_train,
         **perf,
         "notes": monitor.notes + perf_notes,
     }

@@ -180,6 +180,48 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self.start
 
 
+class HostCPU:
+    """How much of the host's CPU other processes used while a phase ran.
+
+    Throughput on a shared machine measures the neighbours as much as the method: on a
+    2-core box, a parallel job made the same training 10-25x slower. The system-wide
+    busy time (``/proc/stat``, hypervisor steal included) minus this process's own CPU
+    time, over the phase's wall time and the host's CPUs, is the share others took; the
+    report flags timings taken with a large one (``busy_host``).
+    """
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self._proc = psutil.Process()
+        self._sys0 = self._busy(psutil.cpu_times())
+        own = self._proc.cpu_times()
+        self._own0 = own.user + own.system
+        self._t0 = time.perf_counter()
+
+    @staticmethod
+    def _busy(t: Any) -> float:
+        # guest time is already inside user on Linux; idle and iowait are not busy.
+        return sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+    def finish(self) -> dict[str, float | int | None]:
+        """Shares of the host's CPU capacity (0-1) used by this process and by others."""
+        wall = time.perf_counter() - self._t0
+        cpus = self._psutil.cpu_count() or 1
+        own_t = self._proc.cpu_times()
+        own = own_t.user + own_t.system - self._own0
+        busy = self._busy(self._psutil.cpu_times()) - self._sys0
+        capacity = wall * cpus
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        return {
+            "cpus": cpus,
+            "own_cpu_share": round(own / capacity, 4) if capacity > 0 else None,
+            "other_cpu_share": round(max(0.0, busy - own) / capacity, 4) if capacity > 0 else None,
+            "loadavg_1m": None if load is None else round(load, 2),
+        }
+
+
 class StepClock:
     """Per-step times with no host-device sync per step.
 
