@@ -156,7 +156,7 @@ def test_gpu_suite_validates() -> None:
     assert "8 runs" in proc.stdout
 
 
-@pytest.mark.parametrize("name", ["gpu_llama1b", "gpu_llama7b"])
+@pytest.mark.parametrize("name", ["gpu_llama1b", "gpu_llama7b", "gpu_falcon7b"])
 def test_shipped_gpu_suites_validate(name: str) -> None:
     proc = run_cli("validate", f"suites/{name}.yaml")
     assert proc.returncode == 0, proc.stderr

@@ -80,7 +80,7 @@ def test_shipped_configs_resolve_with_a_tokenizer() -> None:
 
     for name in MODEL_CONFIGS:
         path = config_dir(name)
-        assert AutoConfig.from_pretrained(path).model_type == "llama"
+        assert AutoConfig.from_pretrained(path).model_type == name.split("-")[0]
         tok = AutoTokenizer.from_pretrained(path)
         text = "any text, even ünïcode"
         assert tok.decode(tok(text)["input_ids"]) == text
@@ -103,3 +103,13 @@ def test_unknown_shipped_config_is_a_suite_error(write_suite) -> None:
     proc = run_cli("validate", str(suite))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{suite}:5: model 'big': unknown shipped model config 'llama-2b' (did you mean" in proc.stderr
+
+
+def test_falcon_7b_shape_is_the_published_one() -> None:
+    """config:falcon-7b on meta: 6,921,720,704 parameters (embeddings tied), fused qkv of 4544 + 2 x 64."""
+    from transformers import AutoModelForCausalLM
+
+    net = random_model(AutoModelForCausalLM, str(config_dir("falcon-7b")), None, {"dtype": torch.bfloat16}, "meta")
+    assert sum(p.numel() for p in net.parameters()) == 6_921_720_704
+    qkv = net.transformer.h[0].self_attention.query_key_value
+    assert (qkv.in_features, qkv.out_features) == (4544, 4672)  # 71 query heads, one shared k/v head of 64

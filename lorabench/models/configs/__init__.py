@@ -31,6 +31,9 @@ MODEL_CONFIGS: Registry[ShippedConfig] = Registry("shipped model config")
 for _cfg in (
     ShippedConfig("llama-1b", "TinyLlama 1.1B shape (22 layers, hidden 2048, GQA 32/4 heads), no weights"),
     ShippedConfig("llama-7b", "Llama 2 7B shape (32 layers, hidden 4096, 32 heads), no weights"),
+    ShippedConfig(
+        "falcon-7b", "Falcon 7B shape (32 layers, hidden 4544, 71 heads, multi-query, parallel attention), no weights"
+    ),
 ):
     MODEL_CONFIGS.register(_cfg.name, _cfg)
 
