@@ -175,3 +175,30 @@ def test_record_checks_and_adapter_reload_on_cpu(tmp_path) -> None:
     problems = " | ".join(record_problems(bad, tmp_path / "nowhere"))
     for expected in ("env.cuda", "allocated 10.0 <= reserved 5.0", "no note says why", "amp_dtype", "no adapter"):
         assert expected in problems
+
+
+def test_gpu_bench_script_usage_and_stage_bookkeeping(tmp_path) -> None:
+    """scripts/gpu_bench.sh (what a GPU machine runs) checks its arguments and logs every stage, on CPU too."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, cli_env
+
+    env = {**cli_env(), "PY": sys.executable}
+    usage = subprocess.run(["bash", "scripts/gpu_bench.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert usage.returncode == 2 and "Stages" in usage.stderr
+    out = tmp_path / "gpu"
+    proc = subprocess.run(
+        ["bash", "scripts/gpu_bench.sh", str(out), "env", "no-such-stage"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rows = [line.split("\t") for line in (out / "stages.tsv").read_text().splitlines()]
+    assert [(r[0], r[1]) for r in rows] == [("env", "0"), ("no-such-stage", "2")]
+    env_json = json.loads((out / "env.json").read_text())
+    assert env_json["torch"] and env_json["transformers"] and env_json["peft"]
+    assert "unknown stage 'no-such-stage'" in (out / "logs" / "no-such-stage.log").read_text()
