@@ -130,17 +130,24 @@ def test_gradient_accumulation_equals_the_large_batch(tiny_dir) -> None:
     assert sa.tokens == sb.tokens == 8 * 16 and sa.samples == sb.samples == 8
 
 
-def test_warmup_steps_are_not_counted(tiny_dir) -> None:
+def _train_tiny(tiny_dir, **kw):
+    """Train the tiny GPT-2 on 16 random rows of 16 tokens; ``kw``: train settings, then train()'s own."""
     rows = [{"input_ids": ids, "labels": list(ids)} for ids in torch.randint(1, 64, (16, 16)).tolist()]
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
-    stats = train(
+    extra = {k: kw.pop(k) for k in ("evaluate", "eval_every") if k in kw}
+    return train(
         model,
         CausalLM("t", {}),
         rows,
         SimpleNamespace(pad_token_id=0),
-        _train_cfg(steps=5, warmup_steps=2, batch_size=4),
+        _train_cfg(**kw),
         RunContext("cpu", None, 0),
+        **extra,
     )
+
+
+def test_warmup_steps_are_not_counted(tiny_dir) -> None:
+    stats = _train_tiny(tiny_dir, steps=5, warmup_steps=2, batch_size=4)
     assert stats.timed_steps == 3
     assert stats.tokens == 3 * 4 * 16 and stats.samples == 12
     assert len(stats.curve) == 5
@@ -216,18 +223,7 @@ def test_step_clock_on_cuda_records_events_and_syncs_once(monkeypatch) -> None:
 
 
 def test_periodic_evaluation_is_not_a_step(tiny_dir) -> None:
-    rows = [{"input_ids": ids, "labels": list(ids)} for ids in torch.randint(1, 64, (16, 16)).tolist()]
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
-    stats = train(
-        model,
-        CausalLM("t", {}),
-        rows,
-        SimpleNamespace(pad_token_id=0),
-        _train_cfg(steps=6, warmup_steps=1, batch_size=4),
-        RunContext("cpu", None, 0),
-        evaluate=lambda: {"x": 1.0},
-        eval_every=2,
-    )
+    stats = _train_tiny(tiny_dir, steps=6, warmup_steps=1, batch_size=4, evaluate=lambda: {"x": 1.0}, eval_every=2)
     assert len(stats.step_s) == stats.timed_steps == 5
     assert len(stats.eval_curve) == 3
 
