@@ -296,7 +296,7 @@ def inventory(net: Any, base_ids: set[int], quant_ids: dict[int, int], norms_tra
 
 
 def _config_dir(model: str) -> str:
-    """A directory holding ``config.json`` for MODEL: builtin:NAME, config:NAME, a directory or a config file."""
+    """A directory holding ``config.json`` for MODEL: builtin:NAME, config:NAME, packaged:NAME, a directory or a config file."""
     import os
     import shutil
     import tempfile
@@ -311,12 +311,11 @@ def _config_dir(model: str) -> str:
         if BUILTIN_MODELS.get(name).loader is not None:
             raise UsageError(f"{model} is a hand-written model with no transformers config to estimate from")
         return resolve_path({"path": model})
-    if model.startswith("config:"):  # architectures shipped with lorabench (lorabench/models/configs)
-        try:
-            from lorabench.models.configs import config_dir
-        except ImportError:
-            raise UsageError(f"{model}: this lorabench ships no model configs") from None
-        return str(config_dir(model.split(":", 1)[1]))
+    from lorabench.models.loading import shipped_dir
+
+    shipped = shipped_dir(model)  # config:NAME (lorabench/models/configs) or packaged:NAME
+    if shipped is not None:
+        return shipped
     path = os.path.expanduser(model)
     if os.path.isfile(path):
         tmp = tempfile.mkdtemp(prefix="lorabench-config-")

@@ -83,15 +83,12 @@ def read_config(model: str) -> tuple[Any, dict[str, Any]]:
     """(transformers config, the raw config.json dict) from a built-in, a local directory or the HF cache/Hub."""
     from transformers import AutoConfig, PretrainedConfig
 
-    from lorabench.models.loading import _hub_error
+    from lorabench.models.loading import _hub_error, shipped_dir
 
     if model.startswith("builtin:"):
         return _builtin_config(model)
-    path = os.path.expanduser(model)
-    if model.startswith("config:"):  # a shipped architecture (lorabench/models/configs)
-        from lorabench.models.configs import config_dir
-
-        path = str(config_dir(model.split(":", 1)[1]))
+    # config:NAME (lorabench/models/configs) and packaged:NAME (a package's checkpoint)
+    path = shipped_dir(model) or os.path.expanduser(model)
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         raise UsageError(f"{model!r} is a directory without config.json")
     try:

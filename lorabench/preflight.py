@@ -129,13 +129,11 @@ SHIPPED = ("config:", "packaged:")
 
 def _shipped_dir(path: str) -> str:
     """The directory of a ``config:NAME`` or ``packaged:NAME`` model (UsageError when unknown)."""
-    if path.startswith("config:"):
-        from lorabench.models.configs import config_dir
+    from lorabench.models.loading import shipped_dir
 
-        return str(config_dir(path.split(":", 1)[1]))
-    from lorabench.models.packaged import packaged_dir
-
-    return str(packaged_dir(path.split(":", 1)[1]))
+    found = shipped_dir(path)
+    assert found is not None, path  # callers pass SHIPPED names only
+    return found
 
 
 def _model_configs(suite: Suite, specs: list[RunSpec], found: Found) -> dict[str, dict[str, Any] | None]:

@@ -42,6 +42,17 @@ def read_marker(out_dir: Path) -> dict[str, Any] | None:
     return data
 
 
+def _lorabench_layout(out_dir: Path) -> bool:
+    """Unmarked results that are lorabench's own: suite.yaml and runs/, with plan.json or a run's record.json.
+
+    Results written before the marker existed have plan.json; committed results often keep
+    only the suite and the records, and must stay resumable after a clone.
+    """
+    if not (out_dir / "suite.yaml").exists() or not (out_dir / "runs").is_dir():
+        return False
+    return (out_dir / "plan.json").exists() or any((out_dir / "runs").glob("*/record.json"))
+
+
 def claim(out_dir: Path, suite_name: str) -> None:
     """Check that ``out_dir`` may receive this suite's results, and mark it as lorabench's.
 
@@ -53,9 +64,7 @@ def claim(out_dir: Path, suite_name: str) -> None:
     if out_dir.is_dir():
         marker = read_marker(out_dir)
         if marker is None:
-            # Results written before the marker existed: plan.json, suite.yaml and runs/ are all lorabench's.
-            legacy = all((out_dir / n).exists() for n in ("plan.json", "suite.yaml", "runs"))
-            if any(out_dir.iterdir()) and not legacy:
+            if any(out_dir.iterdir()) and not _lorabench_layout(out_dir):
                 raise UsageError(
                     f"--out {out_dir} is a non-empty directory that lorabench did not create (no {MARKER} file); "
                     "refusing to write into it so nothing of yours is overwritten. Choose a new or empty directory."

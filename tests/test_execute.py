@@ -65,6 +65,23 @@ def test_out_refuses_a_directory_of_user_files_and_overwrites_nothing(tmp_path: 
     assert all(p.read_text() == f"my own {p.name}\n" for p in mine.iterdir())
 
 
+def test_committed_results_without_marker_or_plan_are_resumed(tmp_path: Path) -> None:
+    """A results directory committed as suite.yaml + runs/ (no .lorabench, no plan.json) is reused, not refused."""
+    out = tmp_path / "out"
+    suite = _suite(tmp_path)
+    first = run_cli("run", str(suite), "--out", str(out), "--no-progress", "--strict")
+    assert first.returncode == 0, first.stderr
+    (before,) = _records(out)
+    (out / ".lorabench").unlink()
+    (out / "plan.json").unlink()
+    again = run_cli("run", str(suite), "--out", str(out), "--no-progress", "--strict")
+    assert again.returncode == 0, again.stderr
+    assert "(0 run now, 1 reused)" in again.stderr
+    assert _records(out) == [before]
+    assert json.loads((out / ".lorabench").read_text())["suite"] == "tiny"
+    assert (out / "plan.json").is_file()
+
+
 def test_out_refuses_a_file(tmp_path: Path) -> None:
     target = tmp_path / "some_file"
     target.write_text("mine\n")

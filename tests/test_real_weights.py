@@ -172,6 +172,8 @@ def lorabench_curves(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list
         rec = json.loads(path.read_text())
         assert rec["status"] == "success", rec.get("error")
         assert rec["spec"]["train"]["lr"] == LR[rec["spec"]["method"]]
+        # The memory estimate reads packaged:NAME's own config.json, as the run loads it.
+        assert rec["profile"]["estimate_bytes"]["allocated"] > 0, rec["profile"]["notes"]
         curves[rec["spec"]["method"]] = [loss for _step, loss, _lr in rec["curves"]["train_loss"]]
     assert set(curves) == {"full", "lora"}
     return curves

@@ -25,13 +25,12 @@ class ModelLoadError(UsageError):
     """A model could not be loaded; the message says why and what to do."""
 
 
-def resolve_path(model: dict[str, Any]) -> str:
-    """The directory or hub id to load from; built-ins are materialised on first use."""
-    path = model["path"]
-    if path.startswith("builtin:"):
-        from lorabench.models.builtin import ensure_builtin
+def shipped_dir(path: str) -> str | None:
+    """The directory of a ``config:NAME`` or ``packaged:NAME`` model, None for any other path.
 
-        return str(ensure_builtin(path.split(":", 1)[1]))
+    One rule for loading, counting (``lorabench params``) and estimating, so a name that
+    a run loads is never a hub id to the other two. Unknown names raise UsageError.
+    """
     if path.startswith("config:"):
         from lorabench.models.configs import config_dir
 
@@ -40,7 +39,17 @@ def resolve_path(model: dict[str, Any]) -> str:
         from lorabench.models.packaged import packaged_dir
 
         return str(packaged_dir(path.split(":", 1)[1]))
-    return os.path.expanduser(path)
+    return None
+
+
+def resolve_path(model: dict[str, Any]) -> str:
+    """The directory or hub id to load from; built-ins are materialised on first use."""
+    path = model["path"]
+    if path.startswith("builtin:"):
+        from lorabench.models.builtin import ensure_builtin
+
+        return str(ensure_builtin(path.split(":", 1)[1]))
+    return shipped_dir(path) or os.path.expanduser(path)
 
 
 def compute_dtype(quant: dict[str, Any], device: str) -> str:
