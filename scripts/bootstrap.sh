@@ -60,11 +60,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   fi
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-if [ -n "$WHEELS" ]; then
-  PIP+=(--no-index --find-links "$WHEELS")
-else
-  "${PIP[@]}" install -q --upgrade pip >/dev/null 2>&1 || true
-fi
+[ -n "$WHEELS" ] || "${PIP[@]}" install -q --upgrade pip >/dev/null 2>&1 || true
 
 if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
   echo "bootstrap: installing $TORCH_SPEC"
@@ -86,9 +82,10 @@ if [ -n "$WHEELS" ]; then
   "$VENV/bin/python" scripts/check_lock.py --lock "$LOCK" --missing > "$constraints.missing"
   trap 'rm -f "$constraints" "$constraints.missing"' EXIT
   echo "bootstrap: offline, from $WHEELS: keeping the installed packages (torch $TORCH_VERSION), adding what lorabench[test] lacks"
-  if ! "${PIP[@]}" install -q -c "$constraints" -c "$constraints.missing" -e ".[test]"; then
-    echo "bootstrap: $WHEELS lacks a wheel that is needed here (above): on a machine with a registry run" >&2
-    echo "bootstrap: scripts/collect_wheels.sh with IMAGE= this machine's \`python3 -m pip list --format=freeze\`" >&2
+  if ! "${PIP[@]}" install -q --no-index --find-links "$WHEELS" -c "$constraints" -c "$constraints.missing" -e ".[test]"; then
+    echo "bootstrap: pip could not install from $WHEELS (above). A missing wheel or a version conflict: on a" >&2
+    echo "bootstrap: machine with a registry, IMAGE=FILE scripts/collect_wheels.sh, FILE being this machine's" >&2
+    echo "bootstrap: \`$PY -m pip list --format=freeze\`, collects the wheels for exactly this machine" >&2
     exit 1
   fi
   if ! "${PIP[@]}" check; then
