@@ -4,12 +4,13 @@
 
 A machine with no package registry (a GPU image with torch and most of the stack
 preinstalled) can only get the rest as wheel files carried over. This walks lorabench's
-requirements (plus the extra) through the metadata installed in *this* environment, a
-venv made by ``make install`` and so at the lock's versions, evaluating markers for the
-target (CPython on Linux x86-64), and stops at every package the image already has: its
-dependencies are the image's business. What remains is printed as ``NAME==VERSION`` at the
-lock's version, one a line, with lorabench's build requirements (pip builds it there from
-these wheels too). ``scripts/collect_wheels.sh`` downloads them.
+requirements (plus the extra) as pip's resolver will there: through the metadata installed
+in *this* environment (a venv made by ``make install``, so at the lock's versions), with
+markers evaluated for the target (CPython on Linux x86-64), and through the image's own
+packages too; only torch and the CUDA wheels end it. Every package reached that the image
+does not list is printed as ``NAME==VERSION`` at the lock's version, one a line, with
+lorabench's build requirements (pip builds it there from these wheels too).
+``scripts/collect_wheels.sh`` downloads them.
 
 Exit 1 when the image cannot work: a package it has at a version that a wheel we carry
 rejects (pip would fail there, with no registry to fix it), or a package that must come
@@ -89,39 +90,47 @@ def wheel_set(
     extras: list[str],
     python_version: str,
 ) -> tuple[dict[str, str], list[str]]:
-    """``({name: locked version} to carry, [problems])`` for lorabench with ``extras`` on the image."""
+    """``({name: locked version} to carry, [problems])`` for lorabench with ``extras`` on the image.
+
+    pip's resolver also follows the dependencies of the image's packages (an image whose
+    typer lacks its pydantic fails the install), so the walk goes on through them too, with
+    the lock's metadata, the closest this machine has; only torch and the CUDA wheels, which
+    belong to the image, end it. Versions are checked only where our side asks: lorabench
+    and the wheels we carry.
+    """
     env = target_markers(python_version)
     carry: dict[str, str] = {}
     problems: list[str] = []
-    # (requirement, who asked, extras active for that requirement's owner)
-    todo: list[tuple[Requirement, str, set[str]]] = []
+    # (requirement, who asked, extras active for that requirement's owner, is the asker ours)
+    todo: list[tuple[Requirement, str, set[str], bool]] = []
     requires, build_requires = lorabench_requires(extras)
     for raw in requires:
-        todo.append((Requirement(raw), "lorabench", set(extras)))
+        todo.append((Requirement(raw), "lorabench", set(extras), True))
     for raw in build_requires:
-        todo.append((Requirement(raw), "lorabench's build", set()))
+        todo.append((Requirement(raw), "lorabench's build", set(), True))
     seen: set[tuple[str, frozenset[str]]] = set()
     while todo:
-        req, parent, parent_extras = todo.pop()
+        req, parent, parent_extras, ours = todo.pop()
         if req.marker and not any(req.marker.evaluate({**env, "extra": e}) for e in (parent_extras or {""})):
             continue
         name = normalise(req.name)
-        build = parent == "lorabench's build"
-        if name in image and not build:
-            have = image[name]
+        on_image = name in image and parent != "lorabench's build"  # pip builds in a clean env
+        if on_image and ours and image[name] is not None:
             try:
-                if have is not None and not req.specifier.contains(Version(have), prereleases=True):
-                    problems.append(f"the image has {name} {have}, but {parent} needs {name}{req.specifier}")
+                if not req.specifier.contains(Version(str(image[name])), prereleases=True):
+                    problems.append(f"the image has {name} {image[name]}, but {parent} needs {name}{req.specifier}")
             except InvalidVersion:
-                problems.append(f"the image lists {name} at an unreadable version {have!r}")
-            continue
+                problems.append(f"the image lists {name} at an unreadable version {image[name]!r}")
         if UNLOCKED.match(name):
-            problems.append(f"{name} (needed by {parent}) must come with the image, and it does not list it")
+            if not on_image:
+                problems.append(f"{name} (needed by {parent}) must come with the image, and it does not list it")
             continue
         if name not in pins:
-            problems.append(f"{name} (needed by {parent}) is not in the lock")
+            if not on_image:
+                problems.append(f"{name} (needed by {parent}) is not in the lock")
             continue
-        carry[name] = pins[name]
+        if not on_image:
+            carry[name] = pins[name]
         key = (name, frozenset(req.extras))
         if key in seen:
             continue
@@ -135,7 +144,7 @@ def wheel_set(
         if here != pins[name]:
             problems.append(f"{name} is {here} here, the lock pins {pins[name]}: `make install` first")
         for dep in requires:
-            todo.append((Requirement(dep), name, set(req.extras)))
+            todo.append((Requirement(dep), name, set(req.extras), not on_image))
     return carry, problems
 
 
