@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import REPO, cli_env
 
 GUARD = r"""
+import os
 import sys
 import torch
 
@@ -30,13 +31,17 @@ if hasattr(torch._C, "_cuda_init"):
 
 # Probing counts too: without PYTORCH_NVML_BASED_CUDA_CHECK=1, is_available() and
 # device_count() initialise the CUDA driver, after which forked children cannot use it.
+# With it (the preload sets it while importing), they ask NVML only: fork-safe.
 probes = []
+nvml_probes = []
 
 def _probe(name, value):
     def probe(*args, **kwargs):
+        import os
         import traceback
 
-        probes.append(name + " called from\n" + "".join(traceback.format_stack(limit=6)[:-1]))
+        where = name + " called from\n" + "".join(traceback.format_stack(limit=6)[:-1])
+        (nvml_probes if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" else probes).append(where)
         return value
 
     return probe
@@ -55,6 +60,7 @@ forbidden = sorted(m for m in sys.modules if m.split(".")[0] in preload.FORBIDDE
 assert not forbidden, f"the preload imported GPU-probing modules: {{forbidden[:10]}}"
 assert not torch.cuda.is_initialized(), "CUDA is initialised after the preload"
 assert not probes, "the preload probed for a GPU: " + probes[0]
+assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == {nvml_before!r}, "the preload left its NVML setting behind"
 # What the server may not import, each run imports itself.
 from lorabench.execute.entry import RUN_IMPORTS
 assert set(RUN_IMPORTS) <= set(preload.FORBIDDEN), RUN_IMPORTS
@@ -64,10 +70,10 @@ print("preloaded", sum(m in sys.modules for m in preload.PRELOAD), "of", len(pre
 
 
 def _run_guard(force_cuda: bool, extra: str = "") -> subprocess.CompletedProcess[str]:
-    code = textwrap.dedent(GUARD).format(force_cuda=force_cuda, extra=extra)
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300
-    )
+    env = cli_env()
+    nvml_before = env.get("PYTORCH_NVML_BASED_CUDA_CHECK")
+    code = textwrap.dedent(GUARD).format(force_cuda=force_cuda, extra=extra, nvml_before=nvml_before)
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("force_cuda", [False, True], ids=["cpu", "cuda-available"])

@@ -3,7 +3,8 @@
 Rule: nothing imported here may initialise CUDA or even probe for a GPU. A process
 that has initialised the CUDA driver cannot fork usable children ("Cannot re-initialize
 CUDA in forked subprocess"), and ``torch.cuda.is_available()`` already initialises the
-driver unless ``PYTORCH_NVML_BASED_CUDA_CHECK=1``. peft and bitsandbytes do both at
+driver unless ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (set while preloading, for torch
+modules that probe at import). peft and bitsandbytes do both at
 import time on a CUDA machine (bitsandbytes' ``cuda_specs`` asks for the device
 capability), so each run imports them itself (``entry.RUN_IMPORTS``) and pays for it
 in its own ``import_s``.
@@ -23,6 +24,7 @@ breaks this rule.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 #: Modules the forkserver imports, in order. The CI guard imports this same list.
@@ -61,10 +63,12 @@ PRELOAD: tuple[str, ...] = (
 
 #: Modules that initialise CUDA (or probe the GPU) when imported on a CUDA machine;
 #: none may be imported by the forkserver. Runs import the ones they need themselves.
+#: Not triton: with a CUDA build of torch, torch._dynamo and transformers.modeling_utils
+#: import it whenever it is installed, and importing it touches no GPU (its driver is
+#: chosen lazily, at the first kernel launch); the guard test checks that it probes nothing.
 FORBIDDEN: tuple[str, ...] = (
     "peft",
     "bitsandbytes",
-    "triton",
     "flash_attn",
     "xformers",
     "deepspeed",
@@ -94,14 +98,33 @@ def check_cuda_free() -> None:
         )
 
 
+#: With this set to 1, ``torch.cuda.is_available()`` asks NVML and leaves the CUDA driver
+#: alone, which torch documents as fork-safe.
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+
+
 def preload(modules: tuple[str, ...] = PRELOAD) -> None:
-    """Import ``modules`` (a missing optional one is skipped), then check the result."""
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            if name.startswith("lorabench"):
-                raise
+    """Import ``modules`` (a missing optional one is skipped), then check the result.
+
+    Some torch releases probe the GPU at import: 2.11's ``torch._inductor.runtime.benchmarking``
+    (imported by ``compile_fx``) calls ``torch.cuda.is_available()`` at module level. The
+    imports therefore run with the NVML-based check, which keeps the forkserver forkable;
+    the variable is restored afterwards, so runs see the environment they were given.
+    """
+    previous = os.environ.get(NVML_CHECK)
+    os.environ[NVML_CHECK] = "1"
+    try:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                if name.startswith("lorabench"):
+                    raise
+    finally:
+        if previous is None:
+            os.environ.pop(NVML_CHECK, None)
+        else:
+            os.environ[NVML_CHECK] = previous
     check_cuda_free()
 
 
