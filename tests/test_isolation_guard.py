@@ -31,17 +31,13 @@ if hasattr(torch._C, "_cuda_init"):
 
 # Probing counts too: without PYTORCH_NVML_BASED_CUDA_CHECK=1, is_available() and
 # device_count() initialise the CUDA driver, after which forked children cannot use it.
-# With it (the preload sets it while importing), they ask NVML only: fork-safe.
 probes = []
-nvml_probes = []
 
 def _probe(name, value):
     def probe(*args, **kwargs):
-        import os
         import traceback
 
-        where = name + " called from\n" + "".join(traceback.format_stack(limit=6)[:-1])
-        (nvml_probes if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" else probes).append(where)
+        probes.append(name + " called from\n" + "".join(traceback.format_stack(limit=6)[:-1]))
         return value
 
     return probe
@@ -60,7 +56,13 @@ forbidden = sorted(m for m in sys.modules if m.split(".")[0] in preload.FORBIDDE
 assert not forbidden, f"the preload imported GPU-probing modules: {{forbidden[:10]}}"
 assert not torch.cuda.is_initialized(), "CUDA is initialised after the preload"
 assert not probes, "the preload probed for a GPU: " + probes[0]
-assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == {nvml_before!r}, "the preload left its NVML setting behind"
+assert torch.cuda.is_available.__name__ == "probe", "the preload left torch.cuda.is_available replaced"
+# What a run checks first: a CUDA build of torch marks a child forked after the driver was touched.
+if hasattr(torch._C, "_cuda_isInBadFork"):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(int(torch._C._cuda_isInBadFork()))
+    assert os.waitpid(pid, 0)[1] == 0, "a child forked after the preload is in a bad fork"
 # What the server may not import, each run imports itself.
 from lorabench.execute.entry import RUN_IMPORTS
 assert set(RUN_IMPORTS) <= set(preload.FORBIDDEN), RUN_IMPORTS
@@ -70,10 +72,10 @@ print("preloaded", sum(m in sys.modules for m in preload.PRELOAD), "of", len(pre
 
 
 def _run_guard(force_cuda: bool, extra: str = "") -> subprocess.CompletedProcess[str]:
-    env = cli_env()
-    nvml_before = env.get("PYTORCH_NVML_BASED_CUDA_CHECK")
-    code = textwrap.dedent(GUARD).format(force_cuda=force_cuda, extra=extra, nvml_before=nvml_before)
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    code = textwrap.dedent(GUARD).format(force_cuda=force_cuda, extra=extra)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.parametrize("force_cuda", [False, True], ids=["cpu", "cuda-available"])

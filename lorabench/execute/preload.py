@@ -3,8 +3,8 @@
 Rule: nothing imported here may initialise CUDA or even probe for a GPU. A process
 that has initialised the CUDA driver cannot fork usable children ("Cannot re-initialize
 CUDA in forked subprocess"), and ``torch.cuda.is_available()`` already initialises the
-driver unless ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (set while preloading, for torch
-modules that probe at import). peft and bitsandbytes do both at
+driver unless ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (see :func:`preload` for torch modules
+that probe at import). peft and bitsandbytes do both at
 import time on a CUDA machine (bitsandbytes' ``cuda_specs`` asks for the device
 capability), so each run imports them itself (``entry.RUN_IMPORTS``) and pays for it
 in its own ``import_s``.
@@ -24,7 +24,6 @@ breaks this rule.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 #: Modules the forkserver imports, in order. The CI guard imports this same list.
@@ -98,21 +97,41 @@ def check_cuda_free() -> None:
         )
 
 
-#: With this set to 1, ``torch.cuda.is_available()`` asks NVML and leaves the CUDA driver
-#: alone, which torch documents as fork-safe.
-NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+def _nvml_has_gpu() -> bool:
+    """``torch.cuda.is_available()`` answered without touching the CUDA driver: a CUDA build and an NVIDIA GPU.
+
+    Where NVML cannot start there is no NVIDIA driver, so CUDA could not be used either.
+    """
+    import torch
+
+    if not torch.backends.cuda.is_built():
+        return False
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return pynvml.nvmlDeviceGetCount() > 0
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no NVML library or driver (a CPU machine, a CUDA build of torch or not)
+        return False
 
 
 def preload(modules: tuple[str, ...] = PRELOAD) -> None:
     """Import ``modules`` (a missing optional one is skipped), then check the result.
 
     Some torch releases probe the GPU at import: 2.11's ``torch._inductor.runtime.benchmarking``
-    (imported by ``compile_fx``) calls ``torch.cuda.is_available()`` at module level. The
-    imports therefore run with the NVML-based check, which keeps the forkserver forkable;
-    the variable is restored afterwards, so runs see the environment they were given.
+    (imported by ``compile_fx``) calls ``torch.cuda.is_available()`` at module level, which
+    initialises the CUDA driver and so poisons every fork (even torch's NVML-based check
+    falls back to the driver where NVML is missing, e.g. a CUDA build on a CPU machine).
+    While the modules import, ``is_available`` is answered from NVML alone (the same answer
+    for this machine, without the driver); the original is put back afterwards.
     """
-    previous = os.environ.get(NVML_CHECK)
-    os.environ[NVML_CHECK] = "1"
+    import torch
+
+    is_available = torch.cuda.is_available
+    torch.cuda.is_available = _nvml_has_gpu
     try:
         for name in modules:
             try:
@@ -121,10 +140,7 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> None:
                 if name.startswith("lorabench"):
                     raise
     finally:
-        if previous is None:
-            os.environ.pop(NVML_CHECK, None)
-        else:
-            os.environ[NVML_CHECK] = previous
+        torch.cuda.is_available = is_available
     check_cuda_free()
 
 
