@@ -62,4 +62,4 @@ done
 if [ "${#stale[@]}" -gt 0 ]; then
   echo "collect_wheels: not in today's set (delete them to carry less): ${stale[*]}" >&2
 fi
-echo "collect_wheels: $(find "$DEST" -name '*.whl' | wc -l) wheels, $(du -sh "$DEST" | cut -f1) in $DEST/"
+echo "collect_wheels: $(find "$DEST" -type f -name '*.whl' | wc -l) wheels, $(du -sh "$DEST" | cut -f1) in $DEST/"
