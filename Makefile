@@ -12,7 +12,7 @@ WHEELS ?=
 # The committed smoke baseline that `make check` gates against (refresh: `make baseline`).
 BASELINE ?= results/baselines/smoke-cpu
 
-.PHONY: bench test lint validate benchmarks perf clean-results install lock lock-check baseline check compare report wheels
+.PHONY: bench test lint validate benchmarks perf clean-results install lock lock-check baseline check compare report wheels test-drift
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh requirements.lock
 	PYTHON=$(PYTHON) VENV=$(VENV) WHEELS=$(WHEELS) bash scripts/bootstrap.sh
@@ -56,6 +56,18 @@ baseline: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(ARGS)
+
+# The tests against the GPU image's library versions (scripts/gpu-image.txt; torch stays the
+# machine's), in a second venv: an API drift shows up here before GPU time is spent on it.
+DRIFT_VENV  ?= .venv-drift
+DRIFT_TESTS ?= -m "not slow"
+$(DRIFT_VENV)/.lorabench-installed: pyproject.toml scripts/bootstrap.sh scripts/drift_venv.sh requirements.lock scripts/gpu-image.txt
+	rm -rf $(DRIFT_VENV)
+	PYTHON=$(PYTHON) VENV=$(DRIFT_VENV) bash scripts/drift_venv.sh
+	@touch $@
+
+test-drift: $(DRIFT_VENV)/.lorabench-installed
+	$(DRIFT_VENV)/bin/python -m pytest -q $(DRIFT_TESTS) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lorabench tests benchmarks
