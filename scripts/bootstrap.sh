@@ -38,7 +38,10 @@ fi
 make_venv() {
   # Debian and Ubuntu may ship Python without ensurepip: then the venv goes without its own
   # pip and uses the interpreter's (visible through the shared site-packages).
-  "$PY" -m venv "$@" "$VENV" || { rm -rf "$VENV" && "$PY" -m venv --without-pip "$@" "$VENV"; }
+  if ! "$PY" -m venv "$@" "$VENV"; then
+    echo "bootstrap: retrying without pip in the venv (above: no ensurepip?); $PY's own pip installs into it" >&2
+    rm -rf "$VENV" && "$PY" -m venv --without-pip "$@" "$VENV"
+  fi
 }
 
 if [ ! -x "$VENV/bin/python" ]; then
