@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from tests.conftest import REPO, cli_env
 
 sys.path.insert(0, str(REPO / "scripts"))
-from check_lock import UNLOCKED, drift, installed, normalise, read_lock
+from check_lock import UNLOCKED, drift, normalise, read_lock
 
 LOCK = REPO / "requirements.lock"
 
@@ -37,8 +38,23 @@ def test_venv_holds_the_locked_versions() -> None:
     declared = Path(sys.prefix) / "lock-drift.txt"
     if declared.exists():  # `make install WHEELS=...` or `make test-drift`: other versions on purpose
         pytest.skip(f"this venv differs from the lock on purpose, as declared in {declared}")
-    problems = drift(read_lock(LOCK), installed(venv_only=False), None)
+    problems = drift(read_lock(LOCK), _installed_fresh(venv_only=False), None)
     assert problems == [], "\n".join(problems) + "\n(`make install` to follow the lock, or `make lock` to refresh it)"
+
+
+def _installed_fresh(venv_only: bool) -> dict[str, str]:
+    """``installed()`` as a fresh interpreter sees it, like the check_lock run being tested.
+
+    This process may have grown its sys.path (ray's import adds its vendored packages).
+    """
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from check_lock import installed; "
+        f"print(json.dumps(installed(venv_only={venv_only})))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(REPO / "scripts")], env=cli_env(), capture_output=True, text=True, check=True
+    )
+    return json.loads(proc.stdout)
 
 
 def _check(lock_text: str, tmp_path, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -53,7 +69,7 @@ def _check(lock_text: str, tmp_path, *flags: str) -> subprocess.CompletedProcess
 
 
 def test_check_lock_passes_on_this_environment_and_names_each_difference(tmp_path) -> None:
-    have = {name: v for name, v in installed(venv_only=True).items() if not UNLOCKED.match(name)}
+    have = {name: v for name, v in _installed_fresh(venv_only=True).items() if not UNLOCKED.match(name)}
     exact = "".join(f"{name}=={version}\n" for name, version in sorted(have.items()))
     assert _check("# header\n" + exact, tmp_path).returncode == 0
 
@@ -81,7 +97,7 @@ def test_check_lock_rejects_a_malformed_lock_with_file_and_line(tmp_path) -> Non
 
 def _exact_lock() -> str:
     """A lock that pins exactly what this environment has (torch and CUDA wheels aside)."""
-    have = installed(venv_only=False)
+    have = _installed_fresh(venv_only=False)
     return "".join(f"{name}=={version}\n" for name, version in sorted(have.items()) if not UNLOCKED.match(name))
 
 
@@ -120,7 +136,7 @@ def test_wheel_set_carries_what_the_image_lacks_and_what_they_need(tmp_path) -> 
     """An image without datasets: datasets and the dependencies only it brings, plus the build backend."""
     pytest.importorskip("packaging")
     lacks = {"datasets", "xxhash", "dill", "multiprocess"}
-    have = installed(venv_only=False)
+    have = _installed_fresh(venv_only=False)
     if "setuptools" not in have:
         pytest.skip("setuptools (lorabench's build backend) is not installed here to be pinned")
     image = "".join(f"{name}=={version}\n" for name, version in have.items() if name not in lacks)
@@ -134,7 +150,7 @@ def test_wheel_set_carries_what_the_image_lacks_and_what_they_need(tmp_path) -> 
 def test_wheel_set_refuses_an_image_version_a_carried_wheel_rejects(tmp_path) -> None:
     """pip would fail there with no registry to fix it: say so here, before anything is carried."""
     pytest.importorskip("packaging")
-    have = installed(venv_only=False)
+    have = _installed_fresh(venv_only=False)
     image = "".join(
         f"{name}=={'1.0' if name == 'pyarrow' else version}\n" for name, version in have.items() if name != "datasets"
     )
