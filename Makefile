@@ -6,16 +6,24 @@ SUITE  ?= smoke
 OUT    ?= results/$(SUITE)
 ARGS   ?=
 STAMP  := $(VENV)/.lorabench-installed
+# A directory of wheels for a machine with no package registry (`make install WHEELS=.whl`;
+# `make wheels` fills .whl/ on a machine that has one). Empty: install from the registry.
+WHEELS ?=
 # The committed smoke baseline that `make check` gates against (refresh: `make baseline`).
 BASELINE ?= results/baselines/smoke-cpu
 
-.PHONY: bench test lint validate benchmarks perf clean-results install lock lock-check baseline check compare report
+.PHONY: bench test lint validate benchmarks perf clean-results install lock lock-check baseline check compare report wheels test-drift
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh requirements.lock
-	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/bootstrap.sh
+	PYTHON=$(PYTHON) VENV=$(VENV) WHEELS=$(WHEELS) bash scripts/bootstrap.sh
 	@touch $@
 
 install: $(STAMP)
+
+# The wheels `make install WHEELS=.whl` needs on the GPU image (scripts/gpu-image.txt, or
+# IMAGE=its `pip list --format=freeze`): the locked packages it lacks, for CPython 3.12.
+wheels: $(STAMP)
+	PYTHON=$(VENV)/bin/python WHEELS=.whl bash scripts/collect_wheels.sh
 
 # Re-resolve every dependency from scratch into requirements.lock (deliberate; run the tests after).
 lock:
@@ -48,6 +56,18 @@ baseline: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(ARGS)
+
+# The tests against the GPU image's library versions (scripts/gpu-image.txt; torch stays the
+# machine's), in a second venv: an API drift shows up here before GPU time is spent on it.
+DRIFT_VENV  ?= .venv-drift
+DRIFT_TESTS ?= -m "not slow"
+$(DRIFT_VENV)/.lorabench-installed: pyproject.toml scripts/bootstrap.sh scripts/drift_venv.sh requirements.lock scripts/gpu-image.txt
+	rm -rf $(DRIFT_VENV)
+	PYTHON=$(PYTHON) VENV=$(DRIFT_VENV) bash scripts/drift_venv.sh
+	@touch $@
+
+test-drift: $(DRIFT_VENV)/.lorabench-installed
+	$(DRIFT_VENV)/bin/python -m pytest -q $(DRIFT_TESTS) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lorabench tests benchmarks

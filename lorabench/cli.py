@@ -1,4 +1,4 @@
-"""Command line: ``lorabench run | validate | report | compare | check | list | params``.
+"""Command line: ``lorabench run | validate | report | compare | check | env | list | params``.
 
 Usage errors (bad suite, unknown name, missing file) print a clear message and exit 2
 with no traceback. ``--help``, ``validate`` and ``list`` never import torch.
@@ -130,6 +130,28 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(f"  REGRESSION {line}")
         return 1
     print(f"lorabench check: ok, no regression beyond tolerance against {args.baseline}")
+    return 0
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    """What a run here would record as its environment: versions, host and device.
+
+    Worth a look on a new machine before a suite: a preinstalled stack may differ from
+    requirements.lock (an offline install lists the differences in the venv's lock-drift.txt).
+    """
+    import json
+
+    from lorabench.run.env import device_environment, static_environment
+
+    env = {**static_environment(), **device_environment()}
+    drift = Path(sys.prefix) / "lock-drift.txt"
+    env["lock_drift"] = str(drift) if drift.exists() else None
+    if args.json:
+        print(json.dumps(env, indent=2, default=str))
+    else:
+        width = max(map(len, env))
+        for key, value in env.items():
+            print(f"{key:<{width}}  {'-' if value is None else value}")
     return 0
 
 
@@ -308,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=_cmd_report)
 
     _add_compare_parsers(sub)
+
+    en = sub.add_parser("env", help="the environment a run here records: package versions, host, device")
+    en.add_argument("--json", action="store_true", help="print a JSON object")
+    en.set_defaults(func=_cmd_env)
 
     ls = sub.add_parser("list", help="list registered methods, models, tasks or metrics")
     ls.add_argument("what", choices=["methods", "models", "tasks", "metrics"])

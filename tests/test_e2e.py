@@ -201,6 +201,9 @@ execution: {threads: 1, timeout_s: 300}
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a test run started in the background (`make test &`) ignores
+        # SIGINT, the CLI would inherit that, and Python installs no Ctrl-C handler then.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(list(out.glob("runs/*/record.json"))) < 1:

@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import REPO, cli_env
 
 GUARD = r"""
+import os
 import sys
 import torch
 
@@ -55,6 +56,13 @@ forbidden = sorted(m for m in sys.modules if m.split(".")[0] in preload.FORBIDDE
 assert not forbidden, f"the preload imported GPU-probing modules: {{forbidden[:10]}}"
 assert not torch.cuda.is_initialized(), "CUDA is initialised after the preload"
 assert not probes, "the preload probed for a GPU: " + probes[0]
+assert torch.cuda.is_available.__name__ == "probe", "the preload left torch.cuda.is_available replaced"
+# What a run checks first: a CUDA build of torch marks a child forked after the driver was touched.
+if hasattr(torch._C, "_cuda_isInBadFork"):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(int(torch._C._cuda_isInBadFork()))
+    assert os.waitpid(pid, 0)[1] == 0, "a child forked after the preload is in a bad fork"
 # What the server may not import, each run imports itself.
 from lorabench.execute.entry import RUN_IMPORTS
 assert set(RUN_IMPORTS) <= set(preload.FORBIDDEN), RUN_IMPORTS

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, cli_env
 
 sys.path.insert(0, str(REPO / "scripts"))
-from check_lock import UNLOCKED, drift, installed, normalise, read_lock
+from check_lock import UNLOCKED, drift, normalise, read_lock
 
 LOCK = REPO / "requirements.lock"
 
@@ -33,8 +35,26 @@ def test_lock_pins_every_dependency_but_never_torch_or_cuda_wheels() -> None:
 
 def test_venv_holds_the_locked_versions() -> None:
     """Lock drift: a locked package at another version here means the lock no longer says what ran."""
-    problems = drift(read_lock(LOCK), installed(venv_only=False), None)
+    declared = Path(sys.prefix) / "lock-drift.txt"
+    if declared.exists():  # `make install WHEELS=...` or `make test-drift`: other versions on purpose
+        pytest.skip(f"this venv differs from the lock on purpose, as declared in {declared}")
+    problems = drift(read_lock(LOCK), _installed_fresh(venv_only=False), None)
     assert problems == [], "\n".join(problems) + "\n(`make install` to follow the lock, or `make lock` to refresh it)"
+
+
+def _installed_fresh(venv_only: bool) -> dict[str, str]:
+    """``installed()`` as a fresh interpreter sees it, like the check_lock run being tested.
+
+    This process may have grown its sys.path (ray's import adds its vendored packages).
+    """
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from check_lock import installed; "
+        f"print(json.dumps(installed(venv_only={venv_only})))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(REPO / "scripts")], env=cli_env(), capture_output=True, text=True, check=True
+    )
+    return json.loads(proc.stdout)
 
 
 def _check(lock_text: str, tmp_path, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -49,22 +69,23 @@ def _check(lock_text: str, tmp_path, *flags: str) -> subprocess.CompletedProcess
 
 
 def test_check_lock_passes_on_this_environment_and_names_each_difference(tmp_path) -> None:
-    have = installed(venv_only=True)
-    exact = "".join(f"{name}=={version}\n" for name, version in sorted(have.items()) if not UNLOCKED.match(name))
+    have = {name: v for name, v in _installed_fresh(venv_only=True).items() if not UNLOCKED.match(name)}
+    exact = "".join(f"{name}=={version}\n" for name, version in sorted(have.items()))
     assert _check("# header\n" + exact, tmp_path).returncode == 0
 
-    numpy_version = metadata.version("numpy")
-    changed = exact.replace(f"numpy=={numpy_version}\n", "numpy==0.0.1\n").replace(
-        f"pyyaml=={metadata.version('pyyaml')}\n", ""
+    # Two of the venv's own packages (with a reused system stack, numpy may not be one).
+    changed_name, dropped_name = sorted(have)[:2]
+    changed = exact.replace(f"{changed_name}=={have[changed_name]}\n", f"{changed_name}==0.0.1\n").replace(
+        f"{dropped_name}=={have[dropped_name]}\n", ""
     )
     proc = _check(changed + "not-a-real-package==1.0\n", tmp_path)
     assert proc.returncode == 1
-    assert f"numpy is {numpy_version}, the lock pins 0.0.1" in proc.stderr
+    assert f"{changed_name} is {have[changed_name]}, the lock pins 0.0.1" in proc.stderr
     assert "missing: not-a-real-package==1.0" in proc.stderr
-    assert "not in the lock: pyyaml==" in proc.stderr
+    assert f"not in the lock: {dropped_name}==" in proc.stderr
     # --locked-only forgives the unlocked extra, not the rest
     proc = _check(changed, tmp_path, "--locked-only")
-    assert proc.returncode == 1 and "pyyaml" not in proc.stderr
+    assert proc.returncode == 1 and dropped_name not in proc.stderr
 
 
 def test_check_lock_rejects_a_malformed_lock_with_file_and_line(tmp_path) -> None:
@@ -72,3 +93,73 @@ def test_check_lock_rejects_a_malformed_lock_with_file_and_line(tmp_path) -> Non
     assert proc.returncode == 2
     assert "requirements.lock:2: expected NAME==VERSION" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _exact_lock() -> str:
+    """A lock that pins exactly what this environment has (torch and CUDA wheels aside)."""
+    have = _installed_fresh(venv_only=False)
+    return "".join(f"{name}=={version}\n" for name, version in sorted(have.items()) if not UNLOCKED.match(name))
+
+
+def test_check_lock_missing_and_drift_ok_modes(tmp_path) -> None:
+    """The offline install's two questions: what to install at the lock's version, and what differs (a warning)."""
+    numpy_version = metadata.version("numpy")
+    lock = _exact_lock().replace(f"numpy=={numpy_version}\n", "numpy==0.0.1\n") + "not-a-real-package==1.0\n"
+    proc = _check(lock, tmp_path, "--missing")
+    assert proc.returncode == 0 and proc.stdout == "not-a-real-package==1.0\n"  # numpy is there, at another version
+    proc = _check(lock, tmp_path, "--drift-ok")
+    assert proc.returncode == 0
+    assert "warning: 2 difference(s)" in proc.stderr
+    assert f"numpy is {numpy_version}, the lock pins 0.0.1" in proc.stderr
+    assert "missing: not-a-real-package==1.0" in proc.stderr
+
+
+def _wheel_set(tmp_path, image: str, lock: str | None = None) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "image.txt").write_text(image)
+    (tmp_path / "requirements.lock").write_text(_exact_lock() if lock is None else lock)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "wheel_set.py"),
+            "--lock",
+            str(tmp_path / "requirements.lock"),
+            "--image",
+            str(tmp_path / "image.txt"),
+        ],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_wheel_set_carries_what_the_image_lacks_and_what_they_need(tmp_path) -> None:
+    """An image without datasets: datasets and the dependencies only it brings, plus the build backend."""
+    pytest.importorskip("packaging")
+    lacks = {"datasets", "xxhash", "dill", "multiprocess"}
+    have = _installed_fresh(venv_only=False)
+    if "setuptools" not in have:
+        pytest.skip("setuptools (lorabench's build backend) is not installed here to be pinned")
+    image = "".join(f"{name}=={version}\n" for name, version in have.items() if name not in lacks)
+    proc = _wheel_set(tmp_path, image)
+    assert proc.returncode == 0, proc.stderr
+    carried = {line.split("==")[0]: line.split("==")[1] for line in proc.stdout.split()}
+    assert set(carried) == lacks | {"setuptools"}
+    assert carried["datasets"] == have["datasets"]  # at the lock's version
+
+
+def test_wheel_set_refuses_an_image_version_a_carried_wheel_rejects(tmp_path) -> None:
+    """pip would fail there with no registry to fix it: say so here, before anything is carried."""
+    pytest.importorskip("packaging")
+    have = _installed_fresh(venv_only=False)
+    image = "".join(
+        f"{name}=={'1.0' if name == 'pyarrow' else version}\n" for name, version in have.items() if name != "datasets"
+    )
+    proc = _wheel_set(tmp_path, image)
+    assert proc.returncode == 1
+    assert "the image has pyarrow 1.0, but datasets needs pyarrow>=" in proc.stderr
+
+
+def test_wheel_set_rejects_a_malformed_image_with_file_and_line(tmp_path) -> None:
+    proc = _wheel_set(tmp_path, "torch==2.11.0\ntorch>=2\n")
+    assert proc.returncode == 2
+    assert "image.txt:2: expected NAME or NAME==VERSION" in proc.stderr and "Traceback" not in proc.stderr

@@ -3,7 +3,8 @@
 Rule: nothing imported here may initialise CUDA or even probe for a GPU. A process
 that has initialised the CUDA driver cannot fork usable children ("Cannot re-initialize
 CUDA in forked subprocess"), and ``torch.cuda.is_available()`` already initialises the
-driver unless ``PYTORCH_NVML_BASED_CUDA_CHECK=1``. peft and bitsandbytes do both at
+driver unless ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (see :func:`preload` for torch modules
+that probe at import). peft and bitsandbytes do both at
 import time on a CUDA machine (bitsandbytes' ``cuda_specs`` asks for the device
 capability), so each run imports them itself (``entry.RUN_IMPORTS``) and pays for it
 in its own ``import_s``.
@@ -61,10 +62,12 @@ PRELOAD: tuple[str, ...] = (
 
 #: Modules that initialise CUDA (or probe the GPU) when imported on a CUDA machine;
 #: none may be imported by the forkserver. Runs import the ones they need themselves.
+#: Not triton: with a CUDA build of torch, torch._dynamo and transformers.modeling_utils
+#: import it whenever it is installed, and importing it touches no GPU (its driver is
+#: chosen lazily, at the first kernel launch); the guard test checks that it probes nothing.
 FORBIDDEN: tuple[str, ...] = (
     "peft",
     "bitsandbytes",
-    "triton",
     "flash_attn",
     "xformers",
     "deepspeed",
@@ -94,14 +97,50 @@ def check_cuda_free() -> None:
         )
 
 
-def preload(modules: tuple[str, ...] = PRELOAD) -> None:
-    """Import ``modules`` (a missing optional one is skipped), then check the result."""
-    for name in modules:
+def _nvml_has_gpu() -> bool:
+    """``torch.cuda.is_available()`` answered without touching the CUDA driver: a CUDA build and an NVIDIA GPU.
+
+    Where NVML cannot start there is no NVIDIA driver, so CUDA could not be used either.
+    """
+    import torch
+
+    if not torch.backends.cuda.is_built():
+        return False
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
         try:
-            importlib.import_module(name)
-        except ImportError:
-            if name.startswith("lorabench"):
-                raise
+            return pynvml.nvmlDeviceGetCount() > 0
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no NVML library or driver (a CPU machine, a CUDA build of torch or not)
+        return False
+
+
+def preload(modules: tuple[str, ...] = PRELOAD) -> None:
+    """Import ``modules`` (a missing optional one is skipped), then check the result.
+
+    Some torch releases probe the GPU at import: 2.11's ``torch._inductor.runtime.benchmarking``
+    (imported by ``compile_fx``) calls ``torch.cuda.is_available()`` at module level, which
+    initialises the CUDA driver and so poisons every fork (even torch's NVML-based check
+    falls back to the driver where NVML is missing, e.g. a CUDA build on a CPU machine).
+    While the modules import, ``is_available`` is answered from NVML alone (the same answer
+    for this machine, without the driver); the original is put back afterwards.
+    """
+    import torch
+
+    is_available = torch.cuda.is_available
+    torch.cuda.is_available = _nvml_has_gpu
+    try:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                if name.startswith("lorabench"):
+                    raise
+    finally:
+        torch.cuda.is_available = is_available
     check_cuda_free()
 
 

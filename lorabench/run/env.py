@@ -91,6 +91,9 @@ def collect_env(device: str | None = None) -> dict[str, Any]:
         return env
     import torch
 
+    # The build's own version: the CUDA wheels on PyPI carry "2.11.0" in their metadata but
+    # "2.11.0+cu130" here, and the CUDA build is part of what the numbers depend on.
+    env["torch"] = torch.__version__
     env["torch_threads"] = torch.get_num_threads()
     if device == "cuda":
         env.update(cuda_details())
