@@ -49,8 +49,7 @@ suite() {  # suite NAME DIR: run (resuming), then drop the adapters
 stage() {
   case $1 in
     env)
-      "$PY" -c 'import json, torch; from lorabench.run.env import collect_env; print(json.dumps(collect_env("cuda" if torch.cuda.is_available() else None), indent=1, default=str))' \
-        > "$OUT/env.json" || return 1
+      "${LB[@]}" env --json > "$OUT/env.json" || return 1
       { nvidia-smi || true; "$PY" -m pip list 2>/dev/null; } > "$OUT/env.txt"
       cat "$OUT/env.json" ;;
     tests)
