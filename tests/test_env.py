@@ -61,3 +61,11 @@ def test_collect_env_versions_are_the_imported_ones() -> None:
 def test_driver_version_is_null_or_a_version_string() -> None:
     version = nvidia_driver_version()
     assert version is None or version[0].isdigit()
+
+
+def test_paths_inside_the_working_directory_are_recorded_relative(tmp_path, monkeypatch) -> None:
+    from lorabench.run.env import shown_path
+
+    monkeypatch.chdir(tmp_path)
+    assert shown_path(str(tmp_path / ".venv" / "bin" / "python")) == ".venv/bin/python"
+    assert shown_path("/usr/bin/python3") == "/usr/bin/python3"  # outside: as it is

@@ -69,6 +69,19 @@ def package_versions() -> dict[str, str | None]:
     return {pkg: _version(pkg) for pkg in PACKAGES}
 
 
+def shown_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies under it.
+
+    Records are published: ``.venv/bin/python`` says which interpreter ran, where an
+    absolute path would also publish the user's home directory and say nothing more.
+    """
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
+
+
 def collect_env(device: str | None = None) -> dict[str, Any]:
     """Where a record's numbers come from: host, Python, package versions and the device.
 
@@ -85,7 +98,7 @@ def collect_env(device: str | None = None) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "device": device,
         **package_versions(),
-        "executable": sys.executable,
+        "executable": shown_path(sys.executable),
     }
     if device is None:
         return env
