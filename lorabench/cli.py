@@ -202,20 +202,35 @@ def _names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+def _peft_options(args: argparse.Namespace) -> object | None:
+    """``--method peft:TYPE`` with ``--peft-config``: the checked options (None for a registered method)."""
+    if not args.method.startswith("peft:"):
+        if args.peft_config:
+            raise UsageError("--peft-config goes with --method peft:TYPE (e.g. peft:OFT)")
+        return None
+    if getattr(args, "alpha", None) is not None:
+        raise UsageError("--alpha is for registered methods; give a peft type's scaling in --peft-config")
+    from lorabench.methods.peft_type import from_command_line
+
+    return from_command_line(args.method, args.peft_config, _names(args.target_modules))
+
+
 def _cmd_params(args: argparse.Namespace) -> int:
     import json
 
     from lorabench.params import count
 
+    opts = _peft_options(args)
     result = count(
         args.model,
         args.method,
         rank=args.rank,
         alpha=args.alpha,
-        target_modules=_names(args.target_modules),
+        target_modules=None if opts else _names(args.target_modules),
         task_type=args.task_type,
         num_labels=args.num_labels,
         precision=args.precision,
+        method_opts=opts,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -236,6 +251,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
     from lorabench.estimate import estimate_model
 
+    opts = _peft_options(args)
     result = estimate_model(
         args.model,
         args.method,
@@ -243,7 +259,8 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         args.batch_size,
         args.seq_len,
         rank=args.rank,
-        target_modules=_names(args.target_modules),
+        target_modules=None if opts else _names(args.target_modules),
+        method_opts=opts,
         grad_checkpointing=args.grad_checkpointing,
         optimizer=args.optimizer,
         attn=args.attn_implementation,
@@ -269,6 +286,12 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+PEFT_CONFIG_HELP = (
+    "with --method peft:TYPE: the type's config fields as a YAML/JSON mapping, e.g. "
+    "'{r: 8, oft_block_size: 0, target_modules: [query, value]}' (checked as a suite's are)"
+)
+
+
 def _add_estimate(sub: argparse._SubParsersAction) -> None:
     es = sub.add_parser(
         "estimate",
@@ -277,7 +300,12 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
         "weights, adapter, gradients, optimiser state, activations, logits and the CUDA context (bytes).",
     )
     es.add_argument("model", help="builtin:NAME, a local directory with config.json, a config.json file, or a hub id")
-    es.add_argument("--method", required=True, help="a registered method (lorabench list methods)")
+    es.add_argument(
+        "--method",
+        required=True,
+        help="a registered method (lorabench list methods), or peft:TYPE for any peft type (with --peft-config)",
+    )
+    es.add_argument("--peft-config", help=PEFT_CONFIG_HELP)
     es.add_argument("--precision", required=True, choices=["fp32", "bf16", "fp16", "int8", "nf4", "fp4"])
     es.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
     es.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
@@ -350,7 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="builtin:NAME (lorabench list models), a hub id (needs the Hub or the HF cache) or a local directory "
         "with config.json",
     )
-    pa.add_argument("--method", required=True, help="a registered method (lorabench list methods)")
+    pa.add_argument(
+        "--method",
+        required=True,
+        help="a registered method (lorabench list methods), or peft:TYPE for any peft type (with --peft-config)",
+    )
+    pa.add_argument("--peft-config", help=PEFT_CONFIG_HELP)
     pa.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
     pa.add_argument("--alpha", type=float, help="scaling alpha, for methods with an `alpha` option")
     pa.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
