@@ -790,7 +790,7 @@ def trace_model(
 
     from lorabench.errors import UsageError
     from lorabench.estimate import CUDA_CONTEXT_BYTES, Estimate, _config_dir
-    from lorabench.methods import METHODS
+    from lorabench.methods import method_class
     from lorabench.methods.base import MethodContext
     from lorabench.models.loading import AUTO_CLASSES
     from lorabench.params import TASK_TYPES, infer_task_type, method_options, read_config
@@ -806,7 +806,7 @@ def trace_model(
 
         if BUILTIN_MODELS.get(model.split(":", 1)[1]).loader is not None:
             raise Untraceable(f"{model} is a hand-written model with no transformers config to build")
-    cls = METHODS.get(method)
+    cls = method_class(method, dataclasses.asdict(method_opts) if dataclasses.is_dataclass(method_opts) else None)
     if rank is not None and not cls.uses_rank:
         raise UsageError(f"method {method!r} has no rank; drop --rank")
     options = method_opts if method_opts is not None else method_options(cls, None, target_modules)
