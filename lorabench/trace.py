@@ -290,8 +290,8 @@ class CudaAutocastPolicy(torch.overrides.TorchFunctionMode):
     reproduces what ``torch.autocast("cuda")`` would do: matmul-like functions run at the
     autocast dtype, numerically sensitive ones in fp32, and casts of trainable leaf
     tensors (fp32 master weights) are cached for the autocast region, as autocast caches
-    them. Active inside module forwards only (and so in gradient checkpointing's
-    recompute, which re-enters autocast), never in the backward pass itself.
+    them. Active inside module forwards only (and in gradient checkpointing's recompute,
+    which re-enters autocast), never in the backward pass itself.
     """
 
     def __init__(self, dtype: torch.dtype) -> None:
@@ -321,7 +321,9 @@ class CudaAutocastPolicy(torch.overrides.TorchFunctionMode):
                 args = tuple(self._cast(a, self.dtype, frm) for a in args)
                 kwargs = {k: self._cast(v, self.dtype, frm) for k, v in kwargs.items()}
             elif func in _FP32:
-                args = tuple(self._cast(a, torch.float32, (torch.float16, torch.bfloat16)) for a in args)
+                low = (torch.float16, torch.bfloat16)
+                args = tuple(self._cast(a, torch.float32, low) for a in args)
+                kwargs = {k: self._cast(v, torch.float32, low) for k, v in kwargs.items()}
             elif func in _FP32_OUT and kwargs.get("dtype") is None and args and isinstance(args[0], torch.Tensor):
                 if args[0].dtype in (torch.float16, torch.bfloat16):
                     kwargs = {**kwargs, "dtype": torch.float32}
@@ -347,6 +349,29 @@ class CudaAutocastPolicy(torch.overrides.TorchFunctionMode):
             torch.is_autocast_enabled = saved
             self.enabled = False
             self.cache.clear()
+
+    @contextlib.contextmanager
+    def recompute(self) -> Iterator[None]:
+        """Gradient checkpointing's recompute: the backward pass runs it with no torch-function
+        mode on the stack, so the policy is pushed again (autocast would be re-entered there)."""
+        was = self.enabled
+        self.enabled = True
+        try:
+            with self:
+                yield
+        finally:
+            self.enabled = was
+
+    def follow_checkpointing(self, model: torch.nn.Module) -> None:
+        """Have every checkpointed layer's recompute run under this policy (``context_fn``)."""
+        import functools
+
+        for mod in model.modules():
+            fn = getattr(mod, "_gradient_checkpointing_func", None)
+            if fn is not None:
+                mod._gradient_checkpointing_func = functools.partial(
+                    fn, context_fn=lambda: (contextlib.nullcontext(), self.recompute())
+                )
 
     @contextlib.contextmanager
     def module_depth(self) -> Iterator[None]:
@@ -728,6 +753,8 @@ def trace_training(
     upcast_trainable(net)
     if cfg.grad_checkpointing:
         enable_grad_checkpointing(net)
+        if policy is not None:
+            policy.follow_checkpointing(net)
     mode: Any = FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
     with contextlib.ExitStack() as stack:
         stack.enter_context(_saved_bnb_caches())
