@@ -97,7 +97,7 @@ def measure(row: dict[str, Any]) -> dict[str, Any]:
     """In a fresh process: estimate, then load, train ``steps`` and read the peaks."""
     import torch
 
-    from lorabench.estimate import estimate_model
+    from lorabench.accounting.estimate import estimate_model
     from lorabench.run.profile import MemoryMonitor
     from lorabench.run.train import train
 

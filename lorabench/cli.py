@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from lorabench import __version__
 from lorabench.errors import UsageError
+from lorabench.vocab import FLOAT_PRECISIONS, PRECISIONS, Device, HeadType, MiB
 
 if TYPE_CHECKING:
     from lorabench.validate import Checked
@@ -141,7 +142,7 @@ def _cmd_env(args: argparse.Namespace) -> int:
     """
     import json
 
-    from lorabench.run.env import device_environment, static_environment
+    from lorabench.provenance import device_environment, static_environment
 
     env = {**static_environment(), **device_environment()}
     drift = Path(sys.prefix) / "lock-drift.txt"
@@ -205,7 +206,7 @@ def _names(text: str | None) -> list[str] | None:
 def _cmd_params(args: argparse.Namespace) -> int:
     import json
 
-    from lorabench.params import count
+    from lorabench.accounting.params import count
 
     result = count(
         args.model,
@@ -234,7 +235,7 @@ def _cmd_params(args: argparse.Namespace) -> int:
 def _cmd_estimate(args: argparse.Namespace) -> int:
     import json
 
-    from lorabench.estimate import estimate_model
+    from lorabench.accounting.estimate import estimate_model
 
     result = estimate_model(
         args.model,
@@ -261,9 +262,9 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         f"{inp['attn_implementation']}{', grad checkpointing' if inp['grad_checkpointing'] else ''}"
     )
     for key, value in result.breakdown.items():
-        print(f"  {key:<24} {value / 2**20:>12,.1f} MiB")
-    print(f"  {'allocated (torch)':<24} {result.allocated_bytes / 2**20:>12,.1f} MiB")
-    print(f"  {'peak (with context)':<24} {result.peak_bytes / 2**20:>12,.1f} MiB")
+        print(f"  {key:<24} {value / MiB:>12,.1f} MiB")
+    print(f"  {'allocated (torch)':<24} {result.allocated_bytes / MiB:>12,.1f} MiB")
+    print(f"  {'peak (with context)':<24} {result.peak_bytes / MiB:>12,.1f} MiB")
     for note in result.notes:
         print(f"note: {note}")
     return 0
@@ -278,7 +279,7 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
     )
     es.add_argument("model", help="builtin:NAME, a local directory with config.json, a config.json file, or a hub id")
     es.add_argument("--method", required=True, help="a registered method (lorabench list methods)")
-    es.add_argument("--precision", required=True, choices=["fp32", "bf16", "fp16", "int8", "nf4", "fp4"])
+    es.add_argument("--precision", required=True, choices=PRECISIONS)
     es.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
     es.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
     es.add_argument("--batch-size", type=int, required=True)
@@ -286,10 +287,10 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
     es.add_argument("--grad-checkpointing", action="store_true")
     es.add_argument("--optimizer", default="adamw", choices=["adamw", "adamw8bit", "sgd"])
     es.add_argument("--attn-implementation", choices=["eager", "sdpa", "flash_attention_2"])
-    es.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cuda adds the CUDA context")
     es.add_argument(
-        "--compute-dtype", choices=["fp32", "bf16", "fp16"], help="k-bit compute dtype (default: bf16 on cuda)"
+        "--device", default="cuda", choices=[Device.CUDA.value, Device.CPU.value], help="cuda adds the CUDA context"
     )
+    es.add_argument("--compute-dtype", choices=FLOAT_PRECISIONS, help="k-bit compute dtype (default: bf16 on cuda)")
     es.add_argument(
         "--loss", default="default", choices=["default", "chunked", "liger"], help="the loss kernel (train.loss)"
     )
@@ -356,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
     pa.add_argument(
         "--task-type",
-        choices=["causal-lm", "seq2seq-lm", "seq-cls"],
+        choices=[h.value for h in HeadType],
         help="the head to count (default from the config's architecture: seq-cls for classifiers and masked-LM "
         "encoders, seq2seq-lm for encoder-decoders, else causal-lm)",
     )
@@ -364,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument(
         "--precision",
         default="fp32",
-        choices=["fp32", "bf16", "fp16", "int8", "nf4", "fp4"],
+        choices=PRECISIONS,
         help="checked for validity; counts are the same at every precision (4-bit counted unpacked)",
     )
     pa.add_argument("--json", action="store_true", help="print a JSON object")

@@ -1,6 +1,8 @@
-"""How a run's exception becomes a record status (the statuses are ``record.STATUSES``)."""
+"""How a run's exception becomes a record status (the statuses are ``vocab.Status``)."""
 
 from __future__ import annotations
+
+from lorabench.vocab import Status
 
 
 def classify(exc: BaseException) -> str:
@@ -8,10 +10,10 @@ def classify(exc: BaseException) -> str:
     from lorabench.run.train import Diverged
 
     if isinstance(exc, Diverged):
-        return "diverged"
+        return Status.DIVERGED.value
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return "oom"
+        return Status.OOM.value
     text = str(exc)
     if isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text):
-        return "oom"
-    return "failed"
+        return Status.OOM.value
+    return Status.FAILED.value
