@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from lorabench import __version__
 from lorabench.errors import UsageError
 from lorabench.vocab import FLOAT_PRECISIONS, PRECISIONS, Device, HeadType, MiB
 
 if TYPE_CHECKING:
+    from lorabench.report.results import ResultSet
     from lorabench.validate import Checked
 
 
@@ -76,9 +77,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from lorabench.record import load_records
     from lorabench.report import build_report
+    from lorabench.report.results import plan_run_ids
 
     out = Path(args.dir)
-    run_ids = _plan_run_ids(out)
+    run_ids = plan_run_ids(out)
     records = load_records(out)
     baseline = Path(args.baseline) if args.baseline else None
     if baseline is not None and not baseline.exists():
@@ -92,35 +94,41 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_run_ids(out: Path) -> set[str] | None:
-    """run_ids of the plan last run into ``out`` (plan.json), so a report covers that suite only."""
-    import json
+def _result_set(path: str, out: TextIO) -> ResultSet:
+    """A result set limited to its plan, with every record set aside named (to ``out``)."""
+    from lorabench.report.results import Point, load_result_set
 
-    plan = out / "plan.json"
-    if not plan.is_file():
-        return None
-    try:
-        return {p["run_id"] for p in json.loads(plan.read_text(encoding="utf-8"))}
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UsageError(f"{plan}: unreadable plan; rerun the suite or remove the file") from None
+    rs = load_result_set(path)
+    for run in rs.ignored:
+        label = f"{Point(run.key, [run]).label}/s{run.seed}"
+        print(f"ignored: {path}: {run.run_id} {label} ({run.status}) is not in its plan.json", file=out)
+    return rs
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from lorabench.report.compare import compare_sets, parse_tolerances, render
-    from lorabench.report.results import load_runs
+    from lorabench.report.compare import comparable, compare_points, parse_tolerances, render, tolerance_warnings
+    from lorabench.report.results import group
 
     tols = parse_tolerances(args.tol or [])
-    diffs = compare_sets(load_runs(args.a), load_runs(args.b), tols)
-    print(render(diffs, args.format), end="")
+    for line in tolerance_warnings(tols):
+        print(f"warning: {line}", file=sys.stderr)
+    # stdout is the table (CSV or JSON to be parsed), so what was set aside goes to stderr.
+    base, current = group(_result_set(args.a, sys.stderr).runs), group(_result_set(args.b, sys.stderr).runs)
+    comparable(base, current)
+    print(render(compare_points(base, current, tols), args.format), end="")
     return 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from lorabench.report.compare import check, parse_tolerances
-    from lorabench.report.results import group, load_runs
+    from lorabench.report.compare import check, parse_tolerances, tolerance_warnings
+    from lorabench.report.results import group
 
     tols = parse_tolerances(args.tol or [])
-    result = check(group(load_runs(args.baseline)), group(load_runs(args.current)), tols)
+    for line in tolerance_warnings(tols):
+        print(f"warning: {line}", file=sys.stderr)
+    base = _result_set(args.baseline, sys.stdout)
+    current = _result_set(args.current, sys.stdout)
+    result = check(group(base.runs), group(current.runs), tols)
     for line in result.notes:
         print(f"note: {line}")
     for line in result.improvements:

@@ -80,9 +80,9 @@ def build_report(
     compare_md = compare_html = ""
     if baseline is not None:
         from lorabench.report.compare import compare_sets, render
-        from lorabench.report.results import load_runs, run_from_record
+        from lorabench.report.results import load_result_set, run_from_record
 
-        diffs = compare_sets(load_runs(baseline), [run_from_record(r) for r in records])
+        diffs = compare_sets(load_result_set(baseline).runs, [run_from_record(r) for r in records])
         compare_md = render(diffs, "md")
         compare_html = _md_tables_to_html(compare_md)
         (out_dir / "compare.md").write_text(compare_md, encoding="utf-8")
