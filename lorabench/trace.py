@@ -354,13 +354,13 @@ class CudaAutocastPolicy(torch.overrides.TorchFunctionMode):
     def recompute(self) -> Iterator[None]:
         """Gradient checkpointing's recompute: the backward pass runs it with no torch-function
         mode on the stack, so the policy is pushed again (autocast would be re-entered there)."""
-        was = self.enabled
-        self.enabled = True
+        was, outer = self.enabled, self.cache
+        self.enabled, self.cache = True, {}  # its own autocast region: casts cached until it ends
         try:
             with self:
                 yield
         finally:
-            self.enabled = was
+            self.enabled, self.cache = was, outer
 
     def follow_checkpointing(self, model: torch.nn.Module) -> None:
         """Have every checkpointed layer's recompute run under this policy (``context_fn``)."""
@@ -872,6 +872,13 @@ def trace_model(
 
     depth = _layers(config)
     extrapolated = layers is None and depth is not None and depth > EXTRAPOLATE_ABOVE
+    import logging
+
+    verbosity = transformers.utils.logging.get_verbosity()
+    transformers.utils.logging.set_verbosity_error()  # config chatter, once per traced model
+    bnb_log = logging.getLogger("bitsandbytes")
+    bnb_level = bnb_log.level
+    bnb_log.setLevel(logging.ERROR)  # "inputs will be cast ... to float16", once per int8 layer call
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation chatter between peft, transformers and bitsandbytes
         try:
@@ -883,6 +890,9 @@ def trace_model(
                 result, info = trace_training(auto, _with_layers(config, layers or depth), raw, family, cls, ctx, cfg)
         except (ValueError, TypeError) as exc:
             raise UsageError(f"{method} cannot be applied to {model!r} ({config.model_type}): {exc}") from None
+        finally:
+            transformers.utils.logging.set_verbosity(verbosity)
+            bnb_log.setLevel(bnb_level)
     context = CUDA_CONTEXT_BYTES if device == "cuda" else 0
     notes = [
         f"traced: peak in {result.phase}; two training steps and one eval forward on fake tensors "
