@@ -164,6 +164,20 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "methods" and args.peft_types:
+        from lorabench.methods.peft_type import quantized_support
+        from lorabench.methods.peft_zoo import CASES, FAMILIES, markdown
+
+        quantized = {t: quantized_support(t) for t in CASES}
+        if args.markdown:
+            print(markdown(quantized), end="")
+            return 0
+        for ptype in sorted(CASES):
+            cells = ", ".join(f"{f}: {CASES[ptype][f].outcome}" for f in FAMILIES)
+            print(f"{ptype:<24} {cells}; k-bit base: {'yes' if quantized[ptype] else 'refused'}")
+        return 0
+    if args.markdown or args.peft_types:
+        raise UsageError("--peft-types and --markdown go with `lorabench list methods --peft-types`")
     if args.what == "methods":
         from lorabench.methods import METHODS
 
@@ -459,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered methods, models, tasks or metrics")
     ls.add_argument("what", choices=["methods", "models", "tasks", "metrics"])
+    ls.add_argument(
+        "--peft-types",
+        action="store_true",
+        help="with methods: every peft type per task family (works / n/a / fails), from the tested table of cases",
+    )
+    ls.add_argument("--markdown", action="store_true", help="with --peft-types: the README's markdown table")
     ls.set_defaults(func=_cmd_list)
 
     pa = sub.add_parser(
