@@ -20,7 +20,7 @@ import torch
 from lorabench.constants import QUANTIZED
 from lorabench.data.cache import prepare_cached
 from lorabench.errors import UsageError
-from lorabench.methods import METHODS
+from lorabench.methods import method_class
 from lorabench.methods.base import MethodContext
 from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, load_model
 from lorabench.plan import RunSpec
@@ -28,7 +28,7 @@ from lorabench.preflight import positions_error
 from lorabench.run.env import run_environment
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, count_parameters, dir_bytes
-from lorabench.run.train import total_steps, train
+from lorabench.run.train import check_finite, total_steps, train
 from lorabench.sanity import compute_flags
 from lorabench.tasks import TASK_TYPES
 
@@ -85,7 +85,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     seed_everything(spec.seed)
     monitor = MemoryMonitor(device, ex.get("memory_sample_s", 0.02))
     task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
-    method = METHODS.get(spec.method)()
+    method = method_class(spec.method, spec.method_options)()
     ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=spec.seed)
     try:
         monitor.start_phase()
@@ -141,6 +141,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         with Stopwatch(ctx.sync) as sw:
             result = task.evaluate(model, tokenizer, data, spec.eval, ctx)
         mem_eval = monitor.end_phase()
+        check_finite(result.metrics)
 
         adapter_dir = run_dir / "adapter"
         shutil.rmtree(adapter_dir, ignore_errors=True)
@@ -244,7 +245,7 @@ def _attn_used(model: Any, info: dict[str, Any]) -> str | None:
 def _method_context(spec: RunSpec, task: Any, info: dict[str, Any], train_steps: int | None = None) -> MethodContext:
     from lorabench.suite.typed import Collector, build
 
-    cls = METHODS.get(spec.method)
+    cls = method_class(spec.method, spec.method_options)
     col = Collector("<spec>")
     options = build(cls.Options, spec.method_options, col, "method_options")
     if col.issues:  # the plan validated these options; failing here is a lorabench bug, said plainly
