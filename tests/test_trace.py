@@ -255,3 +255,47 @@ def test_fit_finds_the_largest_batch_that_fits(small_gpt2: str) -> None:
     assert "max batch" in human.stdout and "card: 22.5 GiB" in human.stdout
     bad = run_cli("fit", small_gpt2, "--gpu", "GTX-9999", "--seq-len", "32")
     assert bad.returncode == 2 and "unknown GPU" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# --- the shapes the issue names -----------------------------------------------------------
+T5_XXL = {
+    "architectures": ["T5ForConditionalGeneration"],
+    "model_type": "t5",
+    "d_model": 4096,
+    "d_ff": 10240,
+    "d_kv": 64,
+    "num_heads": 64,
+    "num_layers": 24,
+    "num_decoder_layers": 24,
+    "vocab_size": 32128,
+    "feed_forward_proj": "gated-gelu",
+    "is_encoder_decoder": True,
+    "tie_word_embeddings": False,
+    "dropout_rate": 0.1,
+    "decoder_start_token_id": 0,
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("model", "method", "precision"),
+    [("config:falcon-7b", "lora", "nf4"), ("t5-xxl", "lora", "bf16"), ("config:llama-7b", "lora", "int8")],
+)
+def test_named_shapes_trace_and_compare(tmp_path: Path, model: str, method: str, precision: str) -> None:
+    """Falcon-7B, T5-XXL (encoder-decoder, extended over both stacks) and llama-7B at int8 trace end to end."""
+    from lorabench.trace import compare
+
+    if model == "t5-xxl":
+        (tmp_path / "config.json").write_text(json.dumps(T5_XXL))
+        model = str(tmp_path)
+    traced = trace_model(model, method, precision, 1, 128)
+    analytic = estimate_model(model, method, precision, 1, 128)
+    rows, _flags = compare(analytic, traced)
+    static = rows[0]
+    # The weights (with quantisation constants and adapters) are counted, not modelled, by
+    # both: they must agree closely whatever the activation terms do.
+    assert abs(static["analytic"] - static["trace"]) <= 0.02 * static["trace"]
+    assert traced.allocated_bytes > static["trace"]
+    assert any("extended linearly" in n for n in traced.notes)

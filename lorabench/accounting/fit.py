@@ -186,7 +186,8 @@ def fit(
             except UsageError as exc:  # the method cannot run at this precision on this model
                 rows.append(FitRow(method, precision, r, gc, False, 0, 0, 0, note=str(exc)))
                 continue
-            rows.append(FitRow(method, precision, r, gc, best > 0, best, peak + CUDA_CONTEXT_BYTES, n))
+            note = f"the search stops at batch {MAX_BATCH}; more may fit" if best == MAX_BATCH else ""
+            rows.append(FitRow(method, precision, r, gc, best > 0, best, peak + CUDA_CONTEXT_BYTES, n, note))
     return rows
 
 
