@@ -285,7 +285,7 @@ T5_XXL = {
 )
 def test_named_shapes_trace_and_compare(tmp_path: Path, model: str, method: str, precision: str) -> None:
     """Falcon-7B, T5-XXL (encoder-decoder, extended over both stacks) and llama-7B at int8 trace end to end."""
-    from lorabench.trace import compare
+    from lorabench.accounting.trace import compare
 
     if model == "t5-xxl":
         (tmp_path / "config.json").write_text(json.dumps(T5_XXL))
