@@ -23,6 +23,7 @@ from typing import Any
 
 from lorabench.errors import UsageError
 from lorabench.registry import Registry
+from lorabench.vocab import MiB
 
 KINDS = ("quality", "cost")
 AGGREGATIONS = ("mean",)
@@ -296,7 +297,7 @@ register_metric(
     fmt=",.0f",
     unit="MiB",
     source=lambda p: (
-        None if not (p.get("estimate_bytes") or {}).get("allocated") else p["estimate_bytes"]["allocated"] / 2**20
+        None if not (p.get("estimate_bytes") or {}).get("allocated") else p["estimate_bytes"]["allocated"] / MiB
     ),
 )
 
