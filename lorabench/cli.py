@@ -577,6 +577,9 @@ def _add_compare_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lorabench import quiet
+
+    quiet.install()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
