@@ -99,7 +99,7 @@ def measure(row: dict[str, Any]) -> dict[str, Any]:
     """In a fresh process: estimate, then load, train ``steps`` and read the peaks."""
     import torch
 
-    from lorabench.estimate import estimate_model
+    from lorabench.accounting.estimate import estimate_model
     from lorabench.run.profile import MemoryMonitor
     from lorabench.run.train import train
 
@@ -124,7 +124,7 @@ def measure(row: dict[str, Any]) -> dict[str, Any]:
         task_type=task_type,
     )
     out: dict[str, Any] = {"estimate_allocated": est.allocated_bytes, "breakdown": est.breakdown}
-    from lorabench.trace import Untraceable, trace_model
+    from lorabench.accounting.trace import Untraceable, trace_model
 
     try:  # the traced step on fake tensors, before anything is allocated for real
         traced = trace_model(

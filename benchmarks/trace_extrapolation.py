@@ -34,8 +34,8 @@ def shape_dir(root: Path, name: str, **changes: int) -> str:
 
 def extrapolation(root: Path) -> None:
     sys.path.insert(0, str(REPO))
+    from lorabench.accounting.trace import trace_model
     from lorabench.methods import METHODS
-    from lorabench.trace import trace_model
 
     path = shape_dir(root, "llama-1b", vocab_size=50257)
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from lorabench import __version__
 from lorabench.errors import UsageError
+from lorabench.vocab import FLOAT_PRECISIONS, PRECISIONS, Device, HeadType, MiB
 
 if TYPE_CHECKING:
     from lorabench.report.results import ResultSet
@@ -105,7 +106,14 @@ def _result_set(path: str, out: TextIO) -> ResultSet:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from lorabench.report.compare import comparable, compare_points, parse_tolerances, render, tolerance_warnings
+    from lorabench.report.compare import (
+        comparable,
+        compare_points,
+        parse_tolerances,
+        recipe_warnings,
+        render,
+        tolerance_warnings,
+    )
     from lorabench.report.results import group
 
     tols = parse_tolerances(args.tol or [])
@@ -114,6 +122,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     # stdout is the table (CSV or JSON to be parsed), so what was set aside goes to stderr.
     base, current = group(_result_set(args.a, sys.stderr).runs), group(_result_set(args.b, sys.stderr).runs)
     comparable(base, current)
+    for line in recipe_warnings(base, current):
+        print(f"warning: {line}", file=sys.stderr)
     print(render(compare_points(base, current, tols), args.format), end="")
     return 0
 
@@ -149,7 +159,7 @@ def _cmd_env(args: argparse.Namespace) -> int:
     """
     import json
 
-    from lorabench.run.env import device_environment, static_environment
+    from lorabench.provenance import device_environment, static_environment
 
     env = {**static_environment(), **device_environment()}
     drift = Path(sys.prefix) / "lock-drift.txt"
@@ -240,7 +250,7 @@ def _peft_options(args: argparse.Namespace) -> object | None:
 def _cmd_params(args: argparse.Namespace) -> int:
     import json
 
-    from lorabench.params import count
+    from lorabench.accounting.params import count
 
     opts = _peft_options(args)
     result = count(
@@ -286,13 +296,13 @@ def _estimate_kwargs(args: argparse.Namespace) -> dict:
 def _cmd_estimate(args: argparse.Namespace) -> int:
     import json
 
-    from lorabench.estimate import estimate_model
+    from lorabench.accounting.estimate import estimate_model
 
     kwargs = _estimate_kwargs(args)
     result = estimate_model(args.model, args.method, args.precision, args.batch_size, args.seq_len, **kwargs)
     traced, rows, flags = None, [], []
     if args.trace:
-        from lorabench.trace import Untraceable, compare, trace_model
+        from lorabench.accounting.trace import Untraceable, compare, trace_model
 
         try:
             traced = trace_model(args.model, args.method, args.precision, args.batch_size, args.seq_len, **kwargs)
@@ -317,21 +327,20 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     )
     print("analytic terms:")
     for key, value in result.breakdown.items():
-        print(f"  {key:<24} {value / 2**20:>12,.1f} MiB")
-    print(f"  {'allocated (torch)':<24} {result.allocated_bytes / 2**20:>12,.1f} MiB")
-    print(f"  {'peak (with context)':<24} {result.peak_bytes / 2**20:>12,.1f} MiB")
+        print(f"  {key:<24} {value / MiB:>12,.1f} MiB")
+    print(f"  {'allocated (torch)':<24} {result.allocated_bytes / MiB:>12,.1f} MiB")
+    print(f"  {'peak (with context)':<24} {result.peak_bytes / MiB:>12,.1f} MiB")
     if traced is not None:
         print(f"traced (live at the peak, in {traced.detail['phase']}):")
         for key, value in traced.breakdown.items():
-            print(f"  {key:<24} {value / 2**20:>12,.1f} MiB")
+            print(f"  {key:<24} {value / MiB:>12,.1f} MiB")
         print(
-            "  by module: "
-            + ", ".join(f"{k} {v / 2**20:,.0f}" for k, v in list(traced.detail["by_module"].items())[:6])
+            "  by module: " + ", ".join(f"{k} {v / MiB:,.0f}" for k, v in list(traced.detail["by_module"].items())[:6])
         )
         print(f"{'':<46}{'analytic':>12} {'trace':>12}  (MiB)")
         for row in rows:
-            print(f"  {row['term']:<44}{row['analytic'] / 2**20:>12,.1f} {row['trace'] / 2**20:>12,.1f}")
-        print(f"  {'peak (with context)':<44}{result.peak_bytes / 2**20:>12,.1f} {traced.peak_bytes / 2**20:>12,.1f}")
+            print(f"  {row['term']:<44}{row['analytic'] / MiB:>12,.1f} {row['trace'] / MiB:>12,.1f}")
+        print(f"  {'peak (with context)':<44}{result.peak_bytes / MiB:>12,.1f} {traced.peak_bytes / MiB:>12,.1f}")
         for flag in flags:
             print(f"disagreement: {flag}")
         for note in traced.notes:
@@ -361,7 +370,7 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
         help="a registered method (lorabench list methods), or peft:TYPE for any peft type (with --peft-config)",
     )
     es.add_argument("--peft-config", help=PEFT_CONFIG_HELP)
-    es.add_argument("--precision", required=True, choices=["fp32", "bf16", "fp16", "int8", "nf4", "fp4"])
+    es.add_argument("--precision", required=True, choices=PRECISIONS)
     es.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
     es.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
     es.add_argument("--batch-size", type=int, required=True)
@@ -369,10 +378,10 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
     es.add_argument("--grad-checkpointing", action="store_true")
     es.add_argument("--optimizer", default="adamw", choices=["adamw", "adamw8bit", "sgd"])
     es.add_argument("--attn-implementation", choices=["eager", "sdpa", "flash_attention_2"])
-    es.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cuda adds the CUDA context")
     es.add_argument(
-        "--compute-dtype", choices=["fp32", "bf16", "fp16"], help="k-bit compute dtype (default: bf16 on cuda)"
+        "--device", default="cuda", choices=[Device.CUDA.value, Device.CPU.value], help="cuda adds the CUDA context"
     )
+    es.add_argument("--compute-dtype", choices=FLOAT_PRECISIONS, help="k-bit compute dtype (default: bf16 on cuda)")
     es.add_argument(
         "--loss", default="default", choices=["default", "chunked", "liger"], help="the loss kernel (train.loss)"
     )
@@ -388,7 +397,7 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
 def _cmd_fit(args: argparse.Namespace) -> int:
     import json
 
-    from lorabench.fit import fit, gpu_memory, parse_memory, parse_methods, rows_json, table
+    from lorabench.accounting.fit import fit, gpu_memory, parse_memory, parse_methods, rows_json, table
 
     if (args.gpu is None) == (args.gpu_memory is None):
         raise UsageError("give one of --gpu NAME or --gpu-memory SIZE")
@@ -503,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
     pa.add_argument(
         "--task-type",
-        choices=["causal-lm", "seq2seq-lm", "seq-cls"],
+        choices=[h.value for h in HeadType],
         help="the head to count (default from the config's architecture: seq-cls for classifiers and masked-LM "
         "encoders, seq2seq-lm for encoder-decoders, else causal-lm)",
     )
@@ -511,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument(
         "--precision",
         default="fp32",
-        choices=["fp32", "bf16", "fp16", "int8", "nf4", "fp4"],
+        choices=PRECISIONS,
         help="checked for validity; counts are the same at every precision (4-bit counted unpacked)",
     )
     pa.add_argument("--json", action="store_true", help="print a JSON object")
@@ -568,6 +577,9 @@ def _add_compare_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lorabench import quiet
+
+    quiet.install()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -23,6 +23,7 @@ from typing import Any
 
 from lorabench.errors import UsageError
 from lorabench.registry import Registry
+from lorabench.vocab import MiB
 
 KINDS = ("quality", "cost")
 AGGREGATIONS = ("mean",)
@@ -273,7 +274,13 @@ register_metric(
     source=lambda p: None if (m := step_time_median(p)) is None else 1000.0 * m,
 )
 register_metric(
-    "adapter_bytes", higher_is_better=False, description="bytes the method saves", kind="cost", fmt=",.0f", unit="B"
+    "adapter_bytes",
+    higher_is_better=False,
+    description="bytes the method saves",
+    kind="cost",
+    fmt=",.0f",
+    unit="B",
+    noise_rel=0.01,  # compared exactly, but a few bytes of file header are not "outside the noise"
 )
 register_metric(
     "mfu",
@@ -290,7 +297,7 @@ register_metric(
     fmt=",.0f",
     unit="MiB",
     source=lambda p: (
-        None if not (p.get("estimate_bytes") or {}).get("allocated") else p["estimate_bytes"]["allocated"] / 2**20
+        None if not (p.get("estimate_bytes") or {}).get("allocated") else p["estimate_bytes"]["allocated"] / MiB
     ),
 )
 

@@ -15,17 +15,34 @@ from typing import Any
 
 from lorabench.errors import UsageError
 from lorabench.plan import RunSpec
+from lorabench.vocab import STATUSES, MiB, Status
 
 SCHEMA_VERSION = 1
-STATUSES = ("success", "failed", "oom", "diverged", "timeout", "skipped", "failed_env")
 #: Statuses that say nothing about the run itself (a full disk, a quota): resume reruns
 #: them, where every other failure is reused (deterministic, and as costly again).
-TRANSIENT_STATUSES = ("failed_env",)
+TRANSIENT_STATUSES = (Status.FAILED_ENV.value,)
 MEM_SOURCES = ("rss", "allocated", "reserved", "nvml")
 
 
 def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+RECIPE_SECTIONS = ("train", "method_options", "quantization", "task_options", "eval")
+
+
+def recipe_hash(spec: dict[str, Any]) -> str:
+    """A hash of how a point was trained and evaluated (spec sections, not the grid point itself).
+
+    Two result sets can hold the same grid point (task, model, method, rank, precision)
+    trained differently (47 linear-schedule steps vs 40 constant); ``compare`` warns when
+    matched points' recipes differ. Kept apart from run_id, which stays as it was.
+    """
+    import hashlib
+    import json
+
+    blob = json.dumps({k: spec.get(k) for k in RECIPE_SECTIONS}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def make_record(spec: RunSpec, result: dict[str, Any], base_env: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +65,7 @@ def make_record(spec: RunSpec, result: dict[str, Any], base_env: dict[str, Any])
         "status": status,
         "error": result.get("error"),
         "spec": spec.to_dict(),
+        "recipe": recipe_hash(spec.to_dict()),
         "metrics": result.get("metrics") or {},
         "profile": result.get("profile") or {},
         "resolved": result.get("resolved") or {},
@@ -134,7 +152,7 @@ def flat_row(rec: dict[str, Any]) -> dict[str, Any]:
             row[f"peak_{src}_{phase}_mb"] = (mem.get(phase) or {}).get(src)
     # The estimate beside the measurement (`lorabench estimate`; compare with peak_allocated_train_mb).
     est = prof.get("estimate_bytes") or {}
-    row["estimate_allocated_mb"] = round(est["allocated"] / 2**20, 2) if est.get("allocated") else None
+    row["estimate_allocated_mb"] = round(est["allocated"] / MiB, 2) if est.get("allocated") else None
     row["model_flops_per_token"] = prof.get("model_flops_per_token")
     row["mfu"] = prof.get("mfu")
     for name, value in sorted((rec.get("metrics") or {}).items()):

@@ -72,8 +72,8 @@ def run_case(peft_type: str, family: str, config: dict[str, Any], tmp: Path, ste
     """Build, count, train ``steps`` steps, save, reload; returns what was measured (raises on failure)."""
     from peft import PeftModel
 
-    from lorabench.params import count
-    from lorabench.run.profile import count_parameters
+    from lorabench.accounting.counting import count_parameters
+    from lorabench.accounting.params import count
 
     torch.manual_seed(0)
     model = apply(peft_type, family, config, base(family))

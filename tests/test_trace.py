@@ -18,11 +18,18 @@ import pytest
 import torch
 import transformers
 
-from lorabench.estimate import estimate_model
+from lorabench.accounting.estimate import estimate_model
+from lorabench.accounting.params import method_options, read_config
+from lorabench.accounting.trace import (
+    AllocationCounter,
+    TraceConfig,
+    module_group,
+    round_block,
+    trace_model,
+    trace_training,
+)
 from lorabench.methods import METHODS
 from lorabench.methods.base import MethodContext
-from lorabench.params import method_options, read_config
-from lorabench.trace import AllocationCounter, TraceConfig, module_group, round_block, trace_model, trace_training
 from tests.conftest import run_cli
 
 # A GPT-2-shaped model small enough to run for real on a CPU in a second.
@@ -85,7 +92,7 @@ CHECKPOINT_TOLERANCE = 0.005
 
 @pytest.mark.parametrize(("model", "method", "precision", "kw"), CASES)
 def test_fake_trace_equals_the_real_step(small_gpt2: str, model: str, method: str, precision: str, kw: dict) -> None:
-    from lorabench.estimate import _config_dir
+    from lorabench.accounting.estimate import _config_dir
 
     path = small_gpt2 if model == "small-gpt2" else _config_dir("builtin:tiny-gpt2")
     torch.manual_seed(0)
@@ -212,8 +219,8 @@ def test_trace_matches_the_h100_measurements(tmp_path: Path, method: str, precis
 
 # --- lorabench fit ----------------------------------------------------------------------
 def test_parse_memory_and_cards() -> None:
+    from lorabench.accounting.fit import gpu_memory, parse_memory, parse_methods
     from lorabench.errors import UsageError
-    from lorabench.fit import gpu_memory, parse_memory, parse_methods
 
     assert parse_memory("24GiB") == parse_memory("24GB") == 24 * 2**30
     assert parse_memory("40960MiB") == 40 * 2**30
@@ -225,7 +232,7 @@ def test_parse_memory_and_cards() -> None:
 
 
 def test_fit_finds_the_largest_batch_that_fits(small_gpt2: str) -> None:
-    from lorabench.fit import fits, parse_memory
+    from lorabench.accounting.fit import fits, parse_memory
 
     budget = "600MiB"
     out = run_cli("fit", small_gpt2, "--gpu-memory", budget, "--seq-len", "32", "--methods", "lora", "--json")
@@ -278,7 +285,7 @@ T5_XXL = {
 )
 def test_named_shapes_trace_and_compare(tmp_path: Path, model: str, method: str, precision: str) -> None:
     """Falcon-7B, T5-XXL (encoder-decoder, extended over both stacks) and llama-7B at int8 trace end to end."""
-    from lorabench.trace import compare
+    from lorabench.accounting.trace import compare
 
     if model == "t5-xxl":
         (tmp_path / "config.json").write_text(json.dumps(T5_XXL))

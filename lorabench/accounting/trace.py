@@ -46,10 +46,13 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from lorabench.models.ref import ModelKind, ModelRef
+from lorabench.vocab import HeadType, MiB
+
 BLOCK_BYTES = 512  # the CUDA caching allocator rounds every allocation up to 512 bytes (kMinBlockSize)
 # cuBLAS's workspace comes from the caching allocator (CUBLAS_WORKSPACE_CONFIG default on Hopper
 # is 4096 KiB x 8 = 32 MiB, once per handle/stream); it is live from the first matmul on.
-CUBLAS_WORKSPACE_BYTES = 32 * 1024 * 1024
+CUBLAS_WORKSPACE_BYTES = 32 * MiB
 CATEGORIES = (
     "parameters",
     "quantisation_constants",
@@ -499,10 +502,10 @@ def build_skeleton(
     """
     from transformers.quantizers import AutoHfQuantizer
 
-    from lorabench.constants import QUANTIZED
+    from lorabench.accounting.params import untie_like_checkpoint
     from lorabench.models.adapt import quantizable
     from lorabench.models.loading import CLASSIFIER_HEADS, DTYPES, quantization_config
-    from lorabench.params import untie_like_checkpoint
+    from lorabench.vocab import QUANTIZED
 
     kbit = cfg.precision in QUANTIZED
     dtype = getattr(torch, DTYPES[cfg.compute_dtype if kbit else cfg.precision])
@@ -732,9 +735,9 @@ def trace_training(
     """Build, prepare, apply the method and run the steps; every allocation on ``cfg.device`` counted."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from lorabench.constants import QUANTIZED
     from lorabench.models.loading import DTYPES
     from lorabench.run.pipeline import enable_grad_checkpointing, upcast_trainable
+    from lorabench.vocab import QUANTIZED
 
     kbit = cfg.precision in QUANTIZED
     amp_name = cfg.compute_dtype if kbit else cfg.precision
@@ -815,12 +818,12 @@ def trace_model(
     """
     import transformers
 
+    from lorabench.accounting.estimate import CUDA_CONTEXT_BYTES, Estimate, _config_dir
+    from lorabench.accounting.params import infer_task_type, method_options, read_config
     from lorabench.errors import UsageError
-    from lorabench.estimate import CUDA_CONTEXT_BYTES, Estimate, _config_dir
     from lorabench.methods import method_class
     from lorabench.methods.base import MethodContext
     from lorabench.models.loading import AUTO_CLASSES
-    from lorabench.params import TASK_TYPES, infer_task_type, method_options, read_config
 
     if loss != "default":
         raise Untraceable(f"train.loss {loss!r} is not traced (its kernel replaces the model's loss)")
@@ -828,10 +831,11 @@ def trace_model(
         raise Untraceable("flash_attention_2 needs the flash-attn package and a GPU; trace with sdpa instead")
     if optimizer == "adamw8bit":
         raise Untraceable("adamw8bit is not traced (bitsandbytes' 8-bit optimizer state is not built here)")
-    if model.startswith("builtin:"):
+    ref = ModelRef.parse(model)
+    if ref.kind is ModelKind.BUILTIN:
         from lorabench.models import BUILTIN_MODELS
 
-        if BUILTIN_MODELS.get(model.split(":", 1)[1]).loader is not None:
+        if BUILTIN_MODELS.get(ref.name).loader is not None:
             raise Untraceable(f"{model} is a hand-written model with no transformers config to build")
     cls = method_class(method, dataclasses.asdict(method_opts) if dataclasses.is_dataclass(method_opts) else None)
     if rank is not None and not cls.uses_rank:
@@ -843,7 +847,9 @@ def trace_model(
     if reason:
         raise UsageError(f"{method} at {precision} on a {config.model_type} model is invalid: {reason}")
     task_type = task_type or infer_task_type(config)
-    family = TASK_TYPES[task_type]
+    if task_type not in tuple(HeadType):
+        raise UsageError(f"unknown task type {task_type!r}; known: {', '.join(HeadType)}")
+    family = HeadType(task_type).family.value
     ctx = MethodContext(
         rank=(rank or cls.default_rank) if cls.uses_rank else None,
         options=options,
@@ -901,7 +907,7 @@ def trace_model(
     if device == "cuda":
         notes.append(
             "CUDA emulated on CPU fake tensors: autocast's cast policy, bitsandbytes' CUDA int8 path, "
-            f"foreach AdamW, a {CUBLAS_WORKSPACE_BYTES // 2**20} MiB cuBLAS workspace; attention kernels' "
+            f"foreach AdamW, a {CUBLAS_WORKSPACE_BYTES // MiB} MiB cuBLAS workspace; attention kernels' "
             "workspaces are CPU's"
         )
     if extrapolated:
@@ -1014,6 +1020,6 @@ def compare(analytic: Any, traced: Any, tolerance: float = 0.10) -> tuple[list[d
         if ref and abs(row["analytic"] - ref) > tolerance * ref:
             flags.append(
                 f"analytic {row['term']} is {100 * (row['analytic'] - ref) / ref:+.0f}% off the trace "
-                f"({row['analytic'] / 2**20:,.0f} vs {ref / 2**20:,.0f} MiB)"
+                f"({row['analytic'] / MiB:,.0f} vs {ref / MiB:,.0f} MiB)"
             )
     return rows, flags
