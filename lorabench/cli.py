@@ -106,7 +106,14 @@ def _result_set(path: str, out: TextIO) -> ResultSet:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from lorabench.report.compare import comparable, compare_points, parse_tolerances, render, tolerance_warnings
+    from lorabench.report.compare import (
+        comparable,
+        compare_points,
+        parse_tolerances,
+        recipe_warnings,
+        render,
+        tolerance_warnings,
+    )
     from lorabench.report.results import group
 
     tols = parse_tolerances(args.tol or [])
@@ -115,6 +122,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     # stdout is the table (CSV or JSON to be parsed), so what was set aside goes to stderr.
     base, current = group(_result_set(args.a, sys.stderr).runs), group(_result_set(args.b, sys.stderr).runs)
     comparable(base, current)
+    for line in recipe_warnings(base, current):
+        print(f"warning: {line}", file=sys.stderr)
     print(render(compare_points(base, current, tols), args.format), end="")
     return 0
 
@@ -568,6 +577,9 @@ def _add_compare_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lorabench import quiet
+
+    quiet.install()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
