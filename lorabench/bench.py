@@ -127,9 +127,11 @@ def _run_locked(
     (out_dir / "suite.yaml").write_text(Path(suite.file).read_text(encoding="utf-8"), encoding="utf-8")
     (out_dir / "plan.json").write_text(json.dumps(describe_plan(specs), indent=2) + "\n")
     todo, reused, reused_failures = _pending(specs, runs_dir, force, retry_failed)
+    again = sum((runs_dir / s.run_id / "record.json").exists() for s in todo) if not (force or retry_failed) else 0
     print(
-        f"lorabench: suite {suite.name!r}: {len(specs)} runs, {len(todo)} to run, {reused} already recorded "
-        f"-> {out_dir}",
+        f"lorabench: suite {suite.name!r}: {len(specs)} runs, {len(todo)} to run"
+        + (f" ({again} again after an environment fault, failed_env)" if again else "")
+        + f", {reused} already recorded -> {out_dir}",
         file=log,
     )
     interrupted = False
