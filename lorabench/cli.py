@@ -427,7 +427,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         help="which methods fit on a GPU, and at what batch size (traced on fake tensors, no GPU needed)",
         description="For each method@precision, with and without gradient checkpointing: whether one training "
         "step fits the card and the largest batch size that does (bisection on the traced peak, with a CUDA context "
-        "and fragmentation allowance; see lorabench/fit.py).",
+        "and fragmentation allowance; see lorabench/accounting/fit.py).",
     )
     fp.add_argument("model", help="config:NAME, builtin:NAME, a local directory with config.json, or a hub id")
     card = fp.add_mutually_exclusive_group()
