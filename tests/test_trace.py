@@ -231,6 +231,7 @@ def test_parse_memory_and_cards() -> None:
             bad()
 
 
+@pytest.mark.slow
 def test_fit_finds_the_largest_batch_that_fits(small_gpt2: str) -> None:
     from lorabench.accounting.fit import fits, parse_memory
 
@@ -315,3 +316,15 @@ def test_analytic_int8_is_within_ten_percent_of_the_trace(tmp_path: Path) -> Non
     analytic = estimate_model(str(tmp_path), "lora", "int8", 8, 512, **kw)
     assert analytic.breakdown["int8_matmul_buffers"] > 0
     assert abs(analytic.allocated_bytes - traced.allocated_bytes) <= 0.10 * traced.allocated_bytes
+
+
+def test_a_step_fake_tensors_cannot_follow_is_untraceable_not_a_crash(small_gpt2: str, monkeypatch) -> None:
+    """estimate --trace falls back to the analytic figure on this (with the reason), never a traceback."""
+    import lorabench.accounting.trace as trace_mod
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise RuntimeError("aten._local_scalar_dense: data-dependent\nmore")
+
+    monkeypatch.setattr(trace_mod, "trace_training", boom)
+    with pytest.raises(trace_mod.Untraceable, match=r"RuntimeError: aten\._local_scalar_dense: data-dependent\)"):
+        trace_model(small_gpt2, "lora", "bf16", 1, 8)
