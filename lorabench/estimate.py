@@ -346,14 +346,13 @@ def estimate_model(
     """Build MODEL on the meta device, apply the method as a run would, and :func:`estimate`."""
     import json
     import os
-    import warnings
 
     import torch
 
     from lorabench.methods import METHODS
     from lorabench.methods.base import MethodContext
     from lorabench.models.loading import CLASSIFIER_HEADS
-    from lorabench.params import meta_model, method_options, read_config
+    from lorabench.params import apply_on_meta, check_rank, meta_model, method_options, read_config
     from lorabench.suite.schema import PRECISIONS
 
     if precision not in PRECISIONS:
@@ -361,8 +360,7 @@ def estimate_model(
     if batch_size < 1 or seq_len < 1:
         raise UsageError("--batch-size and --seq-len should be >= 1")
     cls = METHODS.get(method)
-    if rank is not None and not cls.uses_rank:
-        raise UsageError(f"method {method!r} has no rank; drop --rank")
+    check_rank(cls, rank)
     options = method_opts if method_opts is not None else method_options(cls, None, target_modules)
     path = _config_dir(model)
     config, raw = read_config(path)
@@ -389,12 +387,7 @@ def estimate_model(
         model_type=config.model_type,
         target_modules=tuple(target_modules) if target_modules and method_opts is not None else None,
     )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            net = cls().apply(net, ctx)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(f"{method} cannot be applied to {model!r} ({config.model_type}): {exc}") from None
+    net = apply_on_meta(cls, net, ctx, f"{method} cannot be applied to {model!r} ({config.model_type})")
     norms_train = any(p.requires_grad for n, p in net.named_parameters() if "norm" in n.lower() or "ln_" in n.lower())
     inv = inventory(net, base_ids, quant_ids, norms_train)
     cdtype = compute_dtype or ("bf16" if device == "cuda" else "fp32")

@@ -17,6 +17,7 @@ from typing import Any
 from lorabench.errors import UsageError
 from lorabench.metrics import METRICS, peak_memory, quality_metrics, record_values, step_time_spread
 from lorabench.record import load_records
+from lorabench.report.escape import csv_unneutralise
 from lorabench.stats import Agg, aggregate
 
 POINT = ("task", "model", "method", "rank", "precision")
@@ -165,7 +166,8 @@ def runs_from_csv(path: Path) -> list[Run]:
     """Runs from a ``runs.csv``: every column named after a registered metric is a value."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+            # Text cells that lorabench neutralised against formula injection read back raw.
+            rows = [{csv_unneutralise(k): csv_unneutralise(v) for k, v in row.items()} for row in csv.DictReader(fh)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
     need = {"run_id", "status", *POINT}
