@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from lorabench import __version__
 from lorabench.errors import UsageError
 
 if TYPE_CHECKING:
+    from lorabench.report.results import ResultSet
     from lorabench.validate import Checked
 
 
@@ -76,6 +77,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from lorabench.record import load_records
     from lorabench.report import build_report
+    from lorabench.report.results import plan_run_ids
     from lorabench.results_dir import locked, require_owned
 
     out = Path(args.dir)
@@ -85,7 +87,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--baseline {baseline}: no such file or directory")
     # A `run` or another `report` writing here: wait for it (a report takes seconds), then refuse.
     with locked(out, sys.stderr, wait_s=args.wait, command="report"):
-        run_ids = _plan_run_ids(out)
+        run_ids = plan_run_ids(out)
         records = load_records(out)
         paths = build_report(out, records, run_ids=run_ids, baseline=baseline, raw_csv=args.raw_csv)
     shown = [r for r in records if run_ids is None or r["run_id"] in run_ids]
@@ -96,35 +98,41 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_run_ids(out: Path) -> set[str] | None:
-    """run_ids of the plan last run into ``out`` (plan.json), so a report covers that suite only."""
-    import json
+def _result_set(path: str, out: TextIO) -> ResultSet:
+    """A result set limited to its plan, with every record set aside named (to ``out``)."""
+    from lorabench.report.results import Point, load_result_set
 
-    plan = out / "plan.json"
-    if not plan.is_file():
-        return None
-    try:
-        return {p["run_id"] for p in json.loads(plan.read_text(encoding="utf-8"))}
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UsageError(f"{plan}: unreadable plan; rerun the suite or remove the file") from None
+    rs = load_result_set(path)
+    for run in rs.ignored:
+        label = f"{Point(run.key, [run]).label}/s{run.seed}"
+        print(f"ignored: {path}: {run.run_id} {label} ({run.status}) is not in its plan.json", file=out)
+    return rs
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from lorabench.report.compare import compare_sets, parse_tolerances, render
-    from lorabench.report.results import load_runs
+    from lorabench.report.compare import comparable, compare_points, parse_tolerances, render, tolerance_warnings
+    from lorabench.report.results import group
 
     tols = parse_tolerances(args.tol or [])
-    diffs = compare_sets(load_runs(args.a), load_runs(args.b), tols)
-    print(render(diffs, args.format), end="")
+    for line in tolerance_warnings(tols):
+        print(f"warning: {line}", file=sys.stderr)
+    # stdout is the table (CSV or JSON to be parsed), so what was set aside goes to stderr.
+    base, current = group(_result_set(args.a, sys.stderr).runs), group(_result_set(args.b, sys.stderr).runs)
+    comparable(base, current)
+    print(render(compare_points(base, current, tols), args.format), end="")
     return 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from lorabench.report.compare import check, parse_tolerances
-    from lorabench.report.results import group, load_runs
+    from lorabench.report.compare import check, parse_tolerances, tolerance_warnings
+    from lorabench.report.results import group
 
     tols = parse_tolerances(args.tol or [])
-    result = check(group(load_runs(args.baseline)), group(load_runs(args.current)), tols)
+    for line in tolerance_warnings(tols):
+        print(f"warning: {line}", file=sys.stderr)
+    base = _result_set(args.baseline, sys.stdout)
+    current = _result_set(args.current, sys.stdout)
+    result = check(group(base.runs), group(current.runs), tols)
     for line in result.notes:
         print(f"note: {line}")
     for line in result.improvements:
@@ -207,20 +215,35 @@ def _names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+def _peft_options(args: argparse.Namespace) -> object | None:
+    """``--method peft:TYPE`` with ``--peft-config``: the checked options (None for a registered method)."""
+    if not args.method.startswith("peft:"):
+        if args.peft_config:
+            raise UsageError("--peft-config goes with --method peft:TYPE (e.g. peft:OFT)")
+        return None
+    if getattr(args, "alpha", None) is not None:
+        raise UsageError("--alpha is for registered methods; give a peft type's scaling in --peft-config")
+    from lorabench.methods.peft_type import from_command_line
+
+    return from_command_line(args.method, args.peft_config, _names(args.target_modules))
+
+
 def _cmd_params(args: argparse.Namespace) -> int:
     import json
 
     from lorabench.params import count
 
+    opts = _peft_options(args)
     result = count(
         args.model,
         args.method,
         rank=args.rank,
         alpha=args.alpha,
-        target_modules=_names(args.target_modules),
+        target_modules=None if opts else _names(args.target_modules),
         task_type=args.task_type,
         num_labels=args.num_labels,
         precision=args.precision,
+        method_opts=opts,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -241,6 +264,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
     from lorabench.estimate import estimate_model
 
+    opts = _peft_options(args)
     result = estimate_model(
         args.model,
         args.method,
@@ -248,7 +272,8 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         args.batch_size,
         args.seq_len,
         rank=args.rank,
-        target_modules=_names(args.target_modules),
+        target_modules=None if opts else _names(args.target_modules),
+        method_opts=opts,
         grad_checkpointing=args.grad_checkpointing,
         optimizer=args.optimizer,
         attn=args.attn_implementation,
@@ -274,6 +299,12 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+PEFT_CONFIG_HELP = (
+    "with --method peft:TYPE: the type's config fields as a YAML/JSON mapping, e.g. "
+    "'{r: 8, oft_block_size: 0, target_modules: [query, value]}' (checked as a suite's are)"
+)
+
+
 def _add_estimate(sub: argparse._SubParsersAction) -> None:
     es = sub.add_parser(
         "estimate",
@@ -282,7 +313,12 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
         "weights, adapter, gradients, optimiser state, activations, logits and the CUDA context (bytes).",
     )
     es.add_argument("model", help="builtin:NAME, a local directory with config.json, a config.json file, or a hub id")
-    es.add_argument("--method", required=True, help="a registered method (lorabench list methods)")
+    es.add_argument(
+        "--method",
+        required=True,
+        help="a registered method (lorabench list methods), or peft:TYPE for any peft type (with --peft-config)",
+    )
+    es.add_argument("--peft-config", help=PEFT_CONFIG_HELP)
     es.add_argument("--precision", required=True, choices=["fp32", "bf16", "fp16", "int8", "nf4", "fp4"])
     es.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
     es.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
@@ -368,7 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="builtin:NAME (lorabench list models), a hub id (needs the Hub or the HF cache) or a local directory "
         "with config.json",
     )
-    pa.add_argument("--method", required=True, help="a registered method (lorabench list methods)")
+    pa.add_argument(
+        "--method",
+        required=True,
+        help="a registered method (lorabench list methods), or peft:TYPE for any peft type (with --peft-config)",
+    )
+    pa.add_argument("--peft-config", help=PEFT_CONFIG_HELP)
     pa.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
     pa.add_argument("--alpha", type=float, help="scaling alpha, for methods with an `alpha` option")
     pa.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")

@@ -116,6 +116,16 @@ class Metric:
             return self.format(mean)
         return f"{self.format(mean)} ± {self.format(half, ref=mean)}"
 
+    def format_agg(self, agg: Any) -> str:
+        """A value over seeds (a :class:`lorabench.stats.Agg`): the mean alone for one seed or seeds that
+        agree exactly; ``mean (min–max)`` for 2 seeds; ``mean ± half`` (95% Student-t) for 3 or more."""
+        lo, hi, kind = agg.band()
+        if kind == "single" or lo == hi:
+            return self.format(agg.mean)
+        if kind == "minmax":
+            return f"{self.format(agg.mean)} ({self.format(lo, ref=agg.mean)}–{self.format(hi, ref=agg.mean)})"
+        return self.format_ci(agg.mean, agg.half, agg.n)
+
 
 METRICS: Registry[Metric] = Registry("metric")
 

@@ -79,31 +79,6 @@ def _builtin_config(model: str) -> tuple[Any, dict[str, Any]]:
     return config, config.to_dict()
 
 
-def check_rank(cls: Any, rank: int | None) -> None:
-    """The one rule for ``--rank`` in ``params`` and ``estimate``: >= 1, and only for methods with a rank."""
-    if rank is not None and not cls.uses_rank:
-        raise UsageError(f"method {cls.name!r} has no rank; drop --rank")
-    if rank is not None and rank < 1:
-        raise UsageError(f"--rank should be >= 1, got {rank}")
-
-
-def apply_on_meta(cls: Any, net: Any, ctx: Any, what: str) -> Any:
-    """Apply the method with every new tensor on the meta device: counts from the config, no memory.
-
-    peft creates adapter weights on the default device; a rank of 10^8 would allocate tens
-    of GB of real memory for a number that needs none.
-    """
-    import torch
-
-    try:
-        with warnings.catch_warnings(), torch.device("meta"):  # deprecation chatter between peft and transformers
-            warnings.simplefilter("ignore", FutureWarning)
-            return cls().apply(net, ctx)
-    except (ValueError, TypeError, RuntimeError, NotImplementedError) as exc:
-        # e.g. target modules that match nothing, a bias-free bitfit, a method that needs real weights
-        raise UsageError(f"{what}: {str(exc)[:300]}") from None
-
-
 def read_config(model: str) -> tuple[Any, dict[str, Any]]:
     """(transformers config, the raw config.json dict) from a built-in, a local directory or the HF cache/Hub."""
     from transformers import AutoConfig, PretrainedConfig
@@ -116,7 +91,7 @@ def read_config(model: str) -> tuple[Any, dict[str, Any]]:
     path = shipped_dir(model) or os.path.expanduser(model)
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         raise UsageError(f"{model!r} is a directory without config.json")
-    _check_config_file(path, model)
+    _check_config_file(path)
     try:
         raw, _ = PretrainedConfig.get_config_dict(path)
         config = AutoConfig.from_pretrained(path)
@@ -127,8 +102,8 @@ def read_config(model: str) -> tuple[Any, dict[str, Any]]:
     return config, raw
 
 
-def _check_config_file(path: str, model: str) -> None:
-    """A local config.json must be a JSON object: anything else is one clear line, not a traceback."""
+def _check_config_file(path: str) -> None:
+    """A local config.json must be a JSON object with no negative size: one clear line, not a traceback."""
     import json
 
     file = os.path.join(path, "config.json") if os.path.isdir(path) else path
@@ -142,7 +117,7 @@ def _check_config_file(path: str, model: str) -> None:
     if not isinstance(data, dict):
         raise UsageError(f"{file}: a config.json must be a JSON object, got {type(data).__name__}")
     for key, value in data.items():
-        # A size or count in a config must be positive: a negative one builds nonsense or crashes torch.
+        # A size or count must not be negative: it builds nonsense or crashes torch mid-way.
         if isinstance(value, int) and not isinstance(value, bool) and value < 0 and _is_size(key):
             raise UsageError(f"{file}: {key} must be >= 0, got {value}")
 
@@ -197,10 +172,59 @@ def _tied(model: Any) -> bool:
     return out is not None and inp is not None and out.weight is inp.weight
 
 
+# Largest model built with real (random) weights when a method cannot be applied on the
+# meta device (it initialises from the base weights: SVD, sparsity masks): 400 MB in fp32.
+CPU_FALLBACK_PARAMS = 100_000_000
+
+
+def check_rank(cls: Any, rank: int | None) -> None:
+    """The one rule for ``--rank`` in ``params`` and ``estimate``: >= 1, and only for methods with a rank."""
+    if rank is not None and not cls.uses_rank:
+        raise UsageError(f"method {cls.name!r} has no rank; drop --rank")
+    if rank is not None and rank < 1:
+        raise UsageError(f"--rank should be >= 1, got {rank}")
+
+
+def apply_on_meta(cls: Any, net: Any, ctx: Any, build_cpu: Any) -> Any:
+    """Apply the method on the meta device; methods that read base weights get a CPU build if small.
+
+    Some peft types initialise from the weights (FRoD's and AdaMSS's decompositions,
+    SHiRA's random masks via ``nonzero``), which meta tensors cannot provide.
+    """
+    import torch
+
+    try:
+        # New tensors on the meta device too: peft creates adapter weights on the default device,
+        # and a rank of 10^8 would allocate tens of GB for a number that needs no memory.
+        with warnings.catch_warnings(), torch.device("meta"):  # deprecation chatter between peft and transformers
+            warnings.simplefilter("ignore", FutureWarning)
+            return cls().apply(net, ctx)
+    except (NotImplementedError, RuntimeError) as exc:
+        if "meta" not in str(exc):
+            raise
+        size = sum(p.numel() for p in net.parameters())
+        if size > CPU_FALLBACK_PARAMS:
+            raise UsageError(
+                f"{cls.name} initialises from the base model's weights ({exc}), so it cannot be counted on the "
+                f"meta device, and a {size:,}-parameter model is too large to build on the CPU for it"
+            ) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls().apply(build_cpu(), ctx)
+
+
 def meta_model(
-    model: str, config: Any, raw: dict[str, Any], task_type: str | None = None, num_labels: int | None = None
+    model: str,
+    config: Any,
+    raw: dict[str, Any],
+    task_type: str | None = None,
+    num_labels: int | None = None,
+    device: str = "meta",
 ) -> tuple[Any, str, str, list[str]]:
-    """(model on the meta device, task type, family, notes): no weights, no memory."""
+    """(model on the meta device, task type, family, notes): no weights, no memory.
+
+    ``device="cpu"`` builds it with random weights, for methods that read them.
+    """
     import torch
     import transformers
 
@@ -214,11 +238,11 @@ def meta_model(
         config.num_labels = num_labels
     auto = getattr(transformers, AUTO_CLASSES[family])
     try:
-        with torch.device("meta"):
+        with torch.device(device):
             net = auto.from_config(config)
     except ValueError as exc:  # e.g. an encoder-only config asked for a causal LM
         raise UsageError(f"{model!r} cannot be built as {task_type} ({auto.__name__}): {exc}") from None
-    except (TypeError, RuntimeError, ArithmeticError, AttributeError, OverflowError) as exc:  # sizes of 0, nonsense
+    except (TypeError, RuntimeError, ArithmeticError, AttributeError) as exc:  # sizes of 0 and other nonsense
         raise UsageError(
             f"{model!r}: its config does not build a model ({type(exc).__name__}: {str(exc)[:200]})"
         ) from None
@@ -240,18 +264,23 @@ def count(
     task_type: str | None = None,
     num_labels: int | None = None,
     precision: str = "fp32",
+    method_opts: Any = None,
 ) -> ParamCount:
-    """Count trainable and total parameters of ``method`` on ``model``, without weights."""
+    """Count trainable and total parameters of ``method`` on ``model``, without weights.
+
+    ``method_opts``: checked options to use as they are (a peft-type entry's), instead of
+    the method's defaults with ``alpha``/``target_modules`` applied.
+    """
     from lorabench.constants import PRECISIONS
-    from lorabench.methods import METHODS
+    from lorabench.methods import method_class
     from lorabench.methods.base import MethodContext
     from lorabench.run.profile import count_parameters
 
-    cls = METHODS.get(method)
+    cls = method_class(method, dataclasses.asdict(method_opts) if dataclasses.is_dataclass(method_opts) else None)
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
     check_rank(cls, rank)
-    options = method_options(cls, alpha, target_modules)
+    options = method_opts if method_opts is not None else method_options(cls, alpha, target_modules)
     builtin = _custom_builtin(model)
     if builtin is not None:
         return _count_custom(model, builtin, cls, rank, options, task_type, num_labels, precision)
@@ -272,7 +301,12 @@ def count(
         model_type=config.model_type,
         target_modules=None,
     )
-    net = apply_on_meta(cls, net, ctx, f"{method} cannot be applied to {model!r} ({config.model_type})")
+    try:
+        net = apply_on_meta(cls, net, ctx, lambda: meta_model(model, config, raw, task_type, num_labels, "cpu")[0])
+    except (ValueError, TypeError) as exc:  # e.g. target modules that match nothing, a bias-free bitfit
+        raise UsageError(f"{method} cannot be applied to {model!r} ({config.model_type}): {exc}") from None
+    if next(net.parameters()).device.type != "meta":
+        notes.append(f"{method} initialises from the base weights, so it was built on the CPU with random weights")
     trainable, total = count_parameters(net)
     return ParamCount(
         model=model,

@@ -223,5 +223,5 @@ def test_tokenised_data_is_cached_on_disk(tmp_path: Path, tokenizer: Any, monkey
     write(tmp_path / "c.csv", "review,sentiment\ngood film,1\nawful film,0\n")  # an edited file: a new key
     changed = prepare_cached(Counting("c", opts), tokenizer, {"max_seq_len": 16})
     assert changed.info["cache"] == "miss" and changed.train != first.train
-    assert len(list((tmp_path / "cache" / "data").glob("*.pkl"))) == 3
+    assert len(list((tmp_path / "cache" / "data").glob("*.json"))) == 3
     assert json.loads(json.dumps(changed.info))  # the info goes into record.json

@@ -18,7 +18,7 @@ from lorabench.errors import UsageError
 from lorabench.metrics import METRICS, record_values
 from lorabench.report.compare import check, compare_points, parse_tolerances, render
 from lorabench.report.leaderboard import leaderboard, pareto_points, runs_frame
-from lorabench.report.results import Run, group, sort_points
+from lorabench.report.results import Run, group, run_from_record, sort_points
 from lorabench.stats import aggregate, t_critical
 from tests.conftest import REPO, run_cli
 
@@ -301,10 +301,10 @@ def test_report_is_self_contained_escaped_with_compare_view_and_run_filter(tmp_p
     keep = [r["run_id"] for r in records[:3]]
     build_report(out, records, run_ids=keep, baseline=base)
     page = (out / "report.html").read_text()
-    assert "<script>" not in page and "&lt;script&gt;" in page
-    assert 'src="data:image/png;base64,' in page and 'src="http' not in page and 'src="plots/' not in page
-    assert "Compared with the baseline" in page and "How to read this" in page
-    assert "Not in this suite" in page and "m/ia3/" in page
+    # The error is data inside the page's JSON block, where no "<" survives to close it.
+    assert "<script>alert" not in page and "\\u003cscript\\u003ealert(1)" in page
+    assert 'src="http' not in page and 'src="//' not in page
+    assert "Compared with the baseline" in page and '"others":[{"label":"m/ia3/' in page
     assert (out / "compare.md").is_file() and "▲" in (out / "compare.md").read_text()  # perplexity lower than base
     assert "ia3" not in (out / "leaderboard.md").read_text()
 
@@ -328,3 +328,149 @@ def test_timings_taken_on_a_busy_host_are_flagged(other: float | None, flagged: 
     profile = {"tokens_per_s": 100.0, "host_cpu_train": {"cpus": 2, "own_cpu_share": 0.4, "other_cpu_share": other}}
     run = run_from_record(make_record("lora", {"perplexity": 3.0}, profile=profile))
     assert ("busy_host" in run.flags) is flagged
+
+
+# -- the gate judges the suite it is given (issue 20) -----------------------------------------
+
+
+def write_plan(root: Path, records: list[dict[str, Any]]) -> None:
+    (root / "plan.json").write_text(json.dumps([{"run_id": r["run_id"], "label": r["label"]} for r in records]))
+
+
+def test_check_judges_only_the_plan_and_names_the_records_it_ignores(tmp_path: Path) -> None:
+    """A rerun after a suite change keeps the old records; averaging them in hid a +8% regression (as +4%)."""
+    base = write_set(tmp_path / "base", [make_record("lora", {"perplexity": 5.0})])
+    stale = make_record("lora", {"perplexity": 5.0})
+    fresh = make_record("lora", {"perplexity": 5.4})
+    fresh["run_id"] = "fresh-steps-changed"
+    foreign = make_record("ia3", {"perplexity": 1.0}, rank=None)  # copied in from another suite
+    foreign["run_id"] = "from-another-suite"
+    cur = write_set(tmp_path / "cur", [stale, fresh, foreign])
+    write_plan(cur, [fresh])
+    proc = run_cli("check", "--baseline", str(base), "--current", str(cur))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "REGRESSION m/lora-r8/fp32/synthetic-lm: perplexity 5.000 -> 5.400" in proc.stdout
+    ignored = [line for line in proc.stdout.splitlines() if line.startswith("ignored:")]
+    assert len(ignored) == 2 and any(stale["run_id"] in x for x in ignored)
+    assert any("from-another-suite m/ia3/fp32/synthetic-lm/s0" in x for x in ignored)
+    assert "ia3" not in proc.stdout.replace(ignored[0], "").replace(ignored[1], "")  # not a "new point"
+    # compare keeps stdout for the table: what it ignored goes to stderr.
+    proc = run_cli("compare", str(base), str(cur), "--format", "json")
+    assert proc.returncode == 0 and "from-another-suite" in proc.stderr
+    assert [p["label"] for p in json.loads(proc.stdout)] == ["m/lora-r8/fp32/synthetic-lm"]
+    # A bare runs.csv is read as written: both lora records count.
+    records = [json.loads(p.read_text()) for p in cur.glob("runs/*/record.json")]
+    runs_frame(records).to_csv(tmp_path / "all.csv", index=False)
+    from lorabench.report.results import load_result_set
+
+    assert len(load_result_set(tmp_path / "all.csv").runs) == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("empty-runs-dir", None),
+        ("blank.csv", ""),
+        ("unrelated.csv", "a,b,c\n"),
+        ("header-only.csv", "run_id,status,task,model,method,rank,precision,seed,perplexity\n"),
+    ],
+)
+def test_an_empty_set_is_a_usage_error_not_ok(tmp_path: Path, name: str, content: str | None) -> None:
+    path = tmp_path / name
+    if content is None:
+        (path / "runs").mkdir(parents=True)
+    else:
+        path.write_text(content)
+    for args in (
+        ("--baseline", str(path), "--current", str(BASELINE)),
+        ("--baseline", str(BASELINE), "--current", str(path)),
+    ):
+        proc = run_cli("check", *args)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr and "error:" in proc.stderr and "ok" not in proc.stdout
+    proc = run_cli("compare", str(path), str(BASELINE))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_sets_with_no_point_in_common_or_no_baseline_success_cannot_pass() -> None:
+    lm = group([run_from_record(make_record("lora", {"perplexity": 5.0}))])
+    cls = group([run_from_record(make_record("lora", {"accuracy": 0.8}, task="synthetic-sentiment"))])
+    with pytest.raises(UsageError, match="share no grid point"):
+        check(lm, cls)
+    failed = group([run_from_record(make_record("lora", {}, status="failed"))])
+    with pytest.raises(UsageError, match="nothing to gate against"):
+        check(failed, lm)
+    assert not check(lm, failed).ok  # a point that now fails is a regression, not a usage error
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_metric_in_a_success_record_fails_its_point(tmp_path: Path, bad: float) -> None:
+    seeds = [make_record("lora", {"perplexity": 5.0}, seed=0), make_record("lora", {"perplexity": bad}, seed=1)]
+    (point,) = group([run_from_record(r) for r in seeds])
+    assert point.n == 1 and point.status == "diverged 1/2, success 1/2"
+    _, md = leaderboard(seeds)
+    assert "diverged 1/2" in md
+    frame = runs_frame(seeds)
+    assert list(frame["status"]) == ["success", "diverged"] and "non-finite metric" in frame["error"][1]
+    base = write_set(tmp_path / "base", [make_record("lora", {"perplexity": 5.0}, seed=s) for s in (0, 1)])
+    cur = write_set(tmp_path / "cur", seeds)
+    proc = run_cli("check", "--baseline", str(base), "--current", str(cur))
+    assert proc.returncode == 1 and "now diverged 1/2, success 1/2 (baseline: success)" in proc.stdout
+    # Through a runs.csv too: pandas writes NaN as an empty cell, so the status carries it.
+    frame.to_csv(tmp_path / "cur.csv", index=False)
+    proc = run_cli("check", "--baseline", str(base), "--current", str(tmp_path / "cur.csv"))
+    assert proc.returncode == 1 and "now diverged" in proc.stdout
+    csv_text = (tmp_path / "cur.csv").read_text().replace("diverged", "success")  # a hand-edited CSV
+    (tmp_path / "edited.csv").write_text(csv_text)
+    proc = run_cli("check", "--baseline", str(base), "--current", str(tmp_path / "edited.csv"))
+    assert proc.returncode == 1 and "now diverged" in proc.stdout
+
+
+def test_tolerances_are_finite_and_non_negative_and_loose_ones_warn() -> None:
+    from lorabench.report.compare import tolerance_warnings
+
+    for item in ("perplexity=1e999", "perplexity=-1", "perplexity=-5%", "accuracy=1e400%"):
+        with pytest.raises(UsageError, match="finite number >= 0"):
+            parse_tolerances([item])
+    assert tolerance_warnings(parse_tolerances(["perplexity=150%"]))
+    assert not tolerance_warnings(parse_tolerances(["perplexity=50%", "accuracy=2"]))
+    proc = run_cli("check", "--baseline", str(BASELINE), "--current", str(BASELINE), "--tol", "perplexity=1e999")
+    assert proc.returncode == 2 and "finite number >= 0" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("check", "--baseline", str(BASELINE), "--current", str(BASELINE), "--tol", "perplexity=200%")
+    assert proc.returncode == 0 and "warning: --tol perplexity=200%" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_rerun_with_changed_steps_is_judged_without_its_stale_records(tmp_path: Path) -> None:
+    """The default flow: change `steps`, rerun into the same directory, gate it. Stale records stay
+    (resume needs them) but only the plan's count: the gate sees the regression a runs.csv shows."""
+    suite = tmp_path / "s.yaml"
+    text = """
+name: stale
+matrix: {{model: [builtin:tiny-gpt2], method: [full], task: [synthetic-lm]}}
+train: {{steps: {steps}, batch_size: 8, lr: 3.0e-3, max_seq_len: 32, warmup_steps: 1}}
+eval: {{batch_size: 16, max_batches: 2}}
+execution: {{threads: 1, timeout_s: 300}}
+"""
+    out = tmp_path / "out"
+    suite.write_text(text.format(steps=40))
+    assert run_cli("run", str(suite), "--out", str(out), "--no-progress").returncode == 0
+    base = tmp_path / "base"
+    shutil.copytree(out, base)
+    suite.write_text(text.format(steps=2))  # far fewer steps: a worse model
+    proc = run_cli("run", str(suite), "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    plan = {p["run_id"] for p in json.loads((out / "plan.json").read_text())}
+    ppl = {
+        json.loads(p.read_text())["run_id"] in plan: json.loads(p.read_text())["metrics"]["perplexity"]
+        for p in out.glob("runs/*/record.json")
+    }
+    assert ppl[True] > 1.05 * ppl[False], ppl  # the premise: beyond perplexity's 5% tolerance
+    gate = run_cli("check", "--baseline", str(base), "--current", str(out))
+    assert gate.returncode == 1, gate.stdout + gate.stderr
+    (stale,) = set(ppl_ids := [p.parent.name for p in out.glob("runs/*/record.json")]) - plan
+    assert len(ppl_ids) == 2 and f"ignored: {out}: {stale} " in gate.stdout
+    regressions = [line for line in gate.stdout.splitlines() if "REGRESSION" in line]
+    # The same verdict as the runs.csv that `run` wrote for this plan, line for line.
+    csv_gate = run_cli("check", "--baseline", str(base), "--current", str(out / "runs.csv"))
+    assert csv_gate.returncode == 1 and regressions == [x for x in csv_gate.stdout.splitlines() if "REGRESSION" in x]

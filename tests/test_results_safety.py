@@ -308,7 +308,7 @@ def _hostile_names(out: Path) -> list[dict]:
     return recs
 
 
-def test_markdown_html_and_csv_cells_are_escaped(tmp_path, capsys) -> None:
+def test_markdown_and_csv_cells_are_escaped(tmp_path, capsys) -> None:
     import csv
 
     from lorabench.report.results import load_runs
@@ -321,10 +321,6 @@ def test_markdown_html_and_csv_cells_are_escaped(tmp_path, capsys) -> None:
     widths = {len(re.split(r"(?<!\\)\|", line)) for line in rows}
     assert len(widths) == 1, rows  # an escaped | stays inside its cell
     assert "evil\\|model name" in board
-    html = (out / "report.html").read_text()
-    for table in re.findall(r"<table>.*?</table>", html, flags=re.S):
-        cells = [len(re.findall(r"<t[dh]>", row)) for row in re.findall(r"<tr>.*?</tr>", table, flags=re.S)]
-        assert len(set(cells)) == 1, cells
     report = (out / "report.md").read_text()
     assert "second line" in report and "\nsecond line" not in report
     with open(out / "runs.csv", newline="") as fh:

@@ -6,6 +6,10 @@ everything :meth:`Task.prepare` may depend on: the task type, family and options
 tokenizer (its full serialised form, not its name), ``max_seq_len``, the size and
 modification time of local data files, and the source code of the task and data
 modules (so editing a generator invalidates its cached data).
+
+An entry is JSON, never a pickle: the key is published in every record and the cache may
+be shared between users or cluster workers, so whoever can write there must not be able to
+run code in the next run. An entry that does not parse as the expected shape is rebuilt.
 """
 
 from __future__ import annotations
@@ -14,11 +18,10 @@ import hashlib
 import inspect
 import json
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: JSON entries (1 was pickle; those files are ignored, never read)
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -93,27 +96,58 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LORABENCH_DATA_CACHE") or cache_root() / "data")
 
 
+def _encode(data: Any) -> str:
+    return json.dumps({"version": CACHE_VERSION, "train": data.train, "eval": data.eval, "info": data.info})
+
+
+def _decode(text: str) -> Any:
+    """The :class:`TaskData` of a cache entry; ``ValueError`` where it is not one lorabench wrote."""
+    from lorabench.tasks.base import TaskData
+
+    blob = json.loads(text)
+    if not isinstance(blob, dict) or blob.get("version") != CACHE_VERSION:
+        raise ValueError("not a lorabench data-cache entry of this version")
+    train, evals, info = blob.get("train"), blob.get("eval"), blob.get("info")
+    if not isinstance(train, list) or not all(isinstance(r, dict) for r in train):
+        raise ValueError("`train` is not a list of rows")
+    if not isinstance(evals, list) or not isinstance(info, dict):
+        raise ValueError("`eval` is not a list or `info` not a mapping")
+    return TaskData(train=train, eval=evals, info=info)
+
+
 def prepare_cached(task: Any, tokenizer: Any, train: dict[str, Any]) -> Any:
     """``task.prepare(tokenizer, train)``, from the on-disk cache when an identical call ran before.
 
     ``info['cache']`` says ``hit`` or ``miss`` and ``info['cache_key']`` names the entry.
-    An unreadable entry is rebuilt, never trusted.
+    An unreadable entry is rebuilt, never trusted. A miss returns the data as read back
+    from its JSON form, so a run behaves the same whether its data came from the cache or not
+    (tuples become lists either way).
     """
     key = cache_key(task, tokenizer, train)
-    path = cache_dir() / f"{key}.pkl"
-    if path.exists():
+    path = cache_dir() / f"{key}.json"
+    if path.is_file() and not path.is_symlink():
         try:
-            with open(path, "rb") as fh:
-                data = pickle.load(fh)
+            data = _decode(path.read_text(encoding="utf-8"))
             data.info.update(cache="hit", cache_key=key)
             return data
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
-            pass
-    data = task.prepare(tokenizer, train)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)  # concurrent runs write the same content; the last one wins
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            pass  # rebuilt below and overwritten
+    text = _encode(task.prepare(tokenizer, train))
+    data = _decode(text)
     data.info.update(cache="miss", cache_key=key)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    created = False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL|O_NOFOLLOW: never write through a file or link someone placed at the temp name.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        created = True
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)  # concurrent runs write the same content; the last one wins
+    except OSError as exc:
+        # A cache that cannot be written (full disk, read-only share) costs time, not the run.
+        data.info["cache_error"] = f"{type(exc).__name__}: {exc}"
+        if created:
+            tmp.unlink(missing_ok=True)
     return data

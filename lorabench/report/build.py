@@ -1,8 +1,8 @@
 """Write every output file of a results directory from its records alone.
 
 runs.csv (every field, one row per run), leaderboard.{md,csv} (one table per task),
-plots/*.png, report.md and a self-contained, escaped report.html; with a baseline, the
-comparison view too.
+plots/*.png, report.md and report.html (one self-contained interactive page, see
+lorabench/report/page.py); with a baseline, the comparison view too.
 
 Every output is first written to a staging directory inside the results directory and
 then renamed into place with SIGTERM/SIGINT held, so an interrupted or failed report
@@ -13,8 +13,6 @@ deleted (a PNG of yours in ``plots/`` is left alone).
 
 from __future__ import annotations
 
-import base64
-import html
 import itertools
 import json
 import os
@@ -25,8 +23,10 @@ from typing import Any
 
 from lorabench import atomic
 from lorabench.errors import UsageError
-from lorabench.report.escape import csv_safe_frame, md_split_row, md_text
+from lorabench.report.escape import csv_safe_frame, md_text
 from lorabench.report.leaderboard import leaderboard, runs_frame
+from lorabench.report.page import compare_rows as page_compare_rows
+from lorabench.report.page import page_data, render_page
 from lorabench.report.plots import Plot, make_plots
 
 #: lorabench's own plots in ``plots/``: the only PNGs a later report may delete.
@@ -130,8 +130,9 @@ def _commit(stage: Path, out_dir: Path, plots: list[Plot]) -> None:
     """Move the staged outputs into place: every check first, then the renames with signals held."""
     plots_dir = out_dir / "plots"
     files = [out_dir / name for name in REPORT_FILES if (stage / name).exists()]
+    gone = [out_dir / name for name in REPORT_FILES if not (stage / name).exists()]
     new_plots = [plots_dir / p.path.name for p in plots]
-    for path in [plots_dir / PLOT_MANIFEST, *files, *new_plots]:
+    for path in [plots_dir / PLOT_MANIFEST, *files, *gone, *new_plots]:
         atomic.check_no_links(out_dir, path)
     for path in [stage / f.name for f in files] + [p.path for p in plots]:
         with open(path, "rb") as fh:
@@ -147,6 +148,8 @@ def _commit(stage: Path, out_dir: Path, plots: list[Plot]) -> None:
             atomic.write_text(plots_dir / PLOT_MANIFEST, json.dumps(names, indent=1) + "\n", out_dir)
         for f in files:
             os.replace(stage / f.name, f)
+        for f in gone:  # a rebuild without a baseline must not leave the previous comparison beside it
+            f.unlink(missing_ok=True)
         for name in old_plots:
             old = plots_dir / name
             if name not in names and old.is_file() and not old.is_symlink():
@@ -187,14 +190,15 @@ def _build(
     (num if raw_csv else csv_safe_frame(num)).to_csv(stage / "leaderboard.csv", index=False)
     (stage / "leaderboard.md").write_text(board, encoding="utf-8")
     plots = make_plots(num, stage / "plots", records)
-    compare_md = compare_html = ""
+    compare_md = ""
+    compare_rows: list[dict[str, Any]] | None = None
     if baseline is not None:
         from lorabench.report.compare import compare_sets, render
-        from lorabench.report.results import load_runs, run_from_record
+        from lorabench.report.results import load_result_set, run_from_record
 
-        diffs = compare_sets(load_runs(baseline), [run_from_record(r) for r in records])
+        diffs = compare_sets(load_result_set(baseline).runs, [run_from_record(r) for r in records])
         compare_md = render(diffs, "md")
-        compare_html = _md_tables_to_html(compare_md)
+        compare_rows = page_compare_rows(diffs)
         (stage / "compare.md").write_text(compare_md, encoding="utf-8")
     suite = md_text(records[0]["suite"]) if records else out_dir.name
     failures = [r for r in records if r["status"] != "success"]
@@ -228,97 +232,6 @@ def _build(
             ]
             md += [""]
     (stage / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    _write_html(stage, suite, env, board, compare_html, plots, failures, others, examples, baseline)
+    data = page_data(out_dir, records, env, compare_rows, None if baseline is None else str(baseline), others, plots)
+    (stage / "report.html").write_text(render_page(data), encoding="utf-8")
     return plots
-
-
-def _md_tables_to_html(md: str) -> str:
-    """Our own Markdown (headings, GitHub tables, paragraphs) as escaped HTML; no Markdown library needed."""
-    out: list[str] = []
-    table: list[list[str]] = []
-
-    def flush() -> None:
-        if not table:
-            return
-        head, body = table[0], [r for r in table[1:] if not set("".join(r)) <= set("-: ")]
-        out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead><tbody>")
-        for r in body:
-            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>")
-        out.append("</tbody></table>")
-        table.clear()
-
-    for line in md.splitlines():
-        if line.startswith("|"):
-            table.append(md_split_row(line))
-            continue
-        flush()
-        if line.startswith("## "):
-            out.append(f"<h3>{html.escape(line[3:])}</h3>")
-        elif line.strip():
-            text = html.escape(line).replace("**", "")
-            out.append(f"<p>{text}</p>")
-    flush()
-    return "\n".join(out)
-
-
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1600px;color:#222;padding:0 1em}
-table{border-collapse:collapse;font-size:12px;margin:.5em 0 1em}
-td,th{padding:3px 6px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
-th{background:#f4f4f4;white-space:normal;overflow-wrap:break-word;vertical-align:bottom;max-width:8em}td:nth-child(-n+4),th:nth-child(-n+4){text-align:left}
-.wrap{overflow-x:auto}figure{margin:1em 0 2em}img{max-width:100%;border:1px solid #eee}
-figcaption{font-size:14px;color:#444;max-width:900px}code{background:#f4f4f4;padding:0 3px}
-.env{font-size:13px;color:#444}"""
-
-
-def _write_html(
-    out_dir: Path,
-    suite: str,
-    env: list[str],
-    board: str,
-    compare_html: str,
-    plots: list[Plot],
-    failures: list[dict[str, Any]],
-    others: list[dict[str, Any]],
-    examples: list[tuple[str, list[dict[str, Any]]]],
-    baseline: Path | None,
-) -> None:
-    esc = html.escape
-    imgs = "".join(
-        f'<figure><h3>{esc(p.title)}</h3><img alt="{esc(p.path.stem)}" '
-        f'src="data:image/png;base64,{base64.b64encode(p.path.read_bytes()).decode()}">'
-        f"<figcaption><b>How to read this:</b> {esc(p.how)}</figcaption></figure>"
-        for p in plots
-    )
-    parts = [
-        f'<!doctype html><html><head><meta charset="utf-8"><title>lorabench: {esc(suite)}</title>',
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>lorabench report: {esc(suite)}</h1>",
-        "<h2>Environment</h2><ul class=env>" + "".join(f"<li>{esc(e)}</li>" for e in env) + "</ul>",
-        f'<h2>Leaderboards</h2><div class="wrap">{_md_tables_to_html(board)}</div>',
-    ]
-    if compare_html:
-        parts.append(f"<h2>Compared with the baseline</h2><p>Baseline: <code>{esc(str(baseline))}</code></p>")
-        parts.append(f'<div class="wrap">{compare_html}</div>')
-    parts.append(f"<h2>Plots</h2>{imgs}")
-    if failures:
-        items = "".join(
-            f"<li><code>{esc(r['label'])}</code>: <b>{esc(r['status'])}</b>: {esc(str(r['error']))}</li>"
-            for r in failures
-        )
-        parts.append(f"<h2>Failed runs</h2><ul>{items}</ul>")
-    if others:
-        items = "".join(
-            f"<li><code>{esc(r['label'])}</code> ({esc(r['run_id'])}, {esc(r['status'])})</li>" for r in others
-        )
-        parts.append(f"<h2>Not in this suite</h2><ul>{items}</ul>")
-    if examples:
-        parts.append("<h2>Prediction examples</h2>")
-        for label, rows in examples:
-            items = "".join(
-                f"<li>ref: <code>{esc(str(r.get('reference'))[:160])}</code><br>"
-                f"pred: <code>{esc(str(r.get('prediction'))[:160])}</code></li>"
-                for r in rows
-            )
-            parts.append(f"<p><b>{esc(label)}</b></p><ul>{items}</ul>")
-    parts.append("</body></html>")
-    (out_dir / "report.html").write_text("\n".join(parts) + "\n", encoding="utf-8")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -40,11 +41,15 @@ class Tolerance:
         return f"{100 * self.value:.4g}%" if self.relative else f"{self.value:.4g}"
 
 
-_TOL = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%?)\s*$")
+_TOL = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%?)\s*$")
 
 
 def parse_tolerances(items: list[str]) -> dict[str, Tolerance]:
-    """``METRIC=ABS`` or ``METRIC=REL%`` items; a bad item or unknown metric is a usage error."""
+    """``METRIC=ABS`` or ``METRIC=REL%`` items; a bad item or unknown metric is a usage error.
+
+    A tolerance must be finite and non-negative: ``perplexity=1e999`` is infinity, which
+    would turn the gate off for that metric without a word.
+    """
     out: dict[str, Tolerance] = {}
     for item in items:
         m = _TOL.match(item)
@@ -53,8 +58,21 @@ def parse_tolerances(items: list[str]) -> dict[str, Tolerance]:
         name, num, pct = m.groups()
         if name not in METRICS:
             raise UsageError(f"--tol {item!r}: {METRICS.unknown_message(name)}")
-        out[name] = Tolerance(float(num) / 100 if pct else float(num), relative=bool(pct))
+        value = float(num)
+        if not math.isfinite(value) or value < 0:
+            raise UsageError(f"--tol {item!r}: a tolerance is a finite number >= 0, got {value}")
+        out[name] = Tolerance(value / 100 if pct else value, relative=bool(pct))
     return out
+
+
+def tolerance_warnings(tols: dict[str, Tolerance]) -> list[str]:
+    """Tolerances so loose that the gate passes almost anything: said out loud, not refused."""
+    return [
+        f"--tol {name}={tol}: a relative tolerance over 100% lets {name} more than double (or fall to zero) "
+        "without failing"
+        for name, tol in tols.items()
+        if tol.relative and tol.value > 1
+    ]
 
 
 def default_tolerance(name: str, base: float, tols: dict[str, Tolerance]) -> float | None:
@@ -155,9 +173,25 @@ def _fmt_change(d: Delta) -> str:
     )
 
 
+def comparable(base: list[Point], current: list[Point]) -> None:
+    """Exit 2 unless some grid point is in both sets: two disjoint sets have nothing to compare."""
+    if not {p.key for p in base} & {p.key for p in current}:
+        raise UsageError(
+            "the two result sets share no grid point (task, model, method, rank, precision); nothing to compare"
+        )
+
+
 def check(base: list[Point], current: list[Point], tols: dict[str, Tolerance] | None = None) -> CheckResult:
-    """Every regression beyond tolerance in the bad direction; missing and newly failing points count."""
+    """Every regression beyond tolerance in the bad direction; missing and newly failing points count.
+
+    A gate needs something to judge: exit 2 (``UsageError``) when the sets share no grid
+    point or no shared point succeeded in the baseline.
+    """
     tols = tols or {}
+    comparable(base, current)
+    ckeys = {p.key for p in current}
+    if not any(p.n for p in base if p.key in ckeys):
+        raise UsageError("no grid point in both sets succeeded in the baseline; there is nothing to gate against")
     res = CheckResult([], [], [])
     for pdiff in compare_points(base, current, tols):
         if pdiff.base_status is None:

@@ -32,28 +32,6 @@ def md_cell(text: Any) -> str:
     return md_text(text).replace("\\", "\\\\").replace("|", "\\|")
 
 
-def md_split_row(line: str) -> list[str]:
-    """The cells of one Markdown table row written with :func:`md_cell` (``\\|`` is not a separator)."""
-    body = line.strip()
-    body = body[1:] if body.startswith("|") else body
-    body = body[:-1] if body.endswith("|") and not body.endswith("\\|") else body
-    cells, cur, i = [], [], 0
-    while i < len(body):
-        ch = body[i]
-        if ch == "\\" and i + 1 < len(body) and body[i + 1] in "|\\":
-            cur.append(body[i + 1])
-            i += 2
-            continue
-        if ch == "|":
-            cells.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    cells.append("".join(cur).strip())
-    return cells
-
-
 def csv_neutralise(value: Any) -> Any:
     """A text cell that a spreadsheet would run as a formula, prefixed with ``'``; anything else unchanged."""
     if isinstance(value, str) and value.startswith(FORMULA_START):

@@ -45,6 +45,7 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                 row[name] = value
         row["mem_source"] = peak_memory(rec.get("profile") or {}, "train")[1]
         row["step_spread"] = step_time_spread(rec.get("profile") or {})
+        row["status"], row["error"] = run.status, run.error  # a NaN "success" is written as diverged
         row["primary_metric"] = run.primary
         row["task_metrics"] = ";".join(run.task_metrics)
         row["flags"] = ";".join(run.flags)

@@ -9,6 +9,7 @@ successful seeds with :func:`lorabench.stats.aggregate`.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,10 +127,31 @@ def _task_info(rec: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
     return (names[0] if names else None), names
 
 
+def _non_finite(status: str, error: str | None, metrics: dict[str, Any]) -> tuple[str, str | None]:
+    """A ``success`` whose task metric is NaN or infinite is ``diverged``: not a value to average or drop.
+
+    aggregate() skips non-finite values, so left as a success such a seed would vanish from
+    its point's mean while still counting towards ``n``, and a gate would pass it.
+    """
+    if status != "success":
+        return status, error
+    bad = []
+    for name, value in metrics.items():
+        try:
+            if value is not None and not math.isfinite(float(value)):
+                bad.append(f"{name}={value}")
+        except (TypeError, ValueError, OverflowError):
+            continue  # record_values says what is wrong with it
+    if not bad:
+        return status, error
+    return "diverged", f"recorded as success with a non-finite metric ({', '.join(bad)})"
+
+
 def run_from_record(rec: dict[str, Any], where: str = "") -> Run:
     spec = rec["spec"]
     profile = rec.get("profile") or {}
     primary, task_metrics = _task_info(rec)
+    status, error = _non_finite(rec["status"], rec.get("error"), rec.get("metrics") or {})
     flags = [str(f) for f in rec.get("flags") or []]
     spread = step_time_spread(profile)
     if spread is not None and spread > NOISY_TIMING_SPREAD:
@@ -141,18 +163,19 @@ def run_from_record(rec: dict[str, Any], where: str = "") -> Run:
         run_id=rec["run_id"],
         key=(spec["task"], spec["model"]["name"], spec["method"], spec["rank"], spec["precision"]),
         seed=spec.get("seed"),
-        status=rec["status"],
+        status=status,
         values=record_values(rec, where or rec["run_id"]),
         primary=primary,
         task_metrics=task_metrics,
         flags=tuple(flags),
         mem_source=peak_memory(profile, "train")[1],
         timing_spread=spread,
-        error=rec.get("error"),
+        error=error,
     )
 
 
 def _num(text: str | None) -> float | None:
+    """A finite number, or None for an empty cell (a NaN/Inf cell is read by :func:`_non_finite`)."""
     if text is None or text == "":
         return None
     try:
@@ -162,34 +185,49 @@ def _num(text: str | None) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _raw(text: str | None) -> float | None:
+    try:
+        return None if text in (None, "") else float(text)  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
 def runs_from_csv(path: Path) -> list[Run]:
     """Runs from a ``runs.csv``: every column named after a registered metric is a value."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
             # Text cells that lorabench neutralised against formula injection read back raw.
-            rows = [{csv_unneutralise(k): csv_unneutralise(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+            rows = [{csv_unneutralise(k): csv_unneutralise(v) for k, v in row.items()} for row in reader]
+            header = [csv_unneutralise(h) for h in reader.fieldnames or []]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
+    if not header:
+        raise UsageError(f"{path} is empty: not a lorabench runs.csv")
     need = {"run_id", "status", *POINT}
-    if rows and not need <= set(rows[0]):
-        raise UsageError(f"{path} is not a lorabench runs.csv (missing {', '.join(sorted(need - set(rows[0])))})")
+    if not need <= set(header):
+        raise UsageError(f"{path} is not a lorabench runs.csv (missing {', '.join(sorted(need - set(header)))})")
     runs = []
     for i, row in enumerate(rows, start=2):
         rank = _num(row["rank"])
         task_metrics = tuple(m for m in (row.get("task_metrics") or "").split(";") if m)
+        # pandas writes NaN as an empty cell: a primary metric the row names but leaves empty is NaN.
+        primary = row.get("primary_metric") or None
+        metrics = {m: math.nan if m == primary and not row.get(m) else _raw(row.get(m)) for m in quality_metrics()}
+        status, error = _non_finite(row["status"], row.get("error") or None, metrics)
         runs.append(
             Run(
                 run_id=row["run_id"],
                 key=(row["task"], row["model"], row["method"], None if rank is None else int(rank), row["precision"]),
                 seed=None if _num(row.get("seed")) is None else int(float(row["seed"])),
-                status=row["status"],
+                status=status,
                 values={n: v for n in METRICS if (v := _num(row.get(n))) is not None},
-                primary=row.get("primary_metric") or None,
+                primary=primary,
                 task_metrics=task_metrics or tuple(m for m in quality_metrics() if _num(row.get(m)) is not None),
                 flags=tuple(f for f in (row.get("flags") or "").split(";") if f),
                 mem_source=row.get("mem_source") or None,
                 timing_spread=_num(row.get("step_spread")),
-                error=row.get("error") or None,
+                error=error,
             )
         )
         if not row["run_id"]:
@@ -211,6 +249,46 @@ def load_runs(path: Path | str, run_ids: set[str] | None = None) -> list[Run]:
     if run_ids is not None:
         runs = [r for r in runs if r.run_id in run_ids]
     return runs
+
+
+def plan_run_ids(out: Path) -> set[str] | None:
+    """run_ids of the plan last run into ``out`` (its plan.json), or None where it has none.
+
+    A directory rerun after a suite change keeps the old suite's records (resume needs
+    them); its plan.json says which records are the suite's now.
+    """
+    plan = Path(out) / "plan.json"
+    if not plan.is_file():
+        return None
+    try:
+        return {str(p["run_id"]) for p in json.loads(plan.read_text(encoding="utf-8"))}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f"{plan}: unreadable plan; rerun the suite or remove the file") from None
+
+
+@dataclass
+class ResultSet:
+    """The runs a gate judges, and the records it set aside because the plan does not list them."""
+
+    path: Path
+    runs: list[Run]
+    ignored: list[Run]
+
+
+def load_result_set(path: Path | str) -> ResultSet:
+    """A directory's runs limited to its plan.json (when it has one); a runs.csv as written.
+
+    Exit 2 when nothing is left: an empty set compared with anything says "ok" about nothing.
+    """
+    path = Path(path)
+    every = load_runs(path)
+    ids = plan_run_ids(path) if path.is_dir() else None
+    runs = every if ids is None else [r for r in every if r.run_id in ids]
+    ignored = [] if ids is None else [r for r in every if r.run_id not in ids]
+    if not runs:
+        what = "no run of its plan.json has a record" if ids is not None and every else "no runs"
+        raise UsageError(f"{path}: {what}; nothing to compare")
+    return ResultSet(path, runs, ignored)
 
 
 def group(runs: list[Run]) -> list[Point]:

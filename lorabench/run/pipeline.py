@@ -20,7 +20,7 @@ import torch
 from lorabench.constants import QUANTIZED
 from lorabench.data.cache import prepare_cached
 from lorabench.errors import UsageError
-from lorabench.methods import METHODS
+from lorabench.methods import method_class
 from lorabench.methods.base import MethodContext
 from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, load_model
 from lorabench.plan import RunSpec
@@ -85,7 +85,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     seed_everything(spec.seed)
     monitor = MemoryMonitor(device, ex.get("memory_sample_s", 0.02))
     task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
-    method = METHODS.get(spec.method)()
+    method = method_class(spec.method, spec.method_options)()
     ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=spec.seed)
     try:
         monitor.start_phase()
@@ -244,7 +244,7 @@ def _attn_used(model: Any, info: dict[str, Any]) -> str | None:
 def _method_context(spec: RunSpec, task: Any, info: dict[str, Any], train_steps: int | None = None) -> MethodContext:
     from lorabench.suite.typed import Collector, build
 
-    cls = METHODS.get(spec.method)
+    cls = method_class(spec.method, spec.method_options)
     col = Collector("<spec>")
     options = build(cls.Options, spec.method_options, col, "method_options")
     if col.issues:  # the plan validated these options; failing here is a lorabench bug, said plainly
