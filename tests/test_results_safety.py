@@ -210,7 +210,7 @@ def test_a_report_that_fails_midway_keeps_the_previous_complete_set(tmp_path, ca
     def full_disk(*a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(build, "_write_html", full_disk)  # everything else is already staged
+    monkeypatch.setattr(build, "render_page", full_disk)  # everything else is already staged
     code, err = cli(capsys, "report", str(out))
     assert code == 2 and "No space left on device" in err and "previous one is kept" in err
     assert snapshot(out) == before
