@@ -259,18 +259,9 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_estimate(args: argparse.Namespace) -> int:
-    import json
-
-    from lorabench.estimate import estimate_model
-
+def _estimate_kwargs(args: argparse.Namespace) -> dict:
     opts = _peft_options(args)
-    result = estimate_model(
-        args.model,
-        args.method,
-        args.precision,
-        args.batch_size,
-        args.seq_len,
+    return dict(
         rank=args.rank,
         target_modules=None if opts else _names(args.target_modules),
         method_opts=opts,
@@ -281,8 +272,33 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         compute_dtype=args.compute_dtype,
         loss=args.loss,
     )
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    import json
+
+    from lorabench.estimate import estimate_model
+
+    kwargs = _estimate_kwargs(args)
+    result = estimate_model(args.model, args.method, args.precision, args.batch_size, args.seq_len, **kwargs)
+    traced, rows, flags = None, [], []
+    if args.trace:
+        from lorabench.trace import Untraceable, compare, trace_model
+
+        try:
+            traced = trace_model(args.model, args.method, args.precision, args.batch_size, args.seq_len, **kwargs)
+            rows, flags = compare(result, traced)
+        except Untraceable as exc:  # never silently: the analytic figure stands, and says why
+            result.notes.append(f"not traced, analytic figure only: {exc}")
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        if traced is None:
+            print(json.dumps(result.to_dict(), indent=2))
+        else:
+            out = traced.to_dict()
+            out["notes"] = out["notes"] + [f"disagreement: {f}" for f in flags]
+            out["analytic"] = result.to_dict()
+            out["comparison"] = rows
+            print(json.dumps(out, indent=2))
         return 0
     inp = result.inputs
     rank = "" if inp["rank"] is None else f" r={inp['rank']}"
@@ -290,10 +306,27 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         f"{inp['model']}: {inp['method']}{rank} at {inp['precision']}, batch {inp['batch_size']} x seq {inp['seq_len']}, {inp['optimizer']}, "
         f"{inp['attn_implementation']}{', grad checkpointing' if inp['grad_checkpointing'] else ''}"
     )
+    print("analytic terms:")
     for key, value in result.breakdown.items():
         print(f"  {key:<24} {value / 2**20:>12,.1f} MiB")
     print(f"  {'allocated (torch)':<24} {result.allocated_bytes / 2**20:>12,.1f} MiB")
     print(f"  {'peak (with context)':<24} {result.peak_bytes / 2**20:>12,.1f} MiB")
+    if traced is not None:
+        print(f"traced (live at the peak, in {traced.detail['phase']}):")
+        for key, value in traced.breakdown.items():
+            print(f"  {key:<24} {value / 2**20:>12,.1f} MiB")
+        print(
+            "  by module: "
+            + ", ".join(f"{k} {v / 2**20:,.0f}" for k, v in list(traced.detail["by_module"].items())[:6])
+        )
+        print(f"{'':<46}{'analytic':>12} {'trace':>12}  (MiB)")
+        for row in rows:
+            print(f"  {row['term']:<44}{row['analytic'] / 2**20:>12,.1f} {row['trace'] / 2**20:>12,.1f}")
+        print(f"  {'peak (with context)':<44}{result.peak_bytes / 2**20:>12,.1f} {traced.peak_bytes / 2**20:>12,.1f}")
+        for flag in flags:
+            print(f"disagreement: {flag}")
+        for note in traced.notes:
+            print(f"note: {note}")
     for note in result.notes:
         print(f"note: {note}")
     return 0
@@ -334,8 +367,61 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
     es.add_argument(
         "--loss", default="default", choices=["default", "chunked", "liger"], help="the loss kernel (train.loss)"
     )
+    es.add_argument(
+        "--trace",
+        action="store_true",
+        help="also run one real training step on fake tensors (no memory, no GPU) and count what it allocates",
+    )
     es.add_argument("--json", action="store_true", help='print {"peak_bytes": ..., "breakdown": {...}, ...}')
     es.set_defaults(func=_cmd_estimate)
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import json
+
+    from lorabench.fit import fit, gpu_memory, parse_memory, parse_methods, rows_json, table
+
+    if (args.gpu is None) == (args.gpu_memory is None):
+        raise UsageError("give one of --gpu NAME or --gpu-memory SIZE")
+    if args.seq_len < 1:
+        raise UsageError("--seq-len should be >= 1")
+    budget = gpu_memory(args.gpu) if args.gpu else parse_memory(args.gpu_memory)
+    rows = fit(
+        args.model,
+        budget,
+        args.seq_len,
+        parse_methods(args.methods),
+        rank=args.rank,
+        optimizer=args.optimizer,
+        attn=args.attn_implementation,
+    )
+    if args.json:
+        print(json.dumps(rows_json(rows), indent=2))
+        return 0
+    print(f"{args.model} at seq {args.seq_len}, {args.optimizer}:")
+    print(table(rows, budget))
+    return 0
+
+
+def _add_fit(sub: argparse._SubParsersAction) -> None:
+    fp = sub.add_parser(
+        "fit",
+        help="which methods fit on a GPU, and at what batch size (traced on fake tensors, no GPU needed)",
+        description="For each method@precision, with and without gradient checkpointing: whether one training "
+        "step fits the card and the largest batch size that does (bisection on the traced peak, with a CUDA context "
+        "and fragmentation allowance; see lorabench/fit.py).",
+    )
+    fp.add_argument("model", help="config:NAME, builtin:NAME, a local directory with config.json, or a hub id")
+    card = fp.add_mutually_exclusive_group()
+    card.add_argument("--gpu-memory", help="the card's memory, e.g. 24GiB, 80GB, 40960MiB")
+    card.add_argument("--gpu", help="a known card: H100-80GB, A100-40GB, A100-80GB, L4, RTX4090, ...")
+    fp.add_argument("--seq-len", type=int, required=True)
+    fp.add_argument("--methods", default="full,lora,lora@int8,lora@nf4", help="method[@precision],... (default bf16)")
+    fp.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
+    fp.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
+    fp.add_argument("--attn-implementation", choices=["eager", "sdpa"])
+    fp.add_argument("--json", action="store_true", help="print a list of rows")
+    fp.set_defaults(func=_cmd_fit)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -429,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--json", action="store_true", help="print a JSON object")
     pa.set_defaults(func=_cmd_params)
     _add_estimate(sub)
+    _add_fit(sub)
     return p
 
 

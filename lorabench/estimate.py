@@ -95,6 +95,8 @@ class Estimate:
     breakdown: dict[str, int]
     inputs: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    method: str = "analytic"  # "trace": lorabench.trace ran the step on fake tensors
+    detail: dict[str, Any] = field(default_factory=dict)  # the trace's peak phase, by-module split, ...
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -23,7 +23,7 @@ from lorabench.suite.typed import MISSING, Collector, build, convert, key_line
 from lorabench.suite.yamlnodes import LDict
 
 # Settings that change how a run is managed but not what it measures.
-_NOT_HASHED = ("timeout_s", "keep_adapter", "peak_tflops")
+_NOT_HASHED = ("timeout_s", "startup_timeout_s", "keep_adapter", "peak_tflops")
 # Settings added after run ids were in use: at their default they stay out of the hash,
 # so existing results keep their run ids (and resume) when the schema grows.
 _HASHED_UNLESS_DEFAULT = (

@@ -18,7 +18,10 @@ from lorabench.errors import UsageError
 from lorabench.plan import RunSpec
 
 SCHEMA_VERSION = 1
-STATUSES = ("success", "failed", "oom", "diverged", "timeout", "skipped")
+STATUSES = ("success", "failed", "oom", "diverged", "timeout", "skipped", "failed_env")
+#: Statuses that say nothing about the run itself (a full disk, a quota): resume reruns
+#: them, where every other failure is reused (deterministic, and as costly again).
+TRANSIENT_STATUSES = ("failed_env",)
 MEM_SOURCES = ("rss", "allocated", "reserved", "nvml")
 
 

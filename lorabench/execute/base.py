@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
 from lorabench.plan import RunSpec
+from lorabench.suite.schema import ExecutionSettings
 
 
 class RunResult(TypedDict, total=False):
@@ -89,3 +90,12 @@ def log_tail(path: Path, n: int = 20) -> str | None:
 def timeout_of(spec: RunSpec) -> float | None:
     """The spec's ``execution.timeout_s`` (None: no limit)."""
     return float(spec.execution.get("timeout_s") or 0) or None
+
+
+#: ``execution.startup_timeout_s`` of specs made before the setting existed (the schema's default).
+DEFAULT_STARTUP_TIMEOUT_S: float = ExecutionSettings.startup_timeout_s
+
+
+def startup_timeout_of(spec: RunSpec) -> float:
+    """The spec's ``execution.startup_timeout_s``: how long a run process may take to start."""
+    return float(spec.execution.get("startup_timeout_s") or DEFAULT_STARTUP_TIMEOUT_S)

@@ -28,7 +28,7 @@ from lorabench.preflight import positions_error
 from lorabench.run.env import run_environment
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, count_parameters, dir_bytes
-from lorabench.run.train import total_steps, train
+from lorabench.run.train import check_finite, total_steps, train
 from lorabench.sanity import compute_flags
 from lorabench.tasks import TASK_TYPES
 
@@ -141,6 +141,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         with Stopwatch(ctx.sync) as sw:
             result = task.evaluate(model, tokenizer, data, spec.eval, ctx)
         mem_eval = monitor.end_phase()
+        check_finite(result.metrics)
 
         adapter_dir = run_dir / "adapter"
         shutil.rmtree(adapter_dir, ignore_errors=True)
