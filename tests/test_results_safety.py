@@ -394,3 +394,25 @@ def test_probe_env_says_nothing_when_the_driver_stopped_listening() -> None:
             pass
 
     assert send_quietly(Closed(), {"x": 1}) is False
+
+
+def test_freezing_a_baseline_replaces_only_a_baseline(tmp_path, capsys) -> None:
+    from lorabench.report.baseline import main as baseline_main
+
+    src = results_dir(tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    assert baseline_main([str(src), str(mine)]) == 2
+    assert "not a lorabench baseline" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    old = tmp_path / "old"
+    shutil.copytree(BASELINE, old)  # a baseline from before the marker: records and leaderboard.md only
+    assert baseline_main([str(src), str(old)]) == 0
+    assert json.loads((old / ".lorabench").read_text())["kind"] == "baseline"
+    assert len(list(old.glob("runs/*/record.json"))) == 4
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".old")]  # swapped in, old copy removed
+    from lorabench.results_dir import claim
+
+    with pytest.raises(Exception, match="is a frozen baseline"):
+        claim(old, "smoke")  # a run never writes into a baseline
