@@ -118,11 +118,12 @@ def claim(out_dir: Path, suite_name: str, force: bool = False) -> None:
 
 def _layout_suite(out_dir: Path) -> str | None:
     """The suite an unmarked lorabench directory holds, from its suite.yaml's ``name`` (None if unknown)."""
-    import yaml
+    from lorabench.suite.yamlnodes import load_yaml  # bounded: no alias bombs, no tags
 
+    path = out_dir / "suite.yaml"
     try:
-        data = yaml.safe_load((out_dir / "suite.yaml").read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError):
+        data = load_yaml(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, ValueError, UsageError):
         return None
     name = data.get("name") if isinstance(data, dict) else None
     return name if isinstance(name, str) else None
