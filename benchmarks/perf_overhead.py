@@ -76,11 +76,11 @@ def prepare(spec: Any) -> tuple[Any, Any, Any, Any]:
         amp_dtype,
         enable_grad_checkpointing,
         prepare_base,
-        resolve_device,
         seed_everything,
         upcast_trainable,
     )
     from lorabench.tasks import TASK_TYPES
+    from lorabench.vocab import resolve_device
 
     if spec.execution.get("threads"):
         torch.set_num_threads(spec.execution["threads"])

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lorabench import atomic
+from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.plan import RunSpec, expand
 from lorabench.record import TRANSIENT_STATUSES, load_records, make_record, read_record, write_record
 from lorabench.suite.schema import Suite
@@ -66,7 +67,7 @@ def builtin_ready(path: str) -> bool:
     """True when built-in model ``builtin:NAME`` is already pretrained and cached."""
     from lorabench.models.builtin import model_dir
 
-    return (model_dir(path.split(":", 1)[1]) / ".complete").exists()
+    return (model_dir(ModelRef.parse(path).name) / ".complete").exists()
 
 
 def base_environment(executor: Any) -> dict[str, Any]:
@@ -75,7 +76,7 @@ def base_environment(executor: Any) -> dict[str, Any]:
     Versions and host from the driver (no torch import), device facts from one probe
     process of the executor, git state of the checkout. A run's own ``env`` overrides.
     """
-    from lorabench.run.env import git_state, static_environment
+    from lorabench.provenance import git_state, static_environment
 
     env = static_environment()
     env.update(executor.environment())
@@ -195,7 +196,7 @@ def _run_locked(
 
 def _record_unavailable(specs: list[RunSpec], unavailable: dict[str, str], runs_dir: Path) -> int:
     """Failed records, without spending a process, for runs whose model cannot load here."""
-    from lorabench.run.env import git_state, static_environment
+    from lorabench.provenance import git_state, static_environment
 
     if not specs:
         return 0
@@ -209,7 +210,7 @@ def _record_unavailable(specs: list[RunSpec], unavailable: dict[str, str], runs_
 
 def _prepare_builtins(executor: Any, todo: list[RunSpec], out_dir: Path) -> None:
     log = sys.stderr
-    builtins = sorted({s.model["path"] for s in todo if s.model["path"].startswith("builtin:")})
+    builtins = sorted({s.model["path"] for s in todo if ModelRef.parse(s.model["path"]).kind is ModelKind.BUILTIN})
     missing = [b for b in builtins if not builtin_ready(b)]
     if not missing:
         return

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from lorabench import __version__
 from lorabench.errors import UsageError
+from lorabench.vocab import FLOAT_PRECISIONS, PRECISIONS, Device, HeadType, MiB
 
 if TYPE_CHECKING:
     from lorabench.report.results import ResultSet
@@ -154,7 +155,7 @@ def _cmd_env(args: argparse.Namespace) -> int:
     """
     import json
 
-    from lorabench.run.env import device_environment, static_environment
+    from lorabench.provenance import device_environment, static_environment
 
     env = {**static_environment(), **device_environment()}
     drift = Path(sys.prefix) / "lock-drift.txt"
@@ -169,6 +170,20 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "methods" and args.peft_types:
+        from lorabench.methods.peft_type import quantized_support
+        from lorabench.methods.peft_zoo import CASES, FAMILIES, markdown
+
+        quantized = {t: quantized_support(t) for t in CASES}
+        if args.markdown:
+            print(markdown(quantized), end="")
+            return 0
+        for ptype in sorted(CASES):
+            cells = ", ".join(f"{f}: {CASES[ptype][f].outcome}" for f in FAMILIES)
+            print(f"{ptype:<24} {cells}; k-bit base: {'yes' if quantized[ptype] else 'refused'}")
+        return 0
+    if args.markdown or args.peft_types:
+        raise UsageError("--peft-types and --markdown go with `lorabench list methods --peft-types`")
     if args.what == "methods":
         from lorabench.methods import METHODS
 
@@ -231,7 +246,7 @@ def _peft_options(args: argparse.Namespace) -> object | None:
 def _cmd_params(args: argparse.Namespace) -> int:
     import json
 
-    from lorabench.params import count
+    from lorabench.accounting.params import count
 
     opts = _peft_options(args)
     result = count(
@@ -277,13 +292,13 @@ def _estimate_kwargs(args: argparse.Namespace) -> dict:
 def _cmd_estimate(args: argparse.Namespace) -> int:
     import json
 
-    from lorabench.estimate import estimate_model
+    from lorabench.accounting.estimate import estimate_model
 
     kwargs = _estimate_kwargs(args)
     result = estimate_model(args.model, args.method, args.precision, args.batch_size, args.seq_len, **kwargs)
     traced, rows, flags = None, [], []
     if args.trace:
-        from lorabench.trace import Untraceable, compare, trace_model
+        from lorabench.accounting.trace import Untraceable, compare, trace_model
 
         try:
             traced = trace_model(args.model, args.method, args.precision, args.batch_size, args.seq_len, **kwargs)
@@ -308,21 +323,20 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     )
     print("analytic terms:")
     for key, value in result.breakdown.items():
-        print(f"  {key:<24} {value / 2**20:>12,.1f} MiB")
-    print(f"  {'allocated (torch)':<24} {result.allocated_bytes / 2**20:>12,.1f} MiB")
-    print(f"  {'peak (with context)':<24} {result.peak_bytes / 2**20:>12,.1f} MiB")
+        print(f"  {key:<24} {value / MiB:>12,.1f} MiB")
+    print(f"  {'allocated (torch)':<24} {result.allocated_bytes / MiB:>12,.1f} MiB")
+    print(f"  {'peak (with context)':<24} {result.peak_bytes / MiB:>12,.1f} MiB")
     if traced is not None:
         print(f"traced (live at the peak, in {traced.detail['phase']}):")
         for key, value in traced.breakdown.items():
-            print(f"  {key:<24} {value / 2**20:>12,.1f} MiB")
+            print(f"  {key:<24} {value / MiB:>12,.1f} MiB")
         print(
-            "  by module: "
-            + ", ".join(f"{k} {v / 2**20:,.0f}" for k, v in list(traced.detail["by_module"].items())[:6])
+            "  by module: " + ", ".join(f"{k} {v / MiB:,.0f}" for k, v in list(traced.detail["by_module"].items())[:6])
         )
         print(f"{'':<46}{'analytic':>12} {'trace':>12}  (MiB)")
         for row in rows:
-            print(f"  {row['term']:<44}{row['analytic'] / 2**20:>12,.1f} {row['trace'] / 2**20:>12,.1f}")
-        print(f"  {'peak (with context)':<44}{result.peak_bytes / 2**20:>12,.1f} {traced.peak_bytes / 2**20:>12,.1f}")
+            print(f"  {row['term']:<44}{row['analytic'] / MiB:>12,.1f} {row['trace'] / MiB:>12,.1f}")
+        print(f"  {'peak (with context)':<44}{result.peak_bytes / MiB:>12,.1f} {traced.peak_bytes / MiB:>12,.1f}")
         for flag in flags:
             print(f"disagreement: {flag}")
         for note in traced.notes:
@@ -352,7 +366,7 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
         help="a registered method (lorabench list methods), or peft:TYPE for any peft type (with --peft-config)",
     )
     es.add_argument("--peft-config", help=PEFT_CONFIG_HELP)
-    es.add_argument("--precision", required=True, choices=["fp32", "bf16", "fp16", "int8", "nf4", "fp4"])
+    es.add_argument("--precision", required=True, choices=PRECISIONS)
     es.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
     es.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
     es.add_argument("--batch-size", type=int, required=True)
@@ -360,10 +374,10 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
     es.add_argument("--grad-checkpointing", action="store_true")
     es.add_argument("--optimizer", default="adamw", choices=["adamw", "adamw8bit", "sgd"])
     es.add_argument("--attn-implementation", choices=["eager", "sdpa", "flash_attention_2"])
-    es.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cuda adds the CUDA context")
     es.add_argument(
-        "--compute-dtype", choices=["fp32", "bf16", "fp16"], help="k-bit compute dtype (default: bf16 on cuda)"
+        "--device", default="cuda", choices=[Device.CUDA.value, Device.CPU.value], help="cuda adds the CUDA context"
     )
+    es.add_argument("--compute-dtype", choices=FLOAT_PRECISIONS, help="k-bit compute dtype (default: bf16 on cuda)")
     es.add_argument(
         "--loss", default="default", choices=["default", "chunked", "liger"], help="the loss kernel (train.loss)"
     )
@@ -379,7 +393,7 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
 def _cmd_fit(args: argparse.Namespace) -> int:
     import json
 
-    from lorabench.fit import fit, gpu_memory, parse_memory, parse_methods, rows_json, table
+    from lorabench.accounting.fit import fit, gpu_memory, parse_memory, parse_methods, rows_json, table
 
     if (args.gpu is None) == (args.gpu_memory is None):
         raise UsageError("give one of --gpu NAME or --gpu-memory SIZE")
@@ -477,6 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered methods, models, tasks or metrics")
     ls.add_argument("what", choices=["methods", "models", "tasks", "metrics"])
+    ls.add_argument(
+        "--peft-types",
+        action="store_true",
+        help="with methods: every peft type per task family (works / n/a / fails), from the tested table of cases",
+    )
+    ls.add_argument("--markdown", action="store_true", help="with --peft-types: the README's markdown table")
     ls.set_defaults(func=_cmd_list)
 
     pa = sub.add_parser(
@@ -501,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
     pa.add_argument(
         "--task-type",
-        choices=["causal-lm", "seq2seq-lm", "seq-cls"],
+        choices=[h.value for h in HeadType],
         help="the head to count (default from the config's architecture: seq-cls for classifiers and masked-LM "
         "encoders, seq2seq-lm for encoder-decoders, else causal-lm)",
     )
@@ -509,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument(
         "--precision",
         default="fp32",
-        choices=["fp32", "bf16", "fp16", "int8", "nf4", "fp4"],
+        choices=PRECISIONS,
         help="checked for validity; counts are the same at every precision (4-bit counted unpacked)",
     )
     pa.add_argument("--json", action="store_true", help="print a JSON object")

@@ -16,11 +16,13 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from lorabench.constants import QUANTIZED
-from lorabench.errors import Issue, SuiteError
+from lorabench.errors import Issue, SuiteError, UsageError
+from lorabench.models import BUILTIN_MODELS
+from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.suite.schema import ModelDef, Suite, TrainSettings
 from lorabench.suite.typed import MISSING, Collector, build, convert, key_line
 from lorabench.suite.yamlnodes import LDict
+from lorabench.vocab import QUANTIZED
 
 # Settings that change how a run is managed but not what it measures.
 _NOT_HASHED = ("timeout_s", "startup_timeout_s", "keep_adapter", "peak_tflops")
@@ -84,31 +86,19 @@ class RunSpec:
 
 
 def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) -> dict[str, Any] | None:
-    from lorabench.models import BUILTIN_MODELS
-
     mdef = suite.models.get(name) or ModelDef(path=name)
-    if mdef.path.startswith("builtin:"):
-        builtin = mdef.path.split(":", 1)[1]
-        if builtin not in BUILTIN_MODELS:
-            col.error(line, f"model {name!r}: {BUILTIN_MODELS.unknown_message(builtin)}")
+    ref = ModelRef.parse(mdef.path)
+    if ref.kind is ModelKind.BUILTIN:
+        if ref.name not in BUILTIN_MODELS:
+            col.error(line, f"model {name!r}: {BUILTIN_MODELS.unknown_message(ref.name)}")
             return None
-    elif mdef.path.startswith("config:"):
-        from lorabench.models.configs import MODEL_CONFIGS
-
-        shipped = mdef.path.split(":", 1)[1]
-        if shipped not in MODEL_CONFIGS:
-            col.error(line, f"model {name!r}: {MODEL_CONFIGS.unknown_message(shipped)}")
-            return None
-    elif mdef.path.startswith("packaged:"):
-        from lorabench.errors import UsageError
-        from lorabench.models.packaged import packaged_dir
-
+    elif ref.shipped:
         try:
-            packaged_dir(mdef.path.split(":", 1)[1])
+            ref.shipped_dir()  # an unknown config:/packaged: name, or its package not installed
         except UsageError as exc:
             col.error(line, f"model {name!r}: {exc}")
             return None
-    elif mdef.path.startswith(("/", "./", "../", "~")) or os.path.isdir(mdef.path):
+    elif ref.kind is ModelKind.LOCAL:
         path = os.path.expanduser(mdef.path)
         if not os.path.isdir(path):
             col.error(line, f"model {name!r}: local directory {mdef.path!r} does not exist")
@@ -125,20 +115,10 @@ def _model_type(model: dict[str, Any] | None) -> str | None:
     """``config.model_type`` where it is known without loading (built-ins, local directories)."""
     if model is None:
         return None
-    from lorabench.models import BUILTIN_MODELS
-
-    path = model["path"]
-    if path.startswith("builtin:"):
-        return BUILTIN_MODELS.get(path.split(":", 1)[1]).model_type
-    if path.startswith("config:"):
-        from lorabench.models.configs import config_dir
-
-        path = str(config_dir(path.split(":", 1)[1]))
-    if path.startswith("packaged:"):
-        from lorabench.models.packaged import packaged_dir
-
-        path = str(packaged_dir(path.split(":", 1)[1]))
-    config = os.path.join(os.path.expanduser(path), "config.json")
+    ref = ModelRef.parse(model["path"])
+    if ref.kind is ModelKind.BUILTIN:
+        return BUILTIN_MODELS.get(ref.name).model_type
+    config = os.path.join(ref.known_dir() or ref.path, "config.json")
     if os.path.isfile(config):
         try:
             with open(config, encoding="utf-8") as fh:

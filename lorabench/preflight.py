@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from lorabench.errors import Issue, UsageError
+from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.plan import RunSpec
 from lorabench.suite.schema import Suite
 from lorabench.suite.yamlnodes import LDict
@@ -119,23 +120,6 @@ def _check_data_paths(suite: Suite, specs: list[RunSpec], found: Found, env_requ
 # --- model configs and hub availability --------------------------------------------
 
 
-def _is_hub_id(path: str) -> bool:
-    return not path.startswith((*SHIPPED, "builtin:", "/", "./", "../", "~")) and not os.path.isdir(path)
-
-
-# Models whose files come with lorabench or a package: a config directory or a packaged checkpoint.
-SHIPPED = ("config:", "packaged:")
-
-
-def _shipped_dir(path: str) -> str:
-    """The directory of a ``config:NAME`` or ``packaged:NAME`` model (UsageError when unknown)."""
-    from lorabench.models.loading import shipped_dir
-
-    found = shipped_dir(path)
-    assert found is not None, path  # callers pass SHIPPED names only
-    return found
-
-
 def _model_configs(suite: Suite, specs: list[RunSpec], found: Found) -> dict[str, dict[str, Any] | None]:
     """config.json of each model where it is known without downloading (None: unknown)."""
     from lorabench.models import BUILTIN_MODELS
@@ -146,18 +130,17 @@ def _model_configs(suite: Suite, specs: list[RunSpec], found: Found) -> dict[str
         path = spec.model["path"]
         if path in configs or path in hub:
             continue
-        if path.startswith("builtin:"):
-            b = BUILTIN_MODELS.get(path.split(":", 1)[1])
+        ref = ModelRef.parse(path)
+        if ref.kind is ModelKind.BUILTIN:
+            b = BUILTIN_MODELS.get(ref.name)
             configs[path] = {"model_type": b.model_type, **b.config}
-        elif path.startswith(SHIPPED):
+        elif ref.kind is not ModelKind.HUB:
             try:
-                shipped = _shipped_dir(path)
-            except UsageError as exc:
+                known = ref.known_dir()
+            except UsageError as exc:  # an unknown config:/packaged: name, or a package not installed
                 found.issues.append(Issue(suite.file, _model_line(suite, spec), str(exc)))
                 continue
-            configs[path] = _read_json(os.path.join(shipped, "config.json"))
-        elif not _is_hub_id(path):
-            configs[path] = _read_json(os.path.join(os.path.expanduser(path), "config.json"))
+            configs[path] = _read_json(os.path.join(str(known), "config.json"))
         else:
             hub[path] = spec
     if hub:

@@ -16,12 +16,12 @@ from typing import Any
 from lorabench import atomic
 from lorabench.errors import UsageError
 from lorabench.plan import RunSpec
+from lorabench.vocab import STATUSES, MiB, Status
 
 SCHEMA_VERSION = 1
-STATUSES = ("success", "failed", "oom", "diverged", "timeout", "skipped", "failed_env")
 #: Statuses that say nothing about the run itself (a full disk, a quota): resume reruns
 #: them, where every other failure is reused (deterministic, and as costly again).
-TRANSIENT_STATUSES = ("failed_env",)
+TRANSIENT_STATUSES = (Status.FAILED_ENV.value,)
 MEM_SOURCES = ("rss", "allocated", "reserved", "nvml")
 
 
@@ -229,7 +229,7 @@ def flat_row(rec: dict[str, Any]) -> dict[str, Any]:
             row[f"peak_{src}_{phase}_mb"] = (mem.get(phase) or {}).get(src)
     # The estimate beside the measurement (`lorabench estimate`; compare with peak_allocated_train_mb).
     est = prof.get("estimate_bytes") or {}
-    row["estimate_allocated_mb"] = round(est["allocated"] / 2**20, 2) if est.get("allocated") else None
+    row["estimate_allocated_mb"] = round(est["allocated"] / MiB, 2) if est.get("allocated") else None
     row["model_flops_per_token"] = prof.get("model_flops_per_token")
     row["mfu"] = prof.get("mfu")
     for name, value in sorted((rec.get("metrics") or {}).items()):

@@ -54,7 +54,7 @@ def batch(family: str, vocab: int) -> dict[str, torch.Tensor]:
 def apply(peft_type: str, family: str, config: dict[str, Any], net: Any, precision: str = "fp32") -> Any:
     """The case's config through lorabench's own peft-type method, as a run applies it."""
     opts = PeftTypeOptions(peft_type, dict(config))
-    cls = method_for(peft_type.lower(), opts)
+    cls = method_for(f"peft:{peft_type}", opts)
     ctx = MethodContext(
         rank=None,
         options=opts,
@@ -68,12 +68,12 @@ def apply(peft_type: str, family: str, config: dict[str, Any], net: Any, precisi
         return cls().apply(net, ctx)
 
 
-def run_case(peft_type: str, family: str, config: dict[str, Any], tmp: Path, steps: int = 3) -> dict[str, Any]:
+def run_case(peft_type: str, family: str, config: dict[str, Any], tmp: Path, steps: int = 2) -> dict[str, Any]:
     """Build, count, train ``steps`` steps, save, reload; returns what was measured (raises on failure)."""
     from peft import PeftModel
 
-    from lorabench.params import count
-    from lorabench.run.profile import count_parameters
+    from lorabench.accounting.counting import count_parameters
+    from lorabench.accounting.params import count
 
     torch.manual_seed(0)
     model = apply(peft_type, family, config, base(family))
@@ -81,7 +81,7 @@ def run_case(peft_type: str, family: str, config: dict[str, Any], tmp: Path, ste
     peft_trainable, peft_total = model.get_nb_trainable_parameters()
     meta = count(
         MODELS[family],
-        peft_type.lower(),
+        f"peft:{peft_type}",
         task_type=TASK_TYPES[family],
         num_labels=2 if family == "classification" else None,
         method_opts=PeftTypeOptions(peft_type, dict(config)),

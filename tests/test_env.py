@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from lorabench.run.env import PACKAGES, collect_env, nvidia_driver_version
+from lorabench.provenance import PACKAGES, collect_env, nvidia_driver_version
 from tests.conftest import REPO, cli_env
 
 NUMBER_CHANGING = {
@@ -26,7 +26,7 @@ NUMBER_CHANGING = {
 def test_collect_env_without_device_imports_no_torch() -> None:
     """A driver can describe a failed run's environment without importing torch or probing a GPU."""
     code = (
-        "import json, sys; from lorabench.run.env import collect_env; env = collect_env(); "
+        "import json, sys; from lorabench.provenance import collect_env; env = collect_env(); "
         "heavy = [m for m in ('torch', 'bitsandbytes', 'peft', 'transformers', 'pynvml') if m in sys.modules]; "
         "print(json.dumps({'env': env, 'heavy': heavy}))"
     )
@@ -64,7 +64,7 @@ def test_driver_version_is_null_or_a_version_string() -> None:
 
 
 def test_paths_inside_the_working_directory_are_recorded_relative(tmp_path, monkeypatch) -> None:
-    from lorabench.run.env import shown_path
+    from lorabench.provenance import shown_path
 
     monkeypatch.chdir(tmp_path)
     assert shown_path(str(tmp_path / ".venv" / "bin" / "python")) == ".venv/bin/python"

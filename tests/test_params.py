@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from lorabench.params import count
+from lorabench.accounting.params import count
 from tests.conftest import run_cli
 
 GPT2 = {
@@ -244,10 +244,10 @@ def test_every_method_counts_on_meta_like_on_real_weights(tmp_path: Path) -> Non
     """Meta-device counts equal counts on a real (tiny) model for every method and head."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    from lorabench.accounting.counting import count_parameters
+    from lorabench.accounting.params import method_options
     from lorabench.methods import METHODS
     from lorabench.methods.base import MethodContext
-    from lorabench.params import method_options
-    from lorabench.run.profile import count_parameters
 
     cfg = {"model_type": "gpt2", "vocab_size": 64, "n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 32}
     path = _write(tmp_path, "gpt2", cfg)
@@ -271,11 +271,11 @@ def test_nf4_counts_equal_a_loaded_nf4_model(tmp_path: Path) -> None:
     """peft's 4-bit convention: a real bitsandbytes nf4 model counts as its fp32 config does."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from lorabench.accounting.counting import count_parameters
     from lorabench.methods.base import MethodContext
     from lorabench.methods.lora import LoRA, LoraOptions
     from lorabench.models.builtin import build_tokenizer
     from lorabench.models.loading import load_model
-    from lorabench.run.profile import count_parameters
 
     tok = build_tokenizer()
     config = AutoConfig.for_model(

@@ -7,8 +7,7 @@ import textwrap
 
 import pytest
 
-from lorabench.errors import UsageError
-from lorabench.estimate import (
+from lorabench.accounting.estimate import (
     CUDA_CONTEXT_BYTES,
     Inventory,
     Shape,
@@ -17,7 +16,8 @@ from lorabench.estimate import (
     optimizer_bytes,
     weight_bytes,
 )
-from lorabench.flops import attention_shape, flops_per_token, mfu, peak_tflops
+from lorabench.accounting.flops import attention_shape, flops_per_token, mfu, peak_tflops
+from lorabench.errors import UsageError
 from tests.conftest import run_cli
 
 # --- FLOPs per token -------------------------------------------------------------------
@@ -80,7 +80,7 @@ def test_attention_shape_from_configs() -> None:
 def test_matmul_params_splits_frozen_and_trainable_weights() -> None:
     import torch
 
-    from lorabench.flops import matmul_params
+    from lorabench.accounting.flops import matmul_params
 
     net = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
     net[1].weight.requires_grad_(False)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from lorabench.plan import expand
-from lorabench.validate import parse_suite
+import json
+from pathlib import Path
+
+import pytest
+
+from lorabench.plan import RunSpec, expand
+from lorabench.validate import load_suite, parse_suite
 
 BASE = """
 name: {name}
@@ -69,3 +74,45 @@ train: {steps: 3}
     assert spec.rank == 8
     assert spec.method_options["dropout"] == 0.05
     assert spec.task_options["type"] == "causal-lm"
+
+
+# --- committed results keep their run_ids -------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+COMMITTED = sorted(
+    p for p in (REPO / "results").rglob("record.json") if not p.relative_to(REPO / "results").parts[0].startswith("_")
+)
+# The suite each committed results directory was planned from.
+SUITE_OF = {
+    "smoke": REPO / "suites" / "smoke.yaml",
+    "real_encoder": REPO / "suites" / "examples" / "real_encoder.yaml",
+    "real_encoder_short": REPO / "suites" / "examples" / "real_encoder_short.yaml",
+}
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(REPO / "results").parent.parent.parent))
+def test_a_committed_record_keeps_its_run_id_and_spec(path: Path) -> None:
+    """The wire format round-trips through the typed spec unchanged, and hashes to the committed id."""
+    rec = json.loads(path.read_text(encoding="utf-8"))
+    spec = RunSpec.from_dict(rec["spec"])
+    assert spec.run_id == rec["run_id"] == path.parent.name
+    assert json.dumps(spec.to_dict(), sort_keys=True) == json.dumps(rec["spec"], sort_keys=True)
+
+
+def test_committed_suites_still_plan_their_committed_run_ids() -> None:
+    """Re-planning each committed suite yields every run_id its plan.json or records name."""
+    assert COMMITTED, "no committed records found"
+    by_suite: dict[str, set[str]] = {}
+    for path in COMMITTED:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        by_suite.setdefault(rec["suite"], set()).add(rec["run_id"])
+    for plan in (REPO / "results").glob("*/plan.json"):
+        if plan.parent.name.startswith("_"):
+            continue
+        ids = {row["run_id"] for row in json.loads(plan.read_text(encoding="utf-8"))}
+        suite = {json.loads(p.read_text(encoding="utf-8"))["suite"] for p in plan.parent.glob("runs/*/record.json")}
+        assert len(suite) == 1, plan
+        by_suite[suite.pop()] |= ids
+    for name, ids in by_suite.items():
+        planned = {s.run_id for s in expand(load_suite(SUITE_OF[name]))}
+        assert ids <= planned, (name, sorted(ids - planned))

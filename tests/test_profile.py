@@ -9,8 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
+from lorabench.accounting.counting import count_parameters
 from lorabench.run.pipeline import RunContext, prepare_base, upcast_trainable
-from lorabench.run.profile import MemoryMonitor, count_parameters
+from lorabench.run.profile import MemoryMonitor
 from lorabench.run.train import lr_lambda, train
 from lorabench.tasks.causal_lm import CausalLM
 

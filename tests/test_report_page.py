@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,8 @@ def test_every_summarisation_run_has_predictions_with_inputs(report: tuple[Path,
     for r in summ:
         preds = data["runs"][r["run_id"]]["predictions"]
         assert preds and all(p["input"] and p["reference"] and p["prediction"] for p in preds)
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert all(f"**{r['label']}**" in md for r in summ) and "- input: `Alice: meet" in md
 
 
 def test_page_figures_are_the_records_figures(report: tuple[Path, list[dict[str, Any]]]) -> None:
@@ -219,3 +222,101 @@ def test_axis_selector_redraws_and_drill_down_opens(browser: Any, report: tuple[
     page.click("#drill-close")
     assert not dialog.is_visible()
     assert problems == []
+
+
+# -- one derivation per figure ---------------------------------------------------------------
+
+
+def _raw_figures(rec: dict[str, Any]) -> dict[str, float]:
+    """A record's figures recomputed from its raw fields, independently of lorabench.metrics."""
+    prof = rec["profile"]
+    steps = sorted(prof["step_s"])
+    out = {k: float(v) for k, v in rec["metrics"].items()}
+    out["tokens_per_s"] = prof["timed_tokens"] / prof["timed_steps"] / statistics.median(steps)
+    out["step_ms"] = 1000 * statistics.median(steps)
+    mem = prof["memory_mb"]["train"]
+    out["peak_mem_train_mb"] = next(float(mem[s]) for s in ("nvml", "reserved", "rss") if mem.get(s) is not None)
+    for key in ("trainable_params", "total_params", "trainable_pct", "train_s", "adapter_bytes"):
+        out[key] = float(prof[key])
+    return out
+
+
+def test_every_leaderboard_figure_recomputed_from_the_records(report: tuple[Path, list[dict[str, Any]]]) -> None:
+    """leaderboard.csv (means), runs.csv (per run) and report.html agree with the raw records."""
+    import pandas as pd
+
+    out, records = report
+    board = pd.read_csv(out / "leaderboard.csv")
+    runs = pd.read_csv(out / "runs.csv").set_index("run_id")
+    page = {p["label"]: p for p in page_data(out)["points"]}
+    checked = 0
+    for _, row in board.iterrows():
+        rank = None if pd.isna(row["rank"]) else int(row["rank"])
+        key = (row["task"], row["model"], row["method"], rank, row["precision"])
+        recs = [
+            r
+            for r in records
+            if r["status"] == "success"
+            and (
+                r["spec"]["task"],
+                r["spec"]["model"]["name"],
+                r["spec"]["method"],
+                r["spec"]["rank"],
+                r["spec"]["precision"],
+            )
+            == key
+        ]
+        figures = [_raw_figures(r) for r in recs]
+        for name in figures[0]:
+            want = statistics.fmean(f[name] for f in figures)
+            assert row[f"{name}_mean"] == pytest.approx(want, rel=1e-9), (key, name)
+            assert row[f"{name}_n"] == len(figures)
+            for r, f in zip(recs, figures):
+                assert runs.loc[r["run_id"], name] == pytest.approx(f[name], rel=1e-9), (r["run_id"], name)
+            label = f"{key[1]} {key[2] if rank is None else f'{key[2]}-r{rank}'} @{key[4]}"
+            assert page[label]["values"][name]["v"] == pytest.approx(want, rel=1e-9)
+            checked += 1
+    assert checked > 150
+
+
+def test_tokens_per_s_is_the_median_step_everywhere() -> None:
+    """IA3 on the smoke suite: a few stalled steps made the mean 1,084 tokens/s; its median step gives ~2,950."""
+    from lorabench.metrics import median_tokens_per_s, record_values
+    from lorabench.report.leaderboard import leaderboard, runs_frame
+
+    steps = [0.174] * 38 + [3.0] * 4  # 42 timed steps, 4 of them stalled
+    tokens = 512 * len(steps)
+    profile = {"step_s": steps, "timed_steps": len(steps), "timed_tokens": tokens, "timed_s": sum(steps)}
+    profile["tokens_per_s"] = tokens / sum(steps)  # what the trainer records: the mean
+    rec = json.loads(next(BASELINE.glob("runs/*/record.json")).read_text())
+    rec["profile"].update(profile)
+    median = 512 / 0.174
+    assert profile["tokens_per_s"] < median / 2  # the mean, dragged down by 4 stalls
+    assert median_tokens_per_s(profile) == pytest.approx(median)
+    assert record_values(rec)["tokens_per_s"] == pytest.approx(median)
+    assert runs_frame([rec])["tokens_per_s"][0] == pytest.approx(median)
+    num, md = leaderboard([rec])
+    assert num["tokens_per_s_mean"][0] == pytest.approx(median) and "2,943" in md
+
+
+def test_pareto_needs_a_difference_outside_the_noise_on_both_axes() -> None:
+    """Two seeds with identical RSS have a zero-width band; 7 MiB apart is still inside RSS's 3% noise."""
+    from lorabench.report.leaderboard import pareto_points
+    from lorabench.report.results import Run, group
+
+    def runs(name: str, ppl: float, mem: float) -> list[Run]:
+        return [
+            Run(
+                f"{name}{s}",
+                ("t", "m", name, 8, "fp32"),
+                s,
+                "success",
+                {"perplexity": ppl + s / 100, "peak_mem_train_mb": mem},
+                None,
+                (),
+            )
+            for s in range(2)
+        ]
+
+    points = group(runs("full", 3.7, 559.0) + runs("lora", 5.7, 552.0) + runs("bitfit", 8.3, 552.0))
+    assert {points[i].key[2] for i in pareto_points(points, "perplexity")} == {"full"}

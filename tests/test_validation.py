@@ -297,10 +297,10 @@ def test_params_on_a_builtin_counts_as_the_built_model(tmp_path: Path) -> None:
     """The count from the spec's config equals the count on the model the pretraining builds."""
     from transformers import AutoModelForSequenceClassification
 
+    from lorabench.accounting.counting import count_parameters
+    from lorabench.accounting.params import count
     from lorabench.models import BUILTIN_MODELS
     from lorabench.models.builtin import build_config, build_tokenizer
-    from lorabench.params import count
-    from lorabench.run.profile import count_parameters
 
     config = build_config(BUILTIN_MODELS.get("tiny-bert"), build_tokenizer())
     _, total = count_parameters(AutoModelForSequenceClassification.from_config(config))
@@ -499,7 +499,7 @@ def test_the_package_has_no_import_cycles() -> None:
 
 def test_validation_modules_import_nothing_above_them() -> None:
     graph = _import_graph()
-    assert not graph["lorabench.constants"]
+    assert not graph["lorabench.vocab"]
     assert "lorabench.plan" not in graph["lorabench.suite.schema"]
     assert "lorabench.suite.schema" not in graph["lorabench.methods.base"]
 

@@ -2,7 +2,7 @@
 
 An executor decides where and how each run's process lives (a local forkserver, one
 process per GPU of a pool, a Ray task); it never writes records. Every result has a
-``status`` (``record.STATUSES``), whatever happened to the process: the driver alone
+``status`` (``vocab.Status``), whatever happened to the process: the driver alone
 turns results into records, so the lock, atomic writes and resume hold for every
 executor.
 """

@@ -23,6 +23,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from lorabench.models.ref import ModelRef
+from lorabench.vocab import Device, resolve_device
+
 #: Imported by each run, never by the forkserver: they initialise CUDA at import on a
 #: CUDA machine. bitsandbytes is optional (quantised runs report its absence).
 RUN_IMPORTS: tuple[str, ...] = ("bitsandbytes", "peft")
@@ -59,12 +62,6 @@ def _check_clean_start() -> None:
         )
 
 
-def _uses_cuda(device: str) -> bool:
-    import torch
-
-    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
-
-
 def start_run(spec_dict: dict[str, Any], device_slot: str | None = None) -> dict[str, float | None]:
     """Prepare this process for one run; returns the start-up breakdown.
 
@@ -79,7 +76,7 @@ def start_run(spec_dict: dict[str, Any], device_slot: str | None = None) -> dict
     import torch
 
     cuda_init_s = None
-    if _uses_cuda((spec_dict.get("execution") or {}).get("device", "auto")):
+    if resolve_device(spec_dict["execution"]["device"]) == Device.CUDA:
         t = time.perf_counter()
         torch.cuda.init()
         cuda_init_s = time.perf_counter() - t
@@ -193,7 +190,7 @@ def prepare(model_paths: list[str], log_path: str, conn: Any) -> None:
     try:
         from lorabench.models.builtin import ensure_builtin
 
-        out = {p: str(ensure_builtin(p.split(":", 1)[1])) for p in model_paths}
+        out = {p: str(ensure_builtin(ModelRef.parse(p).name)) for p in model_paths}
         watch.disarm()
         conn.send({"ok": True, "paths": out})
     except BaseException as exc:
@@ -210,7 +207,7 @@ def probe_env(conn: Any) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        from lorabench.run.env import device_environment
+        from lorabench.provenance import device_environment
 
         msg = device_environment()
     except BaseException as exc:

@@ -20,7 +20,9 @@ from typing import Any
 
 from lorabench.errors import UsageError
 from lorabench.execute.base import RunResult, timeout_of
+from lorabench.models.ref import ModelRef
 from lorabench.plan import RunSpec
+from lorabench.vocab import Device, resolve_device
 
 
 def _ray_run(spec_dict: dict[str, Any], run_dir: str, timeout: float | None) -> dict[str, Any]:
@@ -41,13 +43,13 @@ def _ray_prepare(paths: list[str], log_path: str) -> dict[str, Any]:
 
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return {"ok": True, "paths": {p: str(ensure_builtin(p.split(":", 1)[1])) for p in paths}}
+        return {"ok": True, "paths": {p: str(ensure_builtin(ModelRef.parse(p).name)) for p in paths}}
     except Exception as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _ray_env() -> dict[str, Any]:
-    from lorabench.run.env import device_environment
+    from lorabench.provenance import device_environment
 
     return device_environment()
 
@@ -82,9 +84,13 @@ class RayExecutor:
     def _options(self, spec: RunSpec) -> dict[str, Any]:
         """The resources one run asks Ray for: its threads as CPUs, one GPU if it uses CUDA."""
         ex = spec.execution
-        wants_gpu = ex.get("device") == "cuda" or (ex.get("device", "auto") == "auto" and self._gpus > 0)
+        # What the cluster offers stands in for torch's answer (the driver must not touch CUDA);
+        # a run that names cuda asks for a GPU even where the cluster lists none, as it always has.
+        wants_gpu = (
+            resolve_device(ex["device"], cuda_available=self._gpus > 0 or ex["device"] == Device.CUDA) == Device.CUDA
+        )
         return {
-            "num_cpus": int(ex.get("threads") or 1),
+            "num_cpus": int(ex["threads"] or 1),
             "num_gpus": 1 if wants_gpu else 0,
             "max_calls": 1,
             "max_retries": 0,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from lorabench.constants import QUANTIZED
+from lorabench.vocab import QUANTIZED
 
 if TYPE_CHECKING:
     import torch

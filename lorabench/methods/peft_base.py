@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from lorabench.methods.base import Method, MethodContext
-
-PEFT_TASK_TYPES = {"causal-lm": "CAUSAL_LM", "classification": "SEQ_CLS", "seq2seq": "SEQ_2_SEQ_LM"}
+from lorabench.vocab import PEFT_TASK_TYPES  # noqa: F401  (the methods import it from here)
 
 
 def target_modules(ctx: MethodContext, option: tuple[str, ...] | None) -> Any:

@@ -21,10 +21,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args, get_origin
 
-from lorabench.constants import QUANTIZED
 from lorabench.methods.base import MethodContext
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
 from lorabench.suite.typed import MISSING, Collector, _type_name
+from lorabench.vocab import QUANTIZED
 
 # Config fields lorabench sets itself (or that only make sense for a saved adapter).
 SET_BY_LORABENCH = {

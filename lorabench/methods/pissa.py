@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorabench.constants import QUANTIZED
 from lorabench.methods.base import MethodContext
 from lorabench.methods.lora import LoRA, LoraOptions
+from lorabench.vocab import QUANTIZED
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorabench.constants import QUANTIZED
+from lorabench.vocab import QUANTIZED
 
 MODEL_TYPE = "handwritten-classifier"
 
@@ -87,8 +87,9 @@ def load(
     from lorabench.models import BUILTIN_MODELS
     from lorabench.models.builtin import build_tokenizer
     from lorabench.models.loading import DTYPES, ModelLoadError
+    from lorabench.models.ref import ModelRef
 
-    spec = BUILTIN_MODELS.get(model["path"].split(":", 1)[1])
+    spec = BUILTIN_MODELS.get(ModelRef.parse(model["path"]).name)
     if family != "classification":
         raise ModelLoadError(f"builtin:{spec.name} is a text classifier; it cannot serve a {family} task")
     if precision in QUANTIZED:

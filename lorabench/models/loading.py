@@ -10,13 +10,15 @@ import os
 from typing import Any
 
 from lorabench.errors import UsageError
+from lorabench.models import BUILTIN_MODELS
 from lorabench.models.adapt import quantizable
-from lorabench.suite.schema import QUANTIZED
+from lorabench.models.ref import ModelKind, ModelRef
+from lorabench.vocab import QUANTIZED, TaskFamily
 
 AUTO_CLASSES = {
-    "causal-lm": "AutoModelForCausalLM",
-    "classification": "AutoModelForSequenceClassification",
-    "seq2seq": "AutoModelForSeq2SeqLM",
+    TaskFamily.CAUSAL_LM.value: "AutoModelForCausalLM",
+    TaskFamily.CLASSIFICATION.value: "AutoModelForSequenceClassification",
+    TaskFamily.SEQ2SEQ.value: "AutoModelForSeq2SeqLM",
 }
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -25,31 +27,14 @@ class ModelLoadError(UsageError):
     """A model could not be loaded; the message says why and what to do."""
 
 
-def shipped_dir(path: str) -> str | None:
-    """The directory of a ``config:NAME`` or ``packaged:NAME`` model, None for any other path.
-
-    One rule for loading, counting (``lorabench params``) and estimating, so a name that
-    a run loads is never a hub id to the other two. Unknown names raise UsageError.
-    """
-    if path.startswith("config:"):
-        from lorabench.models.configs import config_dir
-
-        return str(config_dir(path.split(":", 1)[1]))
-    if path.startswith("packaged:"):
-        from lorabench.models.packaged import packaged_dir
-
-        return str(packaged_dir(path.split(":", 1)[1]))
-    return None
-
-
 def resolve_path(model: dict[str, Any]) -> str:
     """The directory or hub id to load from; built-ins are materialised on first use."""
-    path = model["path"]
-    if path.startswith("builtin:"):
-        from lorabench.models.builtin import ensure_builtin
+    ref = ModelRef.parse(model["path"])
+    if ref.kind is ModelKind.BUILTIN:
+        from lorabench.models.builtin import ensure_builtin  # pulls in torch and transformers
 
-        return str(ensure_builtin(path.split(":", 1)[1]))
-    return shipped_dir(path) or os.path.expanduser(path)
+        return str(ensure_builtin(ref.name))
+    return ref.known_dir() or ref.path
 
 
 def compute_dtype(quant: dict[str, Any], device: str) -> str:
@@ -247,13 +232,12 @@ def _config_model_type(path: str, revision: str | None, precision: str) -> str |
 
 def _custom_loader(model: dict[str, Any]) -> Any:
     """The loader of a built-in model that is not a transformers model, if any."""
-    if not model["path"].startswith("builtin:"):
+    ref = ModelRef.parse(model["path"])
+    if ref.kind is not ModelKind.BUILTIN:
         return None
     import importlib
 
-    from lorabench.models import BUILTIN_MODELS
-
-    spec = BUILTIN_MODELS.get(model["path"].split(":", 1)[1])
+    spec = BUILTIN_MODELS.get(ref.name)
     if spec.loader is None:
         return None
     module, _, attr = spec.loader.partition(":")

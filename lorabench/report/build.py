@@ -79,9 +79,14 @@ def _read_examples(path: Path, k: int) -> list[dict[str, Any]]:
 
 
 def _examples(out_dir: Path, records: list[dict[str, Any]], k: int = 3) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The first ``k`` predictions of every summarisation run (the readable ones) and of up to
+    4 runs per other task: a list cut at the first N runs alphabetically dropped whole tasks."""
     out = []
-    for rec in records:
-        if rec["status"] != "success":
+    per_task: dict[str, int] = {}
+    for rec in sorted(records, key=lambda r: (r["spec"]["task"], r["label"])):
+        task = rec["spec"]["task"]
+        summarise = (rec["spec"].get("task_options") or {}).get("type") == "summarization"
+        if rec["status"] != "success" or (not summarise and per_task.get(task, 0) >= 4):
             continue
         path = out_dir / "runs" / str(rec["run_id"]) / "predictions.jsonl"
         if path.is_symlink() or not path.is_file():
@@ -89,9 +94,13 @@ def _examples(out_dir: Path, records: list[dict[str, Any]], k: int = 3) -> list[
         rows = _read_examples(path, k)
         if rows:
             out.append((str(rec["label"]), rows))
-        if len(out) >= 12:
-            break
+            per_task[task] = per_task.get(task, 0) + 1
     return out
+
+
+def _md_code(value: Any, limit: int = 160) -> str:
+    """One line of inline code: newlines and backticks would break the Markdown around it."""
+    return " ".join(str(value).split()).replace("`", "'")[:limit]
 
 
 def build_report(
@@ -226,10 +235,11 @@ def _build(
         md += ["## Prediction examples", ""]
         for label, rows in examples:
             md += [f"**{md_text(label)}**", ""]
-            md += [
-                f"- ref: `{md_text(str(r.get('reference'))[:160])}`  \n  pred: `{md_text(str(r.get('prediction'))[:160])}`"
-                for r in rows
-            ]
+            for r in rows:
+                line = f"- ref: `{_md_code(r.get('reference'))}`  \n  pred: `{_md_code(r.get('prediction'))}`"
+                if r.get("input") is not None:
+                    line = f"- input: `{_md_code(r.get('input'))}`  \n  " + line[2:]
+                md.append(line)
             md += [""]
     (stage / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     data = page_data(out_dir, records, env, compare_rows, None if baseline is None else str(baseline), others, plots)

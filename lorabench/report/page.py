@@ -74,7 +74,15 @@ def _value(m: Metric, p: Point, name: str) -> dict[str, Any] | None:
     if agg is None:
         return None
     lo, hi, kind = agg.band()
-    return {"v": agg.mean, "lo": lo, "hi": hi, "band": kind, "n": agg.n, "t": m.format_agg(agg)}
+    return {
+        "v": agg.mean,
+        "lo": lo,
+        "hi": hi,
+        "band": kind,
+        "n": agg.n,
+        "t": m.format_agg(agg),
+        "m": m.format(agg.mean),
+    }
 
 
 def _distinct(values: list[Any]) -> str:

@@ -1,9 +1,11 @@
-"""How a run's exception becomes a record status (the statuses are ``record.STATUSES``)."""
+"""How a run's exception becomes a record status (the statuses are ``vocab.Status``)."""
 
 from __future__ import annotations
 
 import errno
 import os
+
+from lorabench.vocab import Status
 
 #: OSError codes that are the machine's state, not the run's: out of disk or quota, a
 #: read-only or failing file system, out of file descriptors. Recorded as ``failed_env``
@@ -33,12 +35,12 @@ def classify(exc: BaseException) -> str:
     from lorabench.run.train import Diverged
 
     if isinstance(exc, Diverged):
-        return "diverged"
+        return Status.DIVERGED.value
     if environment_fault(exc):
-        return "failed_env"
+        return Status.FAILED_ENV.value
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return "oom"
+        return Status.OOM.value
     text = str(exc)
     if isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text):
-        return "oom"
-    return "failed"
+        return Status.OOM.value
+    return Status.FAILED.value

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from lorabench.accounting.flops import attention_shape, flops_per_token, matmul_params, mfu, peak_tflops
 from lorabench.errors import UsageError
-from lorabench.flops import attention_shape, flops_per_token, matmul_params, mfu, peak_tflops
+from lorabench.vocab import HeadType
 
 
 def apply_liger(model: Any, device: str) -> str:
@@ -77,7 +78,7 @@ def flops_profile(
 
 def estimate_for_spec(spec: Any, method_options: Any, family: str, device: str, cdtype: str | None) -> dict[str, Any]:
     """The memory estimate for this run's configuration (``lorabench estimate``'s numbers)."""
-    from lorabench.estimate import estimate_model
+    from lorabench.accounting.estimate import estimate_model
 
     tm = spec.model.get("target_modules")
     est = estimate_model(
@@ -95,7 +96,7 @@ def estimate_for_spec(spec: Any, method_options: Any, family: str, device: str, 
         compute_dtype=cdtype,
         prepare_kbit=bool(spec.quantization.get("prepare_kbit", True)),
         double_quant=bool(spec.quantization.get("double_quant", True)),
-        task_type={"causal-lm": "causal-lm", "seq2seq": "seq2seq-lm", "classification": "seq-cls"}[family],
+        task_type=HeadType.of(family).value,
         method_opts=method_options,
         loss=spec.train.get("loss", "default"),
     )

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lorabench.constants import QUANTIZED
+from lorabench.accounting.counting import count_parameters
 from lorabench.data.cache import prepare_cached
 from lorabench.errors import UsageError
 from lorabench.methods import method_class
@@ -25,12 +25,13 @@ from lorabench.methods.base import MethodContext
 from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, load_model
 from lorabench.plan import RunSpec
 from lorabench.preflight import positions_error
-from lorabench.run.env import run_environment
+from lorabench.provenance import run_environment
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
-from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, count_parameters, dir_bytes
+from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, dir_bytes
 from lorabench.run.train import check_finite, total_steps, train
 from lorabench.sanity import compute_flags
 from lorabench.tasks import TASK_TYPES
+from lorabench.vocab import QUANTIZED, resolve_device
 
 
 def seed_everything(seed: int) -> None:
@@ -39,14 +40,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
     torch.cuda.manual_seed_all(seed)
-
-
-def resolve_device(choice: str) -> str:
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("execution.device is 'cuda' but torch sees no CUDA device")
-    return choice
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Measurement inside a run: parameters, peak memory per phase, timers.
+"""Measurement inside a run: peak memory per phase, timers (parameters: ``accounting.counting``).
 
 Memory sources (optimum-benchmark's set): on CUDA, torch ``max_memory_allocated`` /
 ``max_memory_reserved`` and NVML per-process usage sampled in a side thread; on every
@@ -14,29 +14,7 @@ import threading
 import time
 from typing import Any
 
-MiB = 1024 * 1024
-
-
-def count_parameters(model: Any) -> tuple[int, int]:
-    """(trainable, total) with peft's ``get_nb_trainable_parameters`` convention.
-
-    Shared (tied) tensors count once; bitsandbytes ``Params4bit`` hold two 4-bit values
-    per byte of storage, so they count as ``numel × 2 × itemsize`` (their unpacked size).
-    """
-    trainable = total = 0
-    for _, p in model.named_parameters():
-        n = p.numel()
-        if p.__class__.__name__ == "Params4bit":
-            itemsize = (
-                p.element_size()
-                if hasattr(p, "element_size")
-                else getattr(getattr(p, "quant_storage", None), "itemsize", 1)
-            )
-            n = n * 2 * itemsize
-        total += n
-        if p.requires_grad:
-            trainable += n
-    return trainable, total
+from lorabench.vocab import MiB
 
 
 def _read_hwm() -> int | None:

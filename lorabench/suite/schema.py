@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-# Re-exported for code that imported them from here before lorabench.constants existed.
-from lorabench.constants import PRECISIONS, QUANTIZED, Precision  # noqa: F401
 from lorabench.errors import Issue, SuiteError, UsageError
 from lorabench.suite.typed import MISSING, Collector, FieldErrors, build, check_ranges, convert, key_line
 from lorabench.suite.yamlnodes import LDict, LList, decode, load_yaml
+from lorabench.vocab import Device, Precision
 
 AttnImpl = Literal["eager", "sdpa", "flash_attention_2"]
 LossKernel = Literal["default", "chunked", "liger"]
@@ -126,7 +125,7 @@ class QuantSettings:
 class ExecutionSettings:
     """Where and how runs execute; ``timeout_s``, ``startup_timeout_s`` and ``keep_adapter`` do not change a run_id."""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = Device.AUTO.value
     threads: int | None = None
     timeout_s: float = 3600.0
     # Bound on starting the forkserver (its preload imports) and on each run process's own
@@ -171,7 +170,7 @@ class MatrixBlock:
     model: tuple[str, ...]
     method: tuple[str, ...]
     task: tuple[str, ...]
-    precision: tuple[Precision, ...] = ("fp32",)
+    precision: tuple[Precision, ...] = (Precision.FP32.value,)
     rank: tuple[int, ...] | None = None
     # Optimised-path axes; each overrides execution.compile / the model's
     # attn_implementation / train.loss for the points of this block.

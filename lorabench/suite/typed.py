@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import math
 import re
 import types
@@ -71,6 +72,8 @@ def _type_name(tp: Any) -> str:
         return "null"
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in tp)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in get_args(tp))
     if origin in (list, tuple):
@@ -95,6 +98,10 @@ def convert(tp: Any, value: Any, col: Collector, where: str, line: int | None) -
         return value
     if origin is Literal:
         return value if value in get_args(tp) else fail()
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        # The plain value, not the member: specs and records hold JSON strings.
+        values = [m.value for m in tp]
+        return values[values.index(value)] if isinstance(value, str) and value in values else fail()
     if origin in (typing.Union, types.UnionType):
         args = get_args(tp)
         if value is None:

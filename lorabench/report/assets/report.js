@@ -112,7 +112,10 @@ function renderBoards() {
         if (c.key === "flags") return el("td", { class: "l" }, ...p.markers.map((m, i) => el("span", { class: "flag " + m, title: p.flags[i], text: m })));
         if (c.key === "pareto") return el("td", { class: "pareto", text: p.pareto ? "◆" : "" });
         const v = p.values[c.key];
-        return el("td", { class: c.key === primary ? "primary" : null, text: v ? v.t : "-" });
+        // The primary metric and tokens/s show their seed band; other columns the mean (band on hover).
+        if (!v) return el("td", { text: "-" });
+        const full = c.key === primary || c.key === "tokens_per_s";
+        return el("td", { class: c.key === primary ? "primary" : null, text: full ? v.t : v.m, title: v.t });
       });
       const cls = p.status !== "success" ? "failed" : p.flags.includes("did_not_learn") ? "dnl" : null;
       const tr = el("tr", { class: cls, "data-point": p.id, tabindex: "0" }, ...tds);

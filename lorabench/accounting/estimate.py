@@ -46,8 +46,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lorabench.errors import UsageError
+from lorabench.models.ref import ModelKind, ModelRef
+from lorabench.vocab import FLOAT_PRECISIONS, PRECISIONS, QUANTIZED, MiB, Precision, TaskFamily
 
-MiB = 1024 * 1024
 CUDA_CONTEXT_BYTES = 512 * MiB
 OPTIMIZERS = ("adamw", "adamw8bit", "sgd")
 ATTENTION = ("eager", "sdpa", "flash_attention_2")
@@ -95,7 +96,7 @@ class Estimate:
     breakdown: dict[str, int]
     inputs: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    method: str = "analytic"  # "trace": lorabench.trace ran the step on fake tensors
+    method: str = "analytic"  # "trace": lorabench.accounting.trace ran the step on fake tensors
     detail: dict[str, Any] = field(default_factory=dict)  # the trace's peak phase, by-module split, ...
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,11 +109,11 @@ def _dtype_bytes(name: str) -> int:
 
 def weight_bytes(inv: Inventory, precision: str, compute_dtype: str, prepare_kbit: bool, double_quant: bool) -> dict:
     """Base weights, by storage: see the module docstring."""
-    if precision in ("fp32", "bf16", "fp16"):
+    if precision in FLOAT_PRECISIONS:
         e = _dtype_bytes(precision)
         base = inv.quant_numel + inv.other_base
         return {"weights": (base - inv.trainable_base) * e + inv.trainable_base * 4}
-    if precision == "int8":
+    if precision == Precision.INT8:
         quant = inv.quant_numel + 4 * inv.quant_rows
     else:
         blocks = -(-inv.quant_numel // NF4_BLOCK)
@@ -185,7 +186,7 @@ def estimate(
         raise UsageError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
     if attn not in ATTENTION:
         raise UsageError(f"unknown attention implementation {attn!r}; known: {', '.join(ATTENTION)}")
-    kbit = precision in ("int8", "nf4", "fp4")
+    kbit = precision in QUANTIZED
     e = _dtype_bytes(compute_dtype) if kbit else _dtype_bytes(precision)
     # The residual stream is fp32 whenever the embeddings are: fp32 runs, full fine-tuning
     # (trainable weights are upcast) and k-bit preparation (it upcasts the embeddings).
@@ -303,19 +304,17 @@ def _config_dir(model: str) -> str:
     import shutil
     import tempfile
 
-    if model.startswith("builtin:"):
+    ref = ModelRef.parse(model)
+    if ref.kind is ModelKind.BUILTIN:
         from lorabench.models import BUILTIN_MODELS
         from lorabench.models.loading import resolve_path
 
-        name = model.split(":", 1)[1]
-        if name not in BUILTIN_MODELS:
-            raise UsageError(BUILTIN_MODELS.unknown_message(name))
-        if BUILTIN_MODELS.get(name).loader is not None:
+        if ref.name not in BUILTIN_MODELS:
+            raise UsageError(BUILTIN_MODELS.unknown_message(ref.name))
+        if BUILTIN_MODELS.get(ref.name).loader is not None:
             raise UsageError(f"{model} is a hand-written model with no transformers config to estimate from")
         return resolve_path({"path": model})
-    from lorabench.models.loading import shipped_dir
-
-    shipped = shipped_dir(model)  # config:NAME (lorabench/models/configs) or packaged:NAME
+    shipped = ref.shipped_dir()
     if shipped is not None:
         return shipped
     path = os.path.expanduser(model)
@@ -351,11 +350,10 @@ def estimate_model(
 
     import torch
 
+    from lorabench.accounting.params import apply_on_meta, check_rank, meta_model, method_options, read_config
     from lorabench.methods import method_class
     from lorabench.methods.base import MethodContext
     from lorabench.models.loading import CLASSIFIER_HEADS
-    from lorabench.params import apply_on_meta, check_rank, meta_model, method_options, read_config
-    from lorabench.suite.schema import PRECISIONS
 
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
@@ -405,7 +403,7 @@ def estimate_model(
     norms_train = any(p.requires_grad for n, p in net.named_parameters() if "norm" in n.lower() or "ln_" in n.lower())
     inv = inventory(net, base_ids, quant_ids, norms_train)
     cdtype = compute_dtype or ("bf16" if device == "cuda" else "fp32")
-    shape = shape_from_config({**raw_full, **config.to_dict()}, causal_lm=family == "causal-lm")
+    shape = shape_from_config({**raw_full, **config.to_dict()}, causal_lm=family == TaskFamily.CAUSAL_LM)
     attn = attn or ("eager" if getattr(config, "_attn_implementation", None) == "eager" else "sdpa")
     result = estimate(
         shape,

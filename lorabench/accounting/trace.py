@@ -46,10 +46,13 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from lorabench.models.ref import ModelKind, ModelRef
+from lorabench.vocab import HeadType, MiB
+
 BLOCK_BYTES = 512  # the CUDA caching allocator rounds every allocation up to 512 bytes (kMinBlockSize)
 # cuBLAS's workspace comes from the caching allocator (CUBLAS_WORKSPACE_CONFIG default on Hopper
 # is 4096 KiB x 8 = 32 MiB, once per handle/stream); it is live from the first matmul on.
-CUBLAS_WORKSPACE_BYTES = 32 * 1024 * 1024
+CUBLAS_WORKSPACE_BYTES = 32 * MiB
 CATEGORIES = (
     "parameters",
     "quantisation_constants",
@@ -290,8 +293,8 @@ class CudaAutocastPolicy(torch.overrides.TorchFunctionMode):
     reproduces what ``torch.autocast("cuda")`` would do: matmul-like functions run at the
     autocast dtype, numerically sensitive ones in fp32, and casts of trainable leaf
     tensors (fp32 master weights) are cached for the autocast region, as autocast caches
-    them. Active inside module forwards only (and so in gradient checkpointing's
-    recompute, which re-enters autocast), never in the backward pass itself.
+    them. Active inside module forwards only (and in gradient checkpointing's recompute,
+    which re-enters autocast), never in the backward pass itself.
     """
 
     def __init__(self, dtype: torch.dtype) -> None:
@@ -321,7 +324,9 @@ class CudaAutocastPolicy(torch.overrides.TorchFunctionMode):
                 args = tuple(self._cast(a, self.dtype, frm) for a in args)
                 kwargs = {k: self._cast(v, self.dtype, frm) for k, v in kwargs.items()}
             elif func in _FP32:
-                args = tuple(self._cast(a, torch.float32, (torch.float16, torch.bfloat16)) for a in args)
+                low = (torch.float16, torch.bfloat16)
+                args = tuple(self._cast(a, torch.float32, low) for a in args)
+                kwargs = {k: self._cast(v, torch.float32, low) for k, v in kwargs.items()}
             elif func in _FP32_OUT and kwargs.get("dtype") is None and args and isinstance(args[0], torch.Tensor):
                 if args[0].dtype in (torch.float16, torch.bfloat16):
                     kwargs = {**kwargs, "dtype": torch.float32}
@@ -347,6 +352,29 @@ class CudaAutocastPolicy(torch.overrides.TorchFunctionMode):
             torch.is_autocast_enabled = saved
             self.enabled = False
             self.cache.clear()
+
+    @contextlib.contextmanager
+    def recompute(self) -> Iterator[None]:
+        """Gradient checkpointing's recompute: the backward pass runs it with no torch-function
+        mode on the stack, so the policy is pushed again (autocast would be re-entered there)."""
+        was, outer = self.enabled, self.cache
+        self.enabled, self.cache = True, {}  # its own autocast region: casts cached until it ends
+        try:
+            with self:
+                yield
+        finally:
+            self.enabled, self.cache = was, outer
+
+    def follow_checkpointing(self, model: torch.nn.Module) -> None:
+        """Have every checkpointed layer's recompute run under this policy (``context_fn``)."""
+        import functools
+
+        for mod in model.modules():
+            fn = getattr(mod, "_gradient_checkpointing_func", None)
+            if fn is not None:
+                mod._gradient_checkpointing_func = functools.partial(
+                    fn, context_fn=lambda: (contextlib.nullcontext(), self.recompute())
+                )
 
     @contextlib.contextmanager
     def module_depth(self) -> Iterator[None]:
@@ -474,10 +502,10 @@ def build_skeleton(
     """
     from transformers.quantizers import AutoHfQuantizer
 
-    from lorabench.constants import QUANTIZED
+    from lorabench.accounting.params import untie_like_checkpoint
     from lorabench.models.adapt import quantizable
     from lorabench.models.loading import CLASSIFIER_HEADS, DTYPES, quantization_config
-    from lorabench.params import untie_like_checkpoint
+    from lorabench.vocab import QUANTIZED
 
     kbit = cfg.precision in QUANTIZED
     dtype = getattr(torch, DTYPES[cfg.compute_dtype if kbit else cfg.precision])
@@ -707,9 +735,9 @@ def trace_training(
     """Build, prepare, apply the method and run the steps; every allocation on ``cfg.device`` counted."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from lorabench.constants import QUANTIZED
     from lorabench.models.loading import DTYPES
     from lorabench.run.pipeline import enable_grad_checkpointing, upcast_trainable
+    from lorabench.vocab import QUANTIZED
 
     kbit = cfg.precision in QUANTIZED
     amp_name = cfg.compute_dtype if kbit else cfg.precision
@@ -728,6 +756,8 @@ def trace_training(
     upcast_trainable(net)
     if cfg.grad_checkpointing:
         enable_grad_checkpointing(net)
+        if policy is not None:
+            policy.follow_checkpointing(net)
     mode: Any = FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
     with contextlib.ExitStack() as stack:
         stack.enter_context(_saved_bnb_caches())
@@ -788,12 +818,12 @@ def trace_model(
     """
     import transformers
 
+    from lorabench.accounting.estimate import CUDA_CONTEXT_BYTES, Estimate, _config_dir
+    from lorabench.accounting.params import infer_task_type, method_options, read_config
     from lorabench.errors import UsageError
-    from lorabench.estimate import CUDA_CONTEXT_BYTES, Estimate, _config_dir
     from lorabench.methods import method_class
     from lorabench.methods.base import MethodContext
     from lorabench.models.loading import AUTO_CLASSES
-    from lorabench.params import TASK_TYPES, infer_task_type, method_options, read_config
 
     if loss != "default":
         raise Untraceable(f"train.loss {loss!r} is not traced (its kernel replaces the model's loss)")
@@ -801,10 +831,11 @@ def trace_model(
         raise Untraceable("flash_attention_2 needs the flash-attn package and a GPU; trace with sdpa instead")
     if optimizer == "adamw8bit":
         raise Untraceable("adamw8bit is not traced (bitsandbytes' 8-bit optimizer state is not built here)")
-    if model.startswith("builtin:"):
+    ref = ModelRef.parse(model)
+    if ref.kind is ModelKind.BUILTIN:
         from lorabench.models import BUILTIN_MODELS
 
-        if BUILTIN_MODELS.get(model.split(":", 1)[1]).loader is not None:
+        if BUILTIN_MODELS.get(ref.name).loader is not None:
             raise Untraceable(f"{model} is a hand-written model with no transformers config to build")
     cls = method_class(method, dataclasses.asdict(method_opts) if dataclasses.is_dataclass(method_opts) else None)
     if rank is not None and not cls.uses_rank:
@@ -816,7 +847,9 @@ def trace_model(
     if reason:
         raise UsageError(f"{method} at {precision} on a {config.model_type} model is invalid: {reason}")
     task_type = task_type or infer_task_type(config)
-    family = TASK_TYPES[task_type]
+    if task_type not in tuple(HeadType):
+        raise UsageError(f"unknown task type {task_type!r}; known: {', '.join(HeadType)}")
+    family = HeadType(task_type).family.value
     ctx = MethodContext(
         rank=(rank or cls.default_rank) if cls.uses_rank else None,
         options=options,
@@ -845,6 +878,13 @@ def trace_model(
 
     depth = _layers(config)
     extrapolated = layers is None and depth is not None and depth > EXTRAPOLATE_ABOVE
+    import logging
+
+    verbosity = transformers.utils.logging.get_verbosity()
+    transformers.utils.logging.set_verbosity_error()  # config chatter, once per traced model
+    bnb_log = logging.getLogger("bitsandbytes")
+    bnb_level = bnb_log.level
+    bnb_log.setLevel(logging.ERROR)  # "inputs will be cast ... to float16", once per int8 layer call
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation chatter between peft, transformers and bitsandbytes
         try:
@@ -856,6 +896,9 @@ def trace_model(
                 result, info = trace_training(auto, _with_layers(config, layers or depth), raw, family, cls, ctx, cfg)
         except (ValueError, TypeError) as exc:
             raise UsageError(f"{method} cannot be applied to {model!r} ({config.model_type}): {exc}") from None
+        finally:
+            transformers.utils.logging.set_verbosity(verbosity)
+            bnb_log.setLevel(bnb_level)
     context = CUDA_CONTEXT_BYTES if device == "cuda" else 0
     notes = [
         f"traced: peak in {result.phase}; two training steps and one eval forward on fake tensors "
@@ -864,7 +907,7 @@ def trace_model(
     if device == "cuda":
         notes.append(
             "CUDA emulated on CPU fake tensors: autocast's cast policy, bitsandbytes' CUDA int8 path, "
-            f"foreach AdamW, a {CUBLAS_WORKSPACE_BYTES // 2**20} MiB cuBLAS workspace; attention kernels' "
+            f"foreach AdamW, a {CUBLAS_WORKSPACE_BYTES // MiB} MiB cuBLAS workspace; attention kernels' "
             "workspaces are CPU's"
         )
     if extrapolated:
@@ -977,6 +1020,6 @@ def compare(analytic: Any, traced: Any, tolerance: float = 0.10) -> tuple[list[d
         if ref and abs(row["analytic"] - ref) > tolerance * ref:
             flags.append(
                 f"analytic {row['term']} is {100 * (row['analytic'] - ref) / ref:+.0f}% off the trace "
-                f"({row['analytic'] / 2**20:,.0f} vs {ref / 2**20:,.0f} MiB)"
+                f"({row['analytic'] / MiB:,.0f} vs {ref / MiB:,.0f} MiB)"
             )
     return rows, flags

@@ -47,7 +47,7 @@ def cpu_name() -> str:
 
 def git_state() -> dict[str, Any]:
     """sha and dirty flag of the lorabench checkout (null when not a git checkout)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:

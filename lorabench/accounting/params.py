@@ -3,7 +3,7 @@
 The model is built from its config alone on the meta device (no weights, no memory:
 a 70B shape takes about a second), the method is applied exactly as a run applies it
 (through peft for peft methods), and parameters are counted with the convention of
-peft's ``get_nb_trainable_parameters`` (:func:`lorabench.run.profile.count_parameters`):
+peft's ``get_nb_trainable_parameters`` (:func:`lorabench.accounting.counting.count_parameters`):
 
 - every tensor of ``named_parameters()`` once, so tied weights count once;
 - bitsandbytes 4-bit weights at their unpacked size. On the meta device there are no
@@ -26,9 +26,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from lorabench.accounting.counting import count_parameters
 from lorabench.errors import UsageError
+from lorabench.models.ref import ModelKind, ModelRef
+from lorabench.vocab import PRECISIONS, HeadType, TaskFamily
 
-TASK_TYPES = {"causal-lm": "causal-lm", "seq2seq-lm": "seq2seq", "seq-cls": "classification"}
 CONVENTION = (
     "peft get_nb_trainable_parameters: tied tensors once; bitsandbytes 4-bit weights at their unpacked size "
     "(so every precision gives the same count); a seq-cls head counted twice in the total (original + "
@@ -66,7 +68,7 @@ class ParamCount:
 
 
 # The head each built-in model is fine-tuned with, from its pretraining objective.
-BUILTIN_TASK_TYPES = {"clm": "causal-lm", "mlm": "seq-cls", "span": "seq2seq-lm"}
+BUILTIN_TASK_TYPES = {"clm": HeadType.CAUSAL_LM.value, "mlm": HeadType.SEQ_CLS.value, "span": HeadType.SEQ2SEQ_LM.value}
 
 
 def _builtin_config(model: str) -> tuple[Any, dict[str, Any]]:
@@ -74,7 +76,7 @@ def _builtin_config(model: str) -> tuple[Any, dict[str, Any]]:
     from lorabench.models import BUILTIN_MODELS
     from lorabench.models.builtin import build_config, build_tokenizer
 
-    spec = BUILTIN_MODELS.get(model.split(":", 1)[1])
+    spec = BUILTIN_MODELS.get(ModelRef.parse(model).name)
     config = build_config(spec, build_tokenizer())
     return config, config.to_dict()
 
@@ -83,12 +85,12 @@ def read_config(model: str) -> tuple[Any, dict[str, Any]]:
     """(transformers config, the raw config.json dict) from a built-in, a local directory or the HF cache/Hub."""
     from transformers import AutoConfig, PretrainedConfig
 
-    from lorabench.models.loading import _hub_error, shipped_dir
+    from lorabench.models.loading import _hub_error
 
-    if model.startswith("builtin:"):
+    ref = ModelRef.parse(model)
+    if ref.kind is ModelKind.BUILTIN:
         return _builtin_config(model)
-    # config:NAME (lorabench/models/configs) and packaged:NAME (a package's checkpoint)
-    path = shipped_dir(model) or os.path.expanduser(model)
+    path = ref.known_dir() or ref.path
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         raise UsageError(f"{model!r} is a directory without config.json")
     _check_config_file(path)
@@ -134,8 +136,8 @@ def infer_task_type(config: Any) -> str:
     """
     archs = getattr(config, "architectures", None) or []
     if any(a.endswith(("ForSequenceClassification", "ForMaskedLM")) for a in archs):
-        return "seq-cls"
-    return "seq2seq-lm" if getattr(config, "is_encoder_decoder", False) else "causal-lm"
+        return HeadType.SEQ_CLS.value
+    return (HeadType.SEQ2SEQ_LM if getattr(config, "is_encoder_decoder", False) else HeadType.CAUSAL_LM).value
 
 
 def method_options(cls: Any, alpha: float | None, target_modules: list[str] | None) -> Any:
@@ -231,9 +233,9 @@ def meta_model(
     from lorabench.models.loading import AUTO_CLASSES
 
     task_type = task_type or infer_task_type(config)
-    if task_type not in TASK_TYPES:
-        raise UsageError(f"unknown task type {task_type!r}; known: {', '.join(TASK_TYPES)}")
-    family = TASK_TYPES[task_type]
+    if task_type not in tuple(HeadType):
+        raise UsageError(f"unknown task type {task_type!r}; known: {', '.join(HeadType)}")
+    family = HeadType(task_type).family.value
     if num_labels is not None:
         config.num_labels = num_labels
     auto = getattr(transformers, AUTO_CLASSES[family])
@@ -271,10 +273,8 @@ def count(
     ``method_opts``: checked options to use as they are (a peft-type entry's), instead of
     the method's defaults with ``alpha``/``target_modules`` applied.
     """
-    from lorabench.constants import PRECISIONS
     from lorabench.methods import method_class
     from lorabench.methods.base import MethodContext
-    from lorabench.run.profile import count_parameters
 
     cls = method_class(method, dataclasses.asdict(method_opts) if dataclasses.is_dataclass(method_opts) else None)
     if precision not in PRECISIONS:
@@ -288,10 +288,11 @@ def count(
     reason = cls.invalid_reason(precision, config.model_type)
     if reason:
         raise UsageError(f"{method} at {precision} on a {config.model_type} model is invalid: {reason}")
-    if task_type is None and model.startswith("builtin:"):
+    ref = ModelRef.parse(model)
+    if task_type is None and ref.kind is ModelKind.BUILTIN:
         from lorabench.models import BUILTIN_MODELS
 
-        task_type = BUILTIN_TASK_TYPES[BUILTIN_MODELS.get(model.split(":", 1)[1]).objective]
+        task_type = BUILTIN_TASK_TYPES[BUILTIN_MODELS.get(ref.name).objective]
     net, task_type, family, notes = meta_model(model, config, raw, task_type, num_labels)
     ctx = MethodContext(
         rank=(rank or cls.default_rank) if cls.uses_rank else None,
@@ -326,11 +327,12 @@ def count(
 
 def _custom_builtin(model: str) -> Any:
     """The spec of a built-in model that is not a transformers model (it has its own loader), else None."""
-    if not model.startswith("builtin:"):
+    ref = ModelRef.parse(model)
+    if ref.kind is not ModelKind.BUILTIN:
         return None
     from lorabench.models import BUILTIN_MODELS
 
-    spec = BUILTIN_MODELS.get(model.split(":", 1)[1])  # an unknown name: UsageError with did-you-mean
+    spec = BUILTIN_MODELS.get(ref.name)  # an unknown name: UsageError with did-you-mean
     return spec if spec.loader is not None else None
 
 
@@ -348,10 +350,9 @@ def _count_custom(
     import importlib
 
     from lorabench.methods.base import MethodContext
-    from lorabench.run.profile import count_parameters
 
-    task_type = task_type or "seq-cls"
-    if task_type != "seq-cls":
+    task_type = task_type or HeadType.SEQ_CLS.value
+    if task_type != HeadType.SEQ_CLS:
         raise UsageError(f"{model} is a text classifier; only --task-type seq-cls applies")
     reason = cls.invalid_reason(precision, spec.model_type)
     if reason:
@@ -359,11 +360,11 @@ def _count_custom(
     module, _, attr = spec.loader.partition(":")
     loader = getattr(importlib.import_module(module), attr)
     kwargs = {"num_labels": num_labels} if num_labels is not None else {}
-    net, _tok, _info = loader({"path": model}, "classification", "fp32", {}, "cpu", kwargs)
+    net, _tok, _info = loader({"path": model}, TaskFamily.CLASSIFICATION.value, "fp32", {}, "cpu", kwargs)
     ctx = MethodContext(
         rank=(rank or cls.default_rank) if cls.uses_rank else None,
         options=options,
-        task_family="classification",
+        task_family=TaskFamily.CLASSIFICATION.value,
         precision=precision,
         model_type=spec.model_type,
         target_modules=None,

@@ -1,7 +1,7 @@
 """What fits on a GPU: ``lorabench fit MODEL --gpu-memory 24GiB --seq-len 2048``.
 
 For each method and precision, with and without gradient checkpointing, the largest
-batch size whose traced peak (``lorabench.trace``) fits the card. Memory is affine in
+batch size whose traced peak (``lorabench.accounting.trace``) fits the card. Memory is affine in
 the batch size (weights, constants and optimizer state do not grow; activations,
 logits and their temporaries grow with every sample), so two traces, at batch 1 and 2,
 give the line; the batch it predicts is then traced to confirm it, and stepped down
@@ -83,8 +83,8 @@ def gpu_memory(name: str) -> int:
 
 def parse_methods(text: str) -> list[tuple[str, str]]:
     """'full,lora,lora@int8,lora@nf4' -> [(method, precision)]; no precision means bf16."""
-    from lorabench.constants import PRECISIONS
     from lorabench.methods import METHODS
+    from lorabench.vocab import PRECISIONS
 
     out = []
     for item in [t.strip() for t in text.split(",") if t.strip()]:
@@ -100,7 +100,7 @@ def parse_methods(text: str) -> list[tuple[str, str]]:
 
 
 def fits(allocated: int, budget: int) -> bool:
-    from lorabench.estimate import CUDA_CONTEXT_BYTES
+    from lorabench.accounting.estimate import CUDA_CONTEXT_BYTES
 
     return allocated * (1 + FRAGMENTATION) + CUDA_CONTEXT_BYTES <= budget
 
@@ -120,7 +120,7 @@ def max_batch(trace: Any, budget: int, limit: int = MAX_BATCH) -> tuple[int, int
 
     if not fits(peak(1), budget):
         return 0, peak(1), len(seen)
-    from lorabench.estimate import CUDA_CONTEXT_BYTES
+    from lorabench.accounting.estimate import CUDA_CONTEXT_BYTES
 
     slope = max(1, peak(2) - peak(1))
     room = (budget - CUDA_CONTEXT_BYTES) / (1 + FRAGMENTATION) - peak(1)
@@ -154,9 +154,9 @@ def fit(
     attn: str | None = None,
 ) -> list[FitRow]:
     """Every (method, precision) x (no checkpointing, checkpointing) row for ``model`` on a card of ``budget`` bytes."""
-    from lorabench.estimate import CUDA_CONTEXT_BYTES
+    from lorabench.accounting.estimate import CUDA_CONTEXT_BYTES
+    from lorabench.accounting.trace import trace_model
     from lorabench.methods import METHODS
-    from lorabench.trace import trace_model
 
     rows = []
     for method, precision in methods:
@@ -186,7 +186,8 @@ def fit(
             except UsageError as exc:  # the method cannot run at this precision on this model
                 rows.append(FitRow(method, precision, r, gc, False, 0, 0, 0, note=str(exc)))
                 continue
-            rows.append(FitRow(method, precision, r, gc, best > 0, best, peak + CUDA_CONTEXT_BYTES, n))
+            note = f"the search stops at batch {MAX_BATCH}; more may fit" if best == MAX_BATCH else ""
+            rows.append(FitRow(method, precision, r, gc, best > 0, best, peak + CUDA_CONTEXT_BYTES, n, note))
     return rows
 
 
