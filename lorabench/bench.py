@@ -137,9 +137,11 @@ def _run_locked(
     for spec in todo:  # before any run starts: a link planted in a run's directory is refused, not followed
         for name in RUN_FILES:
             atomic.check_no_links(out_dir, runs_dir / spec.run_id / name)
+    again = sum((runs_dir / s.run_id / "record.json").exists() for s in todo) if not (force or retry_failed) else 0
     print(
-        f"lorabench: suite {suite.name!r}: {len(specs)} runs, {len(todo)} to run, {reused} already recorded "
-        f"-> {out_dir}",
+        f"lorabench: suite {suite.name!r}: {len(specs)} runs, {len(todo)} to run"
+        + (f" ({again} again after an environment fault, failed_env)" if again else "")
+        + f", {reused} already recorded -> {out_dir}",
         file=log,
     )
     interrupted = False

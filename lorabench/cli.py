@@ -111,7 +111,14 @@ def _result_set(path: str, out: TextIO) -> ResultSet:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from lorabench.report.compare import comparable, compare_points, parse_tolerances, render, tolerance_warnings
+    from lorabench.report.compare import (
+        comparable,
+        compare_points,
+        parse_tolerances,
+        recipe_warnings,
+        render,
+        tolerance_warnings,
+    )
     from lorabench.report.results import group
 
     tols = parse_tolerances(args.tol or [])
@@ -120,6 +127,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     # stdout is the table (CSV or JSON to be parsed), so what was set aside goes to stderr.
     base, current = group(_result_set(args.a, sys.stderr).runs), group(_result_set(args.b, sys.stderr).runs)
     comparable(base, current)
+    for line in recipe_warnings(base, current):
+        print(f"warning: {line}", file=sys.stderr)
     print(render(compare_points(base, current, tols), args.format), end="")
     return 0
 
@@ -423,7 +432,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         help="which methods fit on a GPU, and at what batch size (traced on fake tensors, no GPU needed)",
         description="For each method@precision, with and without gradient checkpointing: whether one training "
         "step fits the card and the largest batch size that does (bisection on the traced peak, with a CUDA context "
-        "and fragmentation allowance; see lorabench/fit.py).",
+        "and fragmentation allowance; see lorabench/accounting/fit.py).",
     )
     fp.add_argument("model", help="config:NAME, builtin:NAME, a local directory with config.json, or a hub id")
     card = fp.add_mutually_exclusive_group()
@@ -595,6 +604,9 @@ def _add_compare_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lorabench import quiet
+
+    quiet.install()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -32,6 +32,7 @@ _HASHED_UNLESS_DEFAULT = (
     ("execution", "compile", False),
     ("train", "loss", "default"),
     ("model", "attn_implementation", None),
+    ("method_options", "alpha_ratio", None),
 )
 
 

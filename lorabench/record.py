@@ -29,6 +29,23 @@ def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+RECIPE_SECTIONS = ("train", "method_options", "quantization", "task_options", "eval")
+
+
+def recipe_hash(spec: dict[str, Any]) -> str:
+    """A hash of how a point was trained and evaluated (spec sections, not the grid point itself).
+
+    Two result sets can hold the same grid point (task, model, method, rank, precision)
+    trained differently (47 linear-schedule steps vs 40 constant); ``compare`` warns when
+    matched points' recipes differ. Kept apart from run_id, which stays as it was.
+    """
+    import hashlib
+    import json
+
+    blob = json.dumps({k: spec.get(k) for k in RECIPE_SECTIONS}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
 def make_record(spec: RunSpec, result: dict[str, Any], base_env: dict[str, Any]) -> dict[str, Any]:
     """Combine a spec and what its run returned into the record format.
 
@@ -49,6 +66,7 @@ def make_record(spec: RunSpec, result: dict[str, Any], base_env: dict[str, Any])
         "status": status,
         "error": result.get("error"),
         "spec": spec.to_dict(),
+        "recipe": recipe_hash(spec.to_dict()),
         "metrics": result.get("metrics") or {},
         "profile": result.get("profile") or {},
         "resolved": result.get("resolved") or {},

@@ -73,6 +73,9 @@ def start_run(spec_dict: dict[str, Any], device_slot: str | None = None) -> dict
         os.environ["CUDA_VISIBLE_DEVICES"] = device_slot
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _check_clean_start()
+    from lorabench import quiet
+
+    quiet.install()  # before bitsandbytes and peft are imported: their noise is filtered at the source
     import torch
 
     cuda_init_s = None

@@ -18,21 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from lorabench.methods.base import HEAD_NAMES, Method, MethodContext, head_parameter_names
+from lorabench.methods.lora import check_alpha, lora_alpha
 
 FILENAME = "lora_ref.safetensors"
 
 
 @dataclass(frozen=True)
 class LoraRefOptions:
-    alpha: float | None = None  # None: 2 × rank, as for lora
+    alpha: float | None = None  # None: alpha_ratio × rank, else 2 × rank, as for lora
+    alpha_ratio: float | None = None  # alpha = alpha_ratio × rank (lora.lora_alpha)
     dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None  # None: the model definition's, else peft's LoRA default
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"`dropout` should be in [0, 1), got {self.dropout}")
-        if self.alpha is not None and self.alpha <= 0:
-            raise ValueError(f"`alpha` should be > 0, got {self.alpha}")
+        check_alpha(self.alpha, self.alpha_ratio)
 
 
 def resolve_targets(model: Any, ctx: MethodContext, option: tuple[str, ...] | None) -> list[str]:
@@ -91,7 +92,7 @@ class LoRARef(Method):
         }
         for p in model.parameters():
             p.requires_grad_(False)
-        add_lora(model, targets, rank, opts.alpha if opts.alpha is not None else 2.0 * rank, opts.dropout)
+        add_lora(model, targets, rank, lora_alpha(opts.alpha, opts.alpha_ratio, rank), opts.dropout)
         params = dict(model.named_parameters())
         for n in head:
             params[n].requires_grad_(True)

@@ -250,8 +250,8 @@ def compare_rows(diffs: list[Any]) -> list[dict[str, Any]]:
             )
         for d in p.deltas:
             m = METRICS.get(d.metric)
-            changed = d.delta is not None and d.delta != 0
-            mark = ("▲" if d.verdict == "better" else "▼") + ("!" if d.outside_noise else "") if changed else ""
+            changed = d.delta is not None and d.delta != 0 and m.format(d.base) != m.format(d.current)
+            mark = ("▲!" if d.verdict == "better" else "▼!") if changed and d.outside_noise else ""
             change = ""
             if changed:
                 change = f"{d.rel:+.1%}" if d.rel is not None else f"{d.delta:+g}"
@@ -348,7 +348,7 @@ def page_data(
                     "rank": rank,
                     "precision": precision,
                     "label": _label(p),
-                    "alpha": _distinct([_alpha(r) for r in prs]),
+                    "alpha": p.alpha,
                     "n": p.n,
                     "seeds": len(p.runs),
                     "status": p.status,
