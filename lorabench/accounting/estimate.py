@@ -374,7 +374,7 @@ def estimate_model(
 
     import torch
 
-    from lorabench.accounting.params import apply_on_meta, meta_model, method_options, read_config
+    from lorabench.accounting.params import apply_on_meta, check_rank, meta_model, method_options, read_config
     from lorabench.methods import method_class
     from lorabench.methods.base import MethodContext
     from lorabench.models.loading import CLASSIFIER_HEADS
@@ -384,8 +384,7 @@ def estimate_model(
     if batch_size < 1 or seq_len < 1:
         raise UsageError("--batch-size and --seq-len should be >= 1")
     cls = method_class(method, dataclasses.asdict(method_opts) if dataclasses.is_dataclass(method_opts) else None)
-    if rank is not None and not cls.uses_rank:
-        raise UsageError(f"method {method!r} has no rank; drop --rank")
+    check_rank(cls, rank)
     options = method_opts if method_opts is not None else method_options(cls, None, target_modules)
     path = _config_dir(model)
     config, raw = read_config(path)
