@@ -20,11 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorabench import atomic
 from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.plan import RunSpec, expand
 from lorabench.record import TRANSIENT_STATUSES, load_records, make_record, read_record, write_record
 from lorabench.run import progress as run_progress
 from lorabench.suite.schema import Suite
+
+#: What a run writes in ``runs/<run_id>/``: none of it may be a symbolic link.
+RUN_FILES = ("record.json", "predictions.jsonl", "log.txt", "adapter")
 
 
 @dataclass
@@ -90,6 +94,7 @@ def run_suite(
     progress: bool = True,
     executor: Any = None,
     unavailable: dict[str, str] | None = None,
+    raw_csv: bool = False,
 ) -> SuiteOutcome:
     """Execute every pending run of ``suite`` into ``out_dir`` and rebuild the report.
 
@@ -100,9 +105,11 @@ def run_suite(
 
     try:
         specs = expand(suite)
-        claim(out_dir, suite.name)
+        claim(out_dir, suite.name, force=force)
         with locked(out_dir, sys.stderr):
-            return _run_locked(suite, specs, out_dir, force, retry_failed, progress, executor, unavailable or {})
+            return _run_locked(
+                suite, specs, out_dir, force, retry_failed, progress, executor, unavailable or {}, raw_csv
+            )
     finally:
         if executor is not None:
             executor.close()
@@ -117,6 +124,7 @@ def _run_locked(
     progress: bool,
     executor: Any,
     unavailable: dict[str, str],
+    raw_csv: bool = False,
 ) -> SuiteOutcome:
     from tqdm import tqdm
 
@@ -124,14 +132,18 @@ def _run_locked(
     from lorabench.report import build_report
 
     log = sys.stderr
-    runs_dir = out_dir / "runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "suite.yaml").write_text(Path(suite.file).read_text(encoding="utf-8"), encoding="utf-8")
-    (out_dir / "plan.json").write_text(json.dumps(describe_plan(specs), indent=2) + "\n")
+    runs_dir = atomic.ensure_dir(out_dir, out_dir / "runs")
+    atomic.write_bytes(out_dir / "suite.yaml", Path(suite.file).read_bytes(), out_dir)
+    atomic.write_text(out_dir / "plan.json", json.dumps(describe_plan(specs), indent=2) + "\n", out_dir)
     todo, reused, reused_failures = _pending(specs, runs_dir, force, retry_failed)
+    for spec in todo:  # before any run starts: a link planted in a run's directory is refused, not followed
+        for name in RUN_FILES:
+            atomic.check_no_links(out_dir, runs_dir / spec.run_id / name)
+    again = sum((runs_dir / s.run_id / "record.json").exists() for s in todo) if not (force or retry_failed) else 0
     print(
-        f"lorabench: suite {suite.name!r}: {len(specs)} runs, {len(todo)} to run, {reused} already recorded "
-        f"-> {out_dir}",
+        f"lorabench: suite {suite.name!r}: {len(specs)} runs, {len(todo)} to run"
+        + (f" ({again} again after an environment fault, failed_env)" if again else "")
+        + f", {reused} already recorded -> {out_dir}",
         file=log,
     )
     interrupted = False
@@ -181,7 +193,7 @@ def _run_locked(
     records = load_records(out_dir)
     current = [r for r in records if r["run_id"] in plan_ids]
     others = [r for r in records if r["run_id"] not in plan_ids]
-    build_report(out_dir, records, run_ids=plan_ids)
+    build_report(out_dir, records, run_ids=plan_ids, raw_csv=raw_csv)
     return SuiteOutcome(
         out_dir,
         Counter(r["status"] for r in current),

@@ -268,7 +268,7 @@ def test_a_full_disk_is_failed_env_and_rerun_on_resume(tmp_path: Path) -> None:
     # The disk has space again: resume reruns it (every other failure would be reused).
     proc = _cli(tmp_path, None, "run", str(suite), "--out", str(out), "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "1 to run, 0 already recorded" in proc.stderr
+    assert "1 to run (1 again after an environment fault, failed_env), 0 already recorded" in proc.stderr
     (rec,) = _records(out)
     assert rec["status"] == "success"
 

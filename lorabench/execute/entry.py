@@ -41,7 +41,8 @@ class BadForkError(RuntimeError):
 
 def _redirect_output(log_path: Path) -> None:
     """Send this process's stdout/stderr (and C-level writes) to the run's log file."""
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    # O_NOFOLLOW: a log.txt planted as a link is refused, never written through.
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)
@@ -214,10 +215,20 @@ def probe_env(conn: Any) -> None:
     try:
         from lorabench.provenance import device_environment
 
-        conn.send(device_environment())
+        msg = device_environment()
     except BaseException as exc:
-        conn.send({"device_probe_error": f"{type(exc).__name__}: {exc}"})
-    conn.close()
+        msg = {"device_probe_error": f"{type(exc).__name__}: {exc}"}
+    send_quietly(conn, msg)
+
+
+def send_quietly(conn: Any, msg: Any) -> bool:
+    """Send ``msg`` to the driver; False, with no traceback, when it stopped listening (Ctrl-C, exit)."""
+    try:
+        conn.send(msg)
+        conn.close()
+    except (OSError, EOFError):  # BrokenPipeError: the driver closed its end and needs no answer
+        return False
+    return True
 
 
 def noop(conn: Any) -> None:

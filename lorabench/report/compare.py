@@ -22,6 +22,7 @@ from typing import Any
 
 from lorabench.errors import UsageError
 from lorabench.metrics import METRICS
+from lorabench.report.escape import md_cell, md_text
 from lorabench.report.results import Point, PointKey, group
 from lorabench.stats import Agg
 
@@ -328,12 +329,17 @@ def render(diffs: list[PointDiff], fmt: str = "md") -> str:
         names = sorted(names, key=lambda n: METRICS.get(n).kind != "quality")  # stable: quality first
         table = []
         for p in pts:
-            row = {"point": p.label, "status": _status_cell(p)}
+            row = {"point": md_cell(p.label), "status": md_cell(_status_cell(p))}
             by_name = {d.metric: d for d in p.deltas}
             for n in names:
                 row[METRICS.get(n).header] = _cell(by_name[n]) if n in by_name else ""
             table.append(row)
-        out += [f"## {task}", "", tabulate(table, headers="keys", tablefmt="github", disable_numparse=True), ""]
+        out += [
+            f"## {md_text(task)}",
+            "",
+            tabulate(table, headers="keys", tablefmt="github", disable_numparse=True),
+            "",
+        ]
     out.append(
         "Each cell: baseline → current (change); an unchanged value is shown once. ▲! better, ▼! worse (in each "
         "metric's registered direction) and outside the noise: beyond the metric's tolerance, or with >= 2 seeds "

@@ -15,6 +15,7 @@ import pandas as pd
 
 from lorabench.metrics import METRICS, Metric, peak_memory, record_values, step_time_spread
 from lorabench.record import flat_row
+from lorabench.report.escape import md_cell, md_text
 from lorabench.report.results import POINT, REPORT_FLAGS, Point, group, run_from_record, sort_points
 from lorabench.sanity import FLAG_MEANINGS
 from lorabench.stats import Agg
@@ -221,7 +222,9 @@ def leaderboard_markdown(points: list[Point]) -> str:
     for task, pts in by_task(points).items():
         disp, flags = task_table(pts)
         primary = next((p.primary for p in pts if p.primary), None)
-        head = f"## {task}"
+        disp = disp.map(lambda v: md_cell(v) if isinstance(v, str) else v)
+        disp.columns = [md_cell(c) for c in disp.columns]
+        head = f"## {md_text(task)}"
         if primary:
             head += f" (sorted by {primary}, {METRICS.get(primary).direction})"
         out += [head, "", tabulate(disp, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), ""]

@@ -194,13 +194,15 @@ def _train_loss(r: dict[str, Any]) -> list[tuple[float, float]]:
 
 def _predictions(out_dir: Path, run_id: str) -> list[dict[str, Any]]:
     path = out_dir / "runs" / run_id / "predictions.jsonl"
-    if not path.is_file():
+    if path.is_symlink() or not path.is_file():
         return []
     rows = []
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8", errors="replace") as fh:
             for line in itertools.islice(fh, PREDICTIONS_PER_RUN):
                 row = json.loads(line)
+                if not isinstance(row, dict):  # a corrupt file shows fewer examples, never stops the report
+                    continue
                 rows.append({k: str(row.get(k, ""))[:400] for k in ("input", "reference", "prediction") if k in row})
     except (OSError, ValueError):
         return rows

@@ -18,6 +18,7 @@ from typing import Any
 from lorabench.errors import UsageError
 from lorabench.metrics import METRICS, peak_memory, quality_metrics, record_values, step_time_spread
 from lorabench.record import load_records, recipe_hash
+from lorabench.report.escape import csv_unneutralise
 from lorabench.stats import Agg, aggregate
 
 POINT = ("task", "model", "method", "rank", "precision")
@@ -223,8 +224,9 @@ def runs_from_csv(path: Path) -> list[Run]:
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            rows = list(reader)
-            header = reader.fieldnames
+            # Text cells that lorabench neutralised against formula injection read back raw.
+            rows = [{csv_unneutralise(k): csv_unneutralise(v) for k, v in row.items()} for row in reader]
+            header = [csv_unneutralise(h) for h in reader.fieldnames or []]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
     if not header:
