@@ -135,6 +135,7 @@ def test_counter_rounds_to_blocks_and_frees() -> None:
     assert module_group("lm_head") == "lm_head"
 
 
+@pytest.mark.slow
 def test_estimate_trace_cli_prints_both_and_json_says_which(small_gpt2: str) -> None:
     common = ["--method", "lora", "--precision", "bf16", "--batch-size", "2", "--seq-len", "32", "--trace"]
     out = run_cli("estimate", small_gpt2, *common)
