@@ -87,6 +87,7 @@ SUITE_OF = {
     "smoke": REPO / "suites" / "smoke.yaml",
     "real_encoder": REPO / "suites" / "examples" / "real_encoder.yaml",
     "real_encoder_short": REPO / "suites" / "examples" / "real_encoder_short.yaml",
+    "examples-peft-zoo": REPO / "suites" / "examples" / "peft_zoo.yaml",
 }
 
 

@@ -397,6 +397,7 @@ def test_position_limits_of_local_and_cached_hub_models(tmp_path: Path) -> None:
     local = tmp_path / "small-gpt2"
     local.mkdir()
     (local / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_positions": 64}))
+    (local / "tokenizer.json").write_text("{}")  # validate only looks for tokenizer files; the run loads them
     # A hub model in the HF cache (the layout huggingface_hub writes): its config is read offline.
     snap = tmp_path / "hf" / "models--acme--tiny" / "snapshots" / "abc123"
     snap.mkdir(parents=True)
