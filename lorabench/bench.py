@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from lorabench import atomic
 from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.plan import RunSpec, expand
 from lorabench.record import TRANSIENT_STATUSES, load_records, make_record, read_record, write_record
+from lorabench.run import progress as run_progress
 from lorabench.suite.schema import Suite
 
 #: What a run writes in ``runs/<run_id>/``: none of it may be a symbolic link.
@@ -161,15 +163,22 @@ def _run_locked(
             env = base_environment(executor)
             _prepare_builtins(executor, todo, out_dir)
             bar = tqdm(total=len(todo), desc=f"{suite.name}", unit="run", disable=not progress, file=log)
+            status = StatusLine(bar, todo, runs_dir) if progress else None
             items = ((spec, runs_dir / spec.run_id) for spec in todo)
-            for spec, result in executor.run_many(items):
-                record = make_record(spec, dict(result), env)
-                write_record(runs_dir / spec.run_id, record, result.get("predictions"))
-                ran += 1
-                bar.update(1)
-                bar.set_postfix_str(spec.label)
-                if record["status"] != "success":
-                    bar.write(f"  {spec.label}: {record['status']}: {record['error']}", file=log)
+            try:
+                for spec, result in executor.run_many(items):
+                    record = make_record(spec, dict(result), env)
+                    write_record(runs_dir / spec.run_id, record, result.get("predictions"))
+                    (runs_dir / spec.run_id / run_progress.FILENAME).unlink(missing_ok=True)
+                    ran += 1
+                    bar.update(1)
+                    if status is not None:
+                        status.done(spec.run_id)
+                    if record["status"] != "success":
+                        bar.write(f"  {spec.label}: {record['status']}: {record['error']}", file=log)
+            finally:
+                if status is not None:
+                    status.stop()
             bar.close()
     except KeyboardInterrupt:
         interrupted = True
@@ -194,6 +203,54 @@ def _run_locked(
         reused_failures,
         [f"{r['run_id']} {r['label']} ({r['status']})" for r in others],
     )
+
+
+class StatusLine:
+    """The progress bar's status: the running point(s) with their step and loss.
+
+    Runs are other processes; each writes ``runs/<id>/progress.json`` when it logs the loss
+    (lorabench.run.progress). A daemon thread reads those of the runs still pending once
+    a second, so a long run shows ``tiny-bert/lora-r8/...: step 120/200, loss 0.41``
+    instead of sitting at ``0/2``; before any file appears, the next point in order is
+    shown as starting.
+    """
+
+    def __init__(self, bar: Any, specs: list[RunSpec], runs_dir: Path, every_s: float = 1.0) -> None:
+        self.bar, self.runs_dir, self.every_s = bar, runs_dir, every_s
+        self.pending = {s.run_id: s.label for s in specs}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.refresh()
+        self._thread = threading.Thread(target=self._loop, name="lorabench-status", daemon=True)
+        self._thread.start()
+
+    def text(self) -> str:
+        with self._lock:
+            pending = list(self.pending.items())
+        running = [
+            run_progress.status_text(label, p)
+            for rid, label in pending
+            if (p := run_progress.read(self.runs_dir / rid)) is not None
+        ]
+        if not running and pending:
+            running = [run_progress.status_text(pending[0][1], None)]
+        return "; ".join(running)
+
+    def refresh(self) -> None:
+        self.bar.set_postfix_str(self.text(), refresh=True)
+
+    def done(self, run_id: str) -> None:
+        with self._lock:
+            self.pending.pop(run_id, None)
+        self.refresh()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _record_unavailable(specs: list[RunSpec], unavailable: dict[str, str], runs_dir: Path) -> int:

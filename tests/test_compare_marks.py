@@ -40,6 +40,8 @@ def test_changes_inside_the_noise_are_unmarked() -> None:
         "34,028 → 34,029 (+0.0%)",  # a byte compared exactly, not flagged
         "534 → 539 (+0.9%)",  # RSS within its 3% noise
     ]
+    steps = render(compare_points(group([_run({"step_ms": 21.6})]), group([_run({"step_ms": 22.7})])))
+    assert "21.6 → 22.7 (+5.1%) |" in steps  # timing within its 25% noise: no mark
     worse = group([_run({"perplexity": 7.0, "adapter_bytes": 34_028.0, "peak_mem_train_mb": 534.0})])
     assert "5.757 → 7.000 (+21.6% ▼!)" in render(compare_points(base, worse))
 

@@ -416,3 +416,41 @@ def test_freezing_a_baseline_replaces_only_a_baseline(tmp_path, capsys) -> None:
 
     with pytest.raises(Exception, match="is a frozen baseline"):
         claim(old, "smoke")  # a run never writes into a baseline
+
+
+def test_params_and_estimate_answer_a_huge_rank_from_the_config_and_refuse_rank_0(capsys) -> None:
+    """--rank 10^8 once allocated ~38 GB of adapter weights; the count needs none (meta device)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    code, _ = cli(capsys, "params", "builtin:tiny-gpt2", "--method", "lora", "--rank", "100000000", "--json")
+    assert code == 0
+    args = ["builtin:tiny-gpt2", "--method", "lora", "--precision", "fp32", "--batch-size", "1", "--seq-len", "8"]
+    assert cli(capsys, "estimate", *args, "--rank", "100000000")[0] == 0
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 2048, grown_mb  # adapter weights of rank 10^8 on this model would be tens of GB
+    for cmd in (["params", "builtin:tiny-gpt2", "--method", "lora"], ["estimate", *args]):
+        code, err = cli(capsys, *cmd, "--rank", "0")
+        assert code == 2 and "--rank should be >= 1, got 0" in err, err
+
+
+@pytest.mark.parametrize("content", ["[1, 2, 3]", "n_embd=-5"])
+def test_a_config_json_that_cannot_build_a_model_is_one_line(tmp_path, capsys, content: str) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    if content == "n_embd=-5":
+        from transformers import GPT2Config
+
+        cfg = GPT2Config(n_layer=2, n_head=2, n_embd=16).to_dict()
+        cfg["n_embd"] = -5
+        content = json.dumps(cfg)
+        needle = "n_embd must be >= 0, got -5"
+    else:
+        needle = "a config.json must be a JSON object, got list"
+    (model / "config.json").write_text(content)
+    for cmd in (
+        ["params", str(model), "--method", "lora"],
+        ["estimate", str(model), "--method", "lora", "--precision", "fp32", "--batch-size", "1", "--seq-len", "8"],
+    ):
+        code, err = cli(capsys, *cmd)
+        assert code == 2 and needle in err and err.count("\n") == 1, err

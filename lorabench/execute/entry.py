@@ -106,6 +106,9 @@ def run_here(
     path = Path(run_dir)
     path.mkdir(parents=True, exist_ok=True)
     _redirect_output(path / "log.txt")
+    from lorabench.run import progress
+
+    progress.set_run_dir(path)
     startup: dict[str, float | None] = {"import_s": None, "cuda_init_s": None}
     t0 = time.perf_counter()
     try:
