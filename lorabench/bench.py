@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from lorabench.models.ref import ModelKind, ModelRef
-from lorabench.plan import RunSpec, expand
+from lorabench.plan import expand
 from lorabench.record import load_records, make_record, read_record, write_record
+from lorabench.spec import RunSpec
 from lorabench.suite.schema import Suite
 
 
@@ -132,8 +133,8 @@ def _run_locked(
     interrupted = False
     ran = 0
     if unavailable:
-        ran += _record_unavailable([s for s in todo if s.model["path"] in unavailable], unavailable, runs_dir)
-        todo = [s for s in todo if s.model["path"] not in unavailable]
+        ran += _record_unavailable([s for s in todo if s.model.path in unavailable], unavailable, runs_dir)
+        todo = [s for s in todo if s.model.path not in unavailable]
     own = executor is None and bool(todo)
     executor = make_executor() if own else executor
     try:
@@ -184,7 +185,7 @@ def _record_unavailable(specs: list[RunSpec], unavailable: dict[str, str], runs_
         return 0
     env = {**static_environment(), **git_state()}
     for spec in specs:
-        result: dict[str, Any] = {"status": "failed", "error": unavailable[spec.model["path"]], "wall_s": 0.0}
+        result: dict[str, Any] = {"status": "failed", "error": unavailable[spec.model.path], "wall_s": 0.0}
         write_record(runs_dir / spec.run_id, make_record(spec, result, env))
         print(f"  {spec.label}: failed: {result['error']}", file=sys.stderr)
     return len(specs)
@@ -192,7 +193,7 @@ def _record_unavailable(specs: list[RunSpec], unavailable: dict[str, str], runs_
 
 def _prepare_builtins(executor: Any, todo: list[RunSpec], out_dir: Path) -> None:
     log = sys.stderr
-    builtins = sorted({s.model["path"] for s in todo if ModelRef.parse(s.model["path"]).kind is ModelKind.BUILTIN})
+    builtins = sorted({s.model.path for s in todo if s.model.ref.kind is ModelKind.BUILTIN})
     missing = [b for b in builtins if not builtin_ready(b)]
     if not missing:
         return

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lorabench.errors import UsageError
-from lorabench.plan import RunSpec
+from lorabench.spec import RunSpec
 from lorabench.vocab import STATUSES, MiB
 
 SCHEMA_VERSION = 1

@@ -311,7 +311,7 @@ def _config_dir(model: str) -> str:
             raise UsageError(BUILTIN_MODELS.unknown_message(ref.name))
         if BUILTIN_MODELS.get(ref.name).loader is not None:
             raise UsageError(f"{model} is a hand-written model with no transformers config to estimate from")
-        return resolve_path({"path": model})
+        return resolve_path(model)
     shipped = ref.shipped_dir()
     if shipped is not None:
         return shipped
@@ -351,7 +351,7 @@ def estimate_model(
 
     from lorabench.accounting.params import meta_model, method_options, read_config
     from lorabench.methods import METHODS
-    from lorabench.methods.base import MethodContext
+    from lorabench.methods.base import method_context
     from lorabench.models.loading import CLASSIFIER_HEADS
 
     if precision not in PRECISIONS:
@@ -379,8 +379,9 @@ def estimate_model(
             if name.split(".")[-1] not in CLASSIFIER_HEADS:
                 quant_ids[id(mod.weight)] = mod.weight.shape[1 if conv1d else 0]
     base_ids = {id(p) for p in net.parameters()}
-    ctx = MethodContext(
-        rank=(rank or cls.default_rank) if cls.uses_rank else None,
+    ctx = method_context(
+        cls,
+        rank=rank,
         options=options,
         task_family=family,
         precision=precision,

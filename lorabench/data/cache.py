@@ -71,14 +71,14 @@ def _code() -> str:
     return h.hexdigest()
 
 
-def cache_key(task: Any, tokenizer: Any, train: dict[str, Any]) -> str:
+def cache_key(task: Any, tokenizer: Any, max_seq_len: int) -> str:
     blob = json.dumps(
         {
             "version": CACHE_VERSION,
             "task": f"{type(task).__module__}.{type(task).__qualname__}",
             "family": task.family,
             "options": task.options,
-            "max_seq_len": train["max_seq_len"],
+            "max_seq_len": max_seq_len,
             "tokenizer": tokenizer_fingerprint(tokenizer),
             "files": _files(task.options["data"], task.task_name),
             "code": _code(),
@@ -115,15 +115,15 @@ def _decode(text: str) -> Any:
     return TaskData(train=train, eval=evals, info=info)
 
 
-def prepare_cached(task: Any, tokenizer: Any, train: dict[str, Any]) -> Any:
-    """``task.prepare(tokenizer, train)``, from the on-disk cache when an identical call ran before.
+def prepare_cached(task: Any, tokenizer: Any, max_seq_len: int) -> Any:
+    """``task.prepare(tokenizer, max_seq_len)``, from the on-disk cache when an identical call ran before.
 
     ``info['cache']`` says ``hit`` or ``miss`` and ``info['cache_key']`` names the entry.
     An unreadable entry is rebuilt, never trusted. A miss returns the data as read back
     from its JSON form, so a run behaves the same whether its data came from the cache or not
     (tuples become lists either way).
     """
-    key = cache_key(task, tokenizer, train)
+    key = cache_key(task, tokenizer, max_seq_len)
     path = cache_dir() / f"{key}.json"
     if path.is_file() and not path.is_symlink():
         try:
@@ -132,7 +132,7 @@ def prepare_cached(task: Any, tokenizer: Any, train: dict[str, Any]) -> Any:
             return data
         except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             pass  # rebuilt below and overwritten
-    text = _encode(task.prepare(tokenizer, train))
+    text = _encode(task.prepare(tokenizer, max_seq_len))
     data = _decode(text)
     data.info.update(cache="miss", cache_key=key)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
-from lorabench.plan import RunSpec
+from lorabench.spec import RunSpec
 
 
 class RunResult(TypedDict, total=False):
@@ -87,5 +87,5 @@ def log_tail(path: Path, n: int = 20) -> str | None:
 
 
 def timeout_of(spec: RunSpec) -> float | None:
-    """The spec's ``execution.timeout_s`` (None: no limit)."""
-    return float(spec.execution.get("timeout_s") or 0) or None
+    """The spec's ``execution.timeout_s``: the schema requires one, > 0."""
+    return spec.execution.timeout_s

@@ -96,8 +96,8 @@ def run_here(spec_dict: dict[str, Any], run_dir: str, device_slot: str | None = 
     t0 = time.perf_counter()
     try:
         startup = start_run(spec_dict, device_slot)
-        from lorabench.plan import RunSpec
         from lorabench.run.pipeline import run_point
+        from lorabench.spec import RunSpec
 
         t0 = time.perf_counter()
         result: dict[str, Any] = run_point(RunSpec.from_dict(spec_dict), path)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorabench.methods.base import MethodContext
+from lorabench.methods.base import MethodContext, resolve_alpha
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, lora_default_targets, target_modules
 
 
@@ -62,7 +62,7 @@ class AdaLoRA(PeftMethod):
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING
 
         opts: AdaLoraOptions = ctx.options
-        rank = ctx.rank or self.default_rank
+        rank = self.resolve_rank(ctx.rank)
         # Parameter counting (lorabench params) builds the config without a run: any
         # positive step count gives the same parameters.
         total = ctx.train_steps or 1
@@ -72,7 +72,7 @@ class AdaLoRA(PeftMethod):
         return AdaLoraConfig(
             target_r=rank,
             init_r=opts.init_r if opts.init_r is not None else max(rank, (3 * rank) // 2),
-            lora_alpha=opts.alpha if opts.alpha is not None else 2 * rank,
+            lora_alpha=resolve_alpha(opts.alpha, rank),
             lora_dropout=opts.dropout,
             target_modules=targets,
             total_step=total,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from lorabench.methods.base import MethodContext
+from lorabench.methods.base import MethodContext, resolve_alpha
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
 
 
@@ -39,10 +39,10 @@ class LoRA(PeftMethod):
         from peft import LoraConfig
 
         opts: LoraOptions = ctx.options
-        rank = ctx.rank or self.default_rank
+        rank = self.resolve_rank(ctx.rank)
         return LoraConfig(
             r=rank,
-            lora_alpha=opts.alpha if opts.alpha is not None else 2 * rank,
+            lora_alpha=resolve_alpha(opts.alpha, rank),
             lora_dropout=opts.dropout,
             target_modules=target_modules(ctx, opts.target_modules),
             bias=opts.bias,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorabench.methods.base import HEAD_NAMES, Method, MethodContext, head_parameter_names
+from lorabench.methods.base import HEAD_NAMES, Method, MethodContext, head_parameter_names, resolve_alpha
 
 FILENAME = "lora_ref.safetensors"
 
@@ -82,7 +82,7 @@ class LoRARef(Method):
         from lorabench.methods.lora_ref_layer import add_lora
 
         opts: LoraRefOptions = ctx.options
-        rank = ctx.rank or self.default_rank
+        rank = self.resolve_rank(ctx.rank)
         targets = resolve_targets(model, ctx, opts.target_modules)
         # A head that is also a LoRA target (e.g. the hand-written classifier's only
         # linear) gets the low-rank update instead of full training.
@@ -91,7 +91,7 @@ class LoRARef(Method):
         }
         for p in model.parameters():
             p.requires_grad_(False)
-        add_lora(model, targets, rank, opts.alpha if opts.alpha is not None else 2.0 * rank, opts.dropout)
+        add_lora(model, targets, rank, float(resolve_alpha(opts.alpha, rank)), opts.dropout)
         params = dict(model.named_parameters())
         for n in head:
             params[n].requires_grad_(True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lorabench.methods.base import MethodContext
+from lorabench.methods.base import MethodContext, resolve_alpha
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
 
 
@@ -56,10 +56,10 @@ class LycorisMethod(PeftMethod):
         import peft
 
         opts: LycorisOptions = ctx.options
-        rank = ctx.rank or self.default_rank
+        rank = self.resolve_rank(ctx.rank)
         return getattr(peft, self.peft_config_class)(
             r=rank,
-            alpha=opts.alpha if opts.alpha is not None else 2 * rank,
+            alpha=resolve_alpha(opts.alpha, rank),
             rank_dropout=opts.rank_dropout,
             module_dropout=opts.module_dropout,
             target_modules=target_modules(ctx, opts.target_modules),

@@ -60,6 +60,10 @@ class PrefixTuning(PeftMethod):
             **(kv_shape(model_config) if model_config is not None else {}),
         )
 
+    @classmethod
+    def extra_positions(cls, options: PrefixTuningOptions) -> int:
+        return options.num_virtual_tokens
+
     def apply(self, model: Any, ctx: MethodContext) -> Any:
         from peft import get_peft_model
 

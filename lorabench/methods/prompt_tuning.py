@@ -41,6 +41,10 @@ class PromptTuning(PeftMethod):
             task_type=PEFT_TASK_TYPES[ctx.task_family],
         )
 
+    @classmethod
+    def extra_positions(cls, options: PromptTuningOptions) -> int:
+        return options.num_virtual_tokens
+
     def apply(self, model: Any, ctx: MethodContext) -> Any:
         return strip_virtual_logits(super().apply(model, ctx), ctx)
 

@@ -40,7 +40,7 @@ class VeRA(PeftMethod):
 
         opts: VeraOptions = ctx.options
         return VeraConfig(
-            r=ctx.rank or self.default_rank,
+            r=self.resolve_rank(ctx.rank),
             vera_dropout=opts.dropout,
             d_initial=opts.d_initial,
             projection_prng_key=opts.projection_seed,

@@ -16,12 +16,15 @@ in a suite is the ``full`` method. Weights start from a seeded initialisation
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from lorabench.vocab import QUANTIZED
+
+if TYPE_CHECKING:
+    from lorabench.suite.schema import ModelDef, QuantSettings
 
 MODEL_TYPE = "handwritten-classifier"
 
@@ -76,10 +79,10 @@ class HandwrittenClassifier(nn.Module):
 
 
 def load(
-    model: dict[str, Any],
+    model: ModelDef,
     family: str,
     precision: str,
-    quant: dict[str, Any],
+    quant: QuantSettings,
     device: str,
     model_kwargs: dict[str, Any] | None = None,
 ) -> tuple[HandwrittenClassifier, Any, dict[str, Any]]:
@@ -89,7 +92,7 @@ def load(
     from lorabench.models.loading import DTYPES, ModelLoadError
     from lorabench.models.ref import ModelRef
 
-    spec = BUILTIN_MODELS.get(ModelRef.parse(model["path"]).name)
+    spec = BUILTIN_MODELS.get(ModelRef.parse(model.path).name)
     if family != "classification":
         raise ModelLoadError(f"builtin:{spec.name} is a text classifier; it cannot serve a {family} task")
     if precision in QUANTIZED:
@@ -110,7 +113,7 @@ def load(
     net.to(device=device, dtype=getattr(torch, DTYPES[precision]))
     info = {
         "model_type": MODEL_TYPE,
-        "resolved_path": model["path"],
+        "resolved_path": model.path,
         "auto_class": None,
         "init": f"seeded random initialisation (seed {spec.seed}); no pretraining",
     }

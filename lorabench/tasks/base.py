@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from lorabench.suite.schema import EvalSettings
 
 
 @dataclass
@@ -38,8 +42,8 @@ class Task:
         self.task_name = task_name
         self.options = options
 
-    def resolve_family(self, model: dict[str, Any]) -> str:
-        """The model family this task runs with on ``model`` (a resolved model definition)."""
+    def resolve_family(self, encoder_decoder: Callable[[], bool]) -> str:
+        """The model family this task runs with; ``encoder_decoder()`` asks the model's config, if needed."""
         return self.family
 
     def model_kwargs(self) -> dict[str, Any]:
@@ -49,10 +53,10 @@ class Task:
     def check_model(self, model: Any) -> None:
         """Raise a clear error when the loaded model cannot serve this task (e.g. head size)."""
 
-    def prepare(self, tokenizer: Any, train: dict[str, Any]) -> TaskData:
+    def prepare(self, tokenizer: Any, max_seq_len: int) -> TaskData:
         """Load, subsample (by ``data_seed``) and tokenise the data.
 
-        It may depend only on the task options, the tokenizer and ``train['max_seq_len']``:
+        It may depend only on the task options, the tokenizer and ``max_seq_len``:
         :func:`lorabench.data.cache.prepare_cached` keys its on-disk cache on exactly those.
         """
         raise NotImplementedError
@@ -65,7 +69,7 @@ class Task:
         """Non-padding tokens the model processed (inputs, plus decoder labels for seq2seq)."""
         return int(batch["attention_mask"].sum())
 
-    def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: dict[str, Any], ctx: Any) -> EvalResult:
+    def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: EvalSettings, ctx: Any) -> EvalResult:
         raise NotImplementedError
 
 
