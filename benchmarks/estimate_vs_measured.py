@@ -6,7 +6,9 @@ QLoRA nf4} × seq {512, 2048} × {without, with gradient checkpointing}; LoRA r1
 every linear layer, AdamW, batch 4 at seq 512 and 1 at 2048. Each row loads and
 prepares the model exactly as a run does, trains a few steps through lorabench's own
 loop, and reads ``torch.cuda.max_memory_allocated`` over the training phase; the
-estimate's ``allocated_bytes`` is the matching figure (it leaves the CUDA context out).
+estimate's ``allocated_bytes`` is the matching figure (it leaves the CUDA context out),
+and so is the traced estimate's (``lorabench estimate --trace``), computed in the same
+process before the model is loaded.
 
 CPU (``--device cpu``): the built-in models and the GPT-2 124M shape, where the
 comparison is with the growth of peak RSS (VmHWM) from just before the model is loaded
@@ -122,6 +124,25 @@ def measure(row: dict[str, Any]) -> dict[str, Any]:
         task_type=task_type,
     )
     out: dict[str, Any] = {"estimate_allocated": est.allocated_bytes, "breakdown": est.breakdown}
+    from lorabench.accounting.trace import Untraceable, trace_model
+
+    try:  # the traced step on fake tensors, before anything is allocated for real
+        traced = trace_model(
+            args.model,
+            args.method,
+            args.precision,
+            args.batch_size,
+            args.seq_len,
+            rank=args.rank,
+            target_modules=args.target_modules.split(",") if args.target_modules else None,
+            grad_checkpointing=args.grad_checkpointing,
+            device=device,
+            task_type=task_type,
+        )
+        out["trace_allocated"] = traced.allocated_bytes
+    except Untraceable as exc:
+        out["trace_allocated"] = None
+        out["trace_note"] = str(exc)
     import psutil
 
     base_rss = int(psutil.Process().memory_info().rss)  # libraries imported, model not yet loaded
@@ -196,18 +217,21 @@ def grid(device: str, root: Path, steps: int) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]], device: str) -> str:
     what = "max_memory_allocated" if device == "cuda" else "peak RSS growth"
     lines = [
-        f"| config | batch x seq | grad ckpt | estimate MiB | measured MiB ({what}) | estimate / measured |",
-        "|---|---|---|---|---|---|",
+        f"| config | batch x seq | grad ckpt | estimate MiB | trace MiB | measured MiB ({what}) "
+        "| estimate / measured | trace / measured |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         a, res = r["args"], r["result"]
         est = res.get("estimate_allocated")
         meas = res.get("measured_allocated") if device == "cuda" else res.get("measured_rss_growth")
+        tr = res.get("trace_allocated")
         ratio = f"{est / meas:.2f}" if est and meas else res.get("status", "")
+        t_ratio = f"{tr / meas:.2f}" if tr and meas else res.get("status", "")
         lines.append(
             f"| {r['label']} | {a['batch_size']} x {a['seq_len']} | {'yes' if a['grad_checkpointing'] else 'no'} | "
-            f"{'' if est is None else f'{est / 2**20:,.1f}'} | {'' if meas is None else f'{meas / 2**20:,.1f}'} "
-            f"| {ratio} |"
+            f"{'' if est is None else f'{est / 2**20:,.1f}'} | {'' if tr is None else f'{tr / 2**20:,.1f}'} "
+            f"| {'' if meas is None else f'{meas / 2**20:,.1f}'} | {ratio} | {t_ratio} |"
         )
     return "\n".join(lines) + "\n"
 

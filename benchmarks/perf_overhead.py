@@ -68,7 +68,6 @@ def prepare(spec: Any) -> tuple[Any, Any, Any, Any]:
     """(model, task, ctx, device): the same setup steps as ``run_point``."""
     import torch
 
-    from lorabench.methods import METHODS
     from lorabench.models.loading import load_model
     from lorabench.run.pipeline import RunContext, amp_dtype, apply_method, seed_everything
     from lorabench.tasks import TASK_TYPES
@@ -83,7 +82,7 @@ def prepare(spec: Any) -> tuple[Any, Any, Any, Any]:
         spec.model, task.family, spec.precision, spec.quantization, device, task.model_kwargs()
     )
     mctx = spec.method_context(task.family, info["model_type"], spec.train.steps)
-    model = apply_method(spec, METHODS.get(spec.method)(), model, mctx)
+    model = apply_method(spec, spec.method_cls(), model, mctx)
     ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=0)
     return model, task, ctx, device
 

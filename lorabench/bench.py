@@ -21,7 +21,7 @@ from typing import Any
 
 from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.plan import expand
-from lorabench.record import load_records, make_record, read_record, write_record
+from lorabench.record import TRANSIENT_STATUSES, load_records, make_record, read_record, write_record
 from lorabench.spec import RunSpec
 from lorabench.suite.schema import Suite
 
@@ -48,6 +48,9 @@ def _pending(
         path = runs_dir / spec.run_id / "record.json"
         if path.exists() and not force:
             rec = read_record(path)
+            if rec["status"] in TRANSIENT_STATUSES:
+                todo.append(spec)  # a full disk or similar: the run itself may well succeed now
+                continue
             if rec["status"] == "success" or not retry_failed:
                 reused += 1
                 if rec["status"] != "success":
@@ -137,6 +140,11 @@ def _run_locked(
         todo = [s for s in todo if s.model.path not in unavailable]
     own = executor is None and bool(todo)
     executor = make_executor() if own else executor
+    if todo and hasattr(executor, "startup_timeout_s"):
+        from lorabench.execute.base import startup_timeout_of
+
+        # The forkserver starts with the first process below (the environment probe).
+        executor.startup_timeout_s = max(startup_timeout_of(s) for s in todo)
     try:
         if todo:
             env = base_environment(executor)

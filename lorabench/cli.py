@@ -165,6 +165,20 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "methods" and args.peft_types:
+        from lorabench.methods.peft_type import quantized_support
+        from lorabench.methods.peft_zoo import CASES, FAMILIES, markdown
+
+        quantized = {t: quantized_support(t) for t in CASES}
+        if args.markdown:
+            print(markdown(quantized), end="")
+            return 0
+        for ptype in sorted(CASES):
+            cells = ", ".join(f"{f}: {CASES[ptype][f].outcome}" for f in FAMILIES)
+            print(f"{ptype:<24} {cells}; k-bit base: {'yes' if quantized[ptype] else 'refused'}")
+        return 0
+    if args.markdown or args.peft_types:
+        raise UsageError("--peft-types and --markdown go with `lorabench list methods --peft-types`")
     if args.what == "methods":
         from lorabench.methods import METHODS
 
@@ -211,20 +225,35 @@ def _names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+def _peft_options(args: argparse.Namespace) -> object | None:
+    """``--method peft:TYPE`` with ``--peft-config``: the checked options (None for a registered method)."""
+    if not args.method.startswith("peft:"):
+        if args.peft_config:
+            raise UsageError("--peft-config goes with --method peft:TYPE (e.g. peft:OFT)")
+        return None
+    if getattr(args, "alpha", None) is not None:
+        raise UsageError("--alpha is for registered methods; give a peft type's scaling in --peft-config")
+    from lorabench.methods.peft_type import from_command_line
+
+    return from_command_line(args.method, args.peft_config, _names(args.target_modules))
+
+
 def _cmd_params(args: argparse.Namespace) -> int:
     import json
 
     from lorabench.accounting.params import count
 
+    opts = _peft_options(args)
     result = count(
         args.model,
         args.method,
         rank=args.rank,
         alpha=args.alpha,
-        target_modules=_names(args.target_modules),
+        target_modules=None if opts else _names(args.target_modules),
         task_type=args.task_type,
         num_labels=args.num_labels,
         precision=args.precision,
+        method_opts=opts,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -240,19 +269,12 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_estimate(args: argparse.Namespace) -> int:
-    import json
-
-    from lorabench.accounting.estimate import estimate_model
-
-    result = estimate_model(
-        args.model,
-        args.method,
-        args.precision,
-        args.batch_size,
-        args.seq_len,
+def _estimate_kwargs(args: argparse.Namespace) -> dict:
+    opts = _peft_options(args)
+    return dict(
         rank=args.rank,
-        target_modules=_names(args.target_modules),
+        target_modules=None if opts else _names(args.target_modules),
+        method_opts=opts,
         grad_checkpointing=args.grad_checkpointing,
         optimizer=args.optimizer,
         attn=args.attn_implementation,
@@ -260,8 +282,33 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         compute_dtype=args.compute_dtype,
         loss=args.loss,
     )
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    import json
+
+    from lorabench.accounting.estimate import estimate_model
+
+    kwargs = _estimate_kwargs(args)
+    result = estimate_model(args.model, args.method, args.precision, args.batch_size, args.seq_len, **kwargs)
+    traced, rows, flags = None, [], []
+    if args.trace:
+        from lorabench.accounting.trace import Untraceable, compare, trace_model
+
+        try:
+            traced = trace_model(args.model, args.method, args.precision, args.batch_size, args.seq_len, **kwargs)
+            rows, flags = compare(result, traced)
+        except Untraceable as exc:  # never silently: the analytic figure stands, and says why
+            result.notes.append(f"not traced, analytic figure only: {exc}")
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        if traced is None:
+            print(json.dumps(result.to_dict(), indent=2))
+        else:
+            out = traced.to_dict()
+            out["notes"] = out["notes"] + [f"disagreement: {f}" for f in flags]
+            out["analytic"] = result.to_dict()
+            out["comparison"] = rows
+            print(json.dumps(out, indent=2))
         return 0
     inp = result.inputs
     rank = "" if inp["rank"] is None else f" r={inp['rank']}"
@@ -269,13 +316,35 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         f"{inp['model']}: {inp['method']}{rank} at {inp['precision']}, batch {inp['batch_size']} x seq {inp['seq_len']}, {inp['optimizer']}, "
         f"{inp['attn_implementation']}{', grad checkpointing' if inp['grad_checkpointing'] else ''}"
     )
+    print("analytic terms:")
     for key, value in result.breakdown.items():
         print(f"  {key:<24} {value / MiB:>12,.1f} MiB")
     print(f"  {'allocated (torch)':<24} {result.allocated_bytes / MiB:>12,.1f} MiB")
     print(f"  {'peak (with context)':<24} {result.peak_bytes / MiB:>12,.1f} MiB")
+    if traced is not None:
+        print(f"traced (live at the peak, in {traced.detail['phase']}):")
+        for key, value in traced.breakdown.items():
+            print(f"  {key:<24} {value / MiB:>12,.1f} MiB")
+        print(
+            "  by module: " + ", ".join(f"{k} {v / MiB:,.0f}" for k, v in list(traced.detail["by_module"].items())[:6])
+        )
+        print(f"{'':<46}{'analytic':>12} {'trace':>12}  (MiB)")
+        for row in rows:
+            print(f"  {row['term']:<44}{row['analytic'] / MiB:>12,.1f} {row['trace'] / MiB:>12,.1f}")
+        print(f"  {'peak (with context)':<44}{result.peak_bytes / MiB:>12,.1f} {traced.peak_bytes / MiB:>12,.1f}")
+        for flag in flags:
+            print(f"disagreement: {flag}")
+        for note in traced.notes:
+            print(f"note: {note}")
     for note in result.notes:
         print(f"note: {note}")
     return 0
+
+
+PEFT_CONFIG_HELP = (
+    "with --method peft:TYPE: the type's config fields as a YAML/JSON mapping, e.g. "
+    "'{r: 8, oft_block_size: 0, target_modules: [query, value]}' (checked as a suite's are)"
+)
 
 
 def _add_estimate(sub: argparse._SubParsersAction) -> None:
@@ -286,7 +355,12 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
         "weights, adapter, gradients, optimiser state, activations, logits and the CUDA context (bytes).",
     )
     es.add_argument("model", help="builtin:NAME, a local directory with config.json, a config.json file, or a hub id")
-    es.add_argument("--method", required=True, help="a registered method (lorabench list methods)")
+    es.add_argument(
+        "--method",
+        required=True,
+        help="a registered method (lorabench list methods), or peft:TYPE for any peft type (with --peft-config)",
+    )
+    es.add_argument("--peft-config", help=PEFT_CONFIG_HELP)
     es.add_argument("--precision", required=True, choices=PRECISIONS)
     es.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
     es.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
@@ -302,8 +376,61 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
     es.add_argument(
         "--loss", default="default", choices=["default", "chunked", "liger"], help="the loss kernel (train.loss)"
     )
+    es.add_argument(
+        "--trace",
+        action="store_true",
+        help="also run one real training step on fake tensors (no memory, no GPU) and count what it allocates",
+    )
     es.add_argument("--json", action="store_true", help='print {"peak_bytes": ..., "breakdown": {...}, ...}')
     es.set_defaults(func=_cmd_estimate)
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import json
+
+    from lorabench.accounting.fit import fit, gpu_memory, parse_memory, parse_methods, rows_json, table
+
+    if (args.gpu is None) == (args.gpu_memory is None):
+        raise UsageError("give one of --gpu NAME or --gpu-memory SIZE")
+    if args.seq_len < 1:
+        raise UsageError("--seq-len should be >= 1")
+    budget = gpu_memory(args.gpu) if args.gpu else parse_memory(args.gpu_memory)
+    rows = fit(
+        args.model,
+        budget,
+        args.seq_len,
+        parse_methods(args.methods),
+        rank=args.rank,
+        optimizer=args.optimizer,
+        attn=args.attn_implementation,
+    )
+    if args.json:
+        print(json.dumps(rows_json(rows), indent=2))
+        return 0
+    print(f"{args.model} at seq {args.seq_len}, {args.optimizer}:")
+    print(table(rows, budget))
+    return 0
+
+
+def _add_fit(sub: argparse._SubParsersAction) -> None:
+    fp = sub.add_parser(
+        "fit",
+        help="which methods fit on a GPU, and at what batch size (traced on fake tensors, no GPU needed)",
+        description="For each method@precision, with and without gradient checkpointing: whether one training "
+        "step fits the card and the largest batch size that does (bisection on the traced peak, with a CUDA context "
+        "and fragmentation allowance; see lorabench/fit.py).",
+    )
+    fp.add_argument("model", help="config:NAME, builtin:NAME, a local directory with config.json, or a hub id")
+    card = fp.add_mutually_exclusive_group()
+    card.add_argument("--gpu-memory", help="the card's memory, e.g. 24GiB, 80GB, 40960MiB")
+    card.add_argument("--gpu", help="a known card: H100-80GB, A100-40GB, A100-80GB, L4, RTX4090, ...")
+    fp.add_argument("--seq-len", type=int, required=True)
+    fp.add_argument("--methods", default="full,lora,lora@int8,lora@nf4", help="method[@precision],... (default bf16)")
+    fp.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
+    fp.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
+    fp.add_argument("--attn-implementation", choices=["eager", "sdpa"])
+    fp.add_argument("--json", action="store_true", help="print a list of rows")
+    fp.set_defaults(func=_cmd_fit)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered methods, models, tasks or metrics")
     ls.add_argument("what", choices=["methods", "models", "tasks", "metrics"])
+    ls.add_argument(
+        "--peft-types",
+        action="store_true",
+        help="with methods: every peft type per task family (works / n/a / fails), from the tested table of cases",
+    )
+    ls.add_argument("--markdown", action="store_true", help="with --peft-types: the README's markdown table")
     ls.set_defaults(func=_cmd_list)
 
     pa = sub.add_parser(
@@ -359,7 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="builtin:NAME (lorabench list models), a hub id (needs the Hub or the HF cache) or a local directory "
         "with config.json",
     )
-    pa.add_argument("--method", required=True, help="a registered method (lorabench list methods)")
+    pa.add_argument(
+        "--method",
+        required=True,
+        help="a registered method (lorabench list methods), or peft:TYPE for any peft type (with --peft-config)",
+    )
+    pa.add_argument("--peft-config", help=PEFT_CONFIG_HELP)
     pa.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
     pa.add_argument("--alpha", type=float, help="scaling alpha, for methods with an `alpha` option")
     pa.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
@@ -379,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--json", action="store_true", help="print a JSON object")
     pa.set_defaults(func=_cmd_params)
     _add_estimate(sub)
+    _add_fit(sub)
     return p
 
 

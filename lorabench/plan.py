@@ -94,14 +94,39 @@ def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> 
 
 
 def _method_options(method: str, suite: Suite, col: Collector, cache: dict[str, Any]) -> Any:
-    from lorabench.methods import METHODS
+    from lorabench.methods import METHODS, is_peft_entry
 
     if method not in cache:
-        cls = METHODS.get(method)
         raw = suite.methods.get(method)
         line = key_line(suite.methods, method) if raw is not None else None
-        cache[method] = build(cls.Options, _without_train(raw), col, f"methods.{method}", line)
+        if method not in METHODS and is_peft_entry(raw):
+            from lorabench.methods.peft_type import check_config
+
+            cache[method] = check_config(method, raw, col, line, getattr(raw, "key_lines", {}))
+        else:
+            cls = METHODS.get(method)
+            cache[method] = build(cls.Options, _without_train(raw), col, f"methods.{method}", line)
     return cache[method]
+
+
+def _method_class(method: str, opts: Any) -> Any:
+    """The method's class; a peft-type entry's comes from its checked options."""
+    from lorabench.methods import METHODS
+
+    if method in METHODS:
+        return METHODS.get(method)
+    from lorabench.methods.peft_type import method_for
+
+    return method_for(method, opts)
+
+
+def _stored_options(method: str, opts: Any) -> Any:
+    """Options as the run spec holds them (a peft entry's ``r`` moves to the rank axis)."""
+    if method in METHODS:
+        return opts
+    from lorabench.methods.peft_type import without_rank
+
+    return without_rank(opts)
 
 
 # Per-method training overrides (`methods.<name>.train`): what shapes optimisation may
@@ -176,23 +201,39 @@ def expand(suite: Suite) -> list[RunSpec]:
     Rank is a per-method axis: methods without a rank get ``rank=None`` once, and an
     explicit rank on such a method (a block whose methods all ignore rank) is an error.
     """
-    from lorabench.methods import METHODS
+    from lorabench.methods import METHODS, is_peft_entry
 
     col = Collector(suite.file)
     opt_cache: dict[str, Any] = {}
     train_cache: dict[str, Any] = {}
-    for name in suite.methods:
-        if name not in METHODS:
-            col.error(key_line(suite.methods, name), f"methods.{name}: {METHODS.unknown_message(name)}")
+    peft_entries = {n for n, raw in suite.methods.items() if is_peft_entry(raw) and n not in METHODS}
+    for name, raw in suite.methods.items():
+        if name in METHODS and is_peft_entry(raw):
+            col.error(
+                key_line(suite.methods, name),
+                f"methods.{name}: {name!r} is a curated method with its own options; give the peft_type entry "
+                "another name (e.g. my-" + name + ")",
+            )
+        elif name not in METHODS and not is_peft_entry(raw):
+            col.error(
+                key_line(suite.methods, name),
+                f"methods.{name}: {METHODS.unknown_message(name)}; or define it by peft type: "
+                f"{{peft_type: OFT, config: {{...}}}}",
+            )
+    for name in sorted(peft_entries):
+        _method_options(name, suite, col, opt_cache)  # every entry is checked, used or not
+    known = set(METHODS.names()) | peft_entries
+    usable = {n for n in known if n in METHODS or opt_cache.get(n, MISSING) is not MISSING}
     specs: dict[str, RunSpec] = {}
     matched_rules: set[int] = set()
-    bad_combos: set[tuple[str, int | None]] = set()
+    bad_combos: set[tuple[Any, ...]] = set()
     for block, line in suite.blocks:
         for m in block.method:
-            if m not in METHODS:
+            if m not in known:
                 col.error(line, f"matrix: {METHODS.unknown_message(m)}")
-        methods = [m for m in block.method if m in METHODS]
-        if block.rank is not None and methods and not any(METHODS.get(m).uses_rank for m in methods):
+        methods = [m for m in block.method if m in usable]
+        classes = {m: _method_class(m, _method_options(m, suite, col, opt_cache)) for m in methods}
+        if block.rank is not None and methods and not any(classes[m].uses_rank for m in methods):
             col.error(line, f"matrix: `rank` is given but no method here uses one ({', '.join(methods)})")
         models = {m: _resolve_model(m, suite, col, line) for m in block.model}
         tasks = {t: _resolve_task(t, suite, col, line) for t in block.task}
@@ -200,7 +241,7 @@ def expand(suite: Suite) -> list[RunSpec]:
             if r < 1:
                 col.error(line, f"matrix.rank: expected ranks >= 1, got {r}")
         for model, method, precision, task in itertools.product(block.model, methods, block.precision, block.task):
-            cls = METHODS.get(method)
+            cls = classes[method]
             opts = _method_options(method, suite, col, opt_cache)
             train_cfg = method_train(method, suite, col, train_cache)
             ranks: tuple[int | None, ...] = (block.rank or (cls.resolve_rank(None),)) if cls.uses_rank else (None,)
@@ -235,13 +276,22 @@ def expand(suite: Suite) -> list[RunSpec]:
                     continue
                 if models[model] is None or tasks[task] is None or opts is MISSING or train_cfg is MISSING:
                     continue
+                if method in peft_entries and rank != cls.default_rank:
+                    from lorabench.methods.peft_type import refusal
+
+                    refused = refusal(opts, rank)
+                    if refused and (method, rank, line) not in bad_combos:
+                        bad_combos.add((method, rank, line))
+                        col.error(line, f"matrix: {method} at rank {rank}: peft refuses it: {refused}")
+                    if refused:
+                        continue
                 for model_s, train_s, exec_s in _optimised_variants(block, models[model], suite, train_cfg):
                     spec = RunSpec(
                         suite=suite.name,
                         model=model_s,
                         method=method,
                         rank=rank,
-                        method_options=opts,
+                        method_options=_stored_options(method, opts),
                         precision=precision,
                         quantization=suite.quantization,
                         task=task,

@@ -267,12 +267,10 @@ def _decoder_only(config: dict[str, Any], task_options: dict[str, Any]) -> bool:
 
 def needed_positions(spec: RunSpec, config: dict[str, Any]) -> list[tuple[str, int]]:
     """The parts of the longest sequence ``spec`` feeds the model, as (what, tokens)."""
-    from lorabench.methods import METHODS
-
     parts = [("train.max_seq_len", spec.train.max_seq_len)]
     if spec.task_options["type"] == "summarization" and _decoder_only(config, spec.task_options):
         parts.append(("eval.generation.max_new_tokens", spec.eval.generation.max_new_tokens))
-    virtual = METHODS.get(spec.method).extra_positions(spec.method_options)
+    virtual = spec.method_cls.extra_positions(spec.method_options)
     if virtual > 0:
         parts.append((f"methods.{spec.method}.num_virtual_tokens", virtual))
     return parts

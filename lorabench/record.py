@@ -15,9 +15,12 @@ from typing import Any
 
 from lorabench.errors import UsageError
 from lorabench.spec import RunSpec
-from lorabench.vocab import STATUSES, MiB
+from lorabench.vocab import STATUSES, MiB, Status
 
 SCHEMA_VERSION = 1
+#: Statuses that say nothing about the run itself (a full disk, a quota): resume reruns
+#: them, where every other failure is reused (deterministic, and as costly again).
+TRANSIENT_STATUSES = (Status.FAILED_ENV.value,)
 MEM_SOURCES = ("rss", "allocated", "reserved", "nvml")
 
 

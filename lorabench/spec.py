@@ -21,15 +21,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from lorabench.methods import METHODS
-from lorabench.methods.base import MethodContext, method_context
+from lorabench.methods import method_class
+from lorabench.methods.base import Method, MethodContext, method_context
 from lorabench.models.ref import ModelRef
 from lorabench.suite.schema import EvalSettings, ExecutionSettings, ModelDef, QuantSettings, TrainSettings
 from lorabench.suite.typed import Collector, build
 from lorabench.vocab import QUANTIZED
 
 # Settings that change how a run is managed but not what it measures.
-_NOT_HASHED = ("timeout_s", "keep_adapter", "peak_tflops")
+_NOT_HASHED = ("timeout_s", "startup_timeout_s", "keep_adapter", "peak_tflops")
 # Settings added after run ids were in use: at their default they stay out of the hash,
 # so existing results keep their run ids (and resume) when the schema grows.
 _HASHED_UNLESS_DEFAULT = (
@@ -81,7 +81,9 @@ class RunSpec:
         col = Collector("<spec>")
         sections = {
             "model": build(ModelSpec, d["model"], col, "model"),
-            "method_options": build(METHODS.get(d["method"]).Options, d["method_options"], col, "method_options"),
+            "method_options": build(
+                method_class(d["method"], d["method_options"]).Options, d["method_options"], col, "method_options"
+            ),
             "quantization": build(QuantSettings, d["quantization"], col, "quantization"),
             "train": build(TrainSettings, d["train"], col, "train"),
             "eval": build(EvalSettings, d["eval"], col, "eval"),
@@ -92,10 +94,15 @@ class RunSpec:
         plain = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name not in sections}
         return cls(**plain, **sections)
 
+    @property
+    def method_cls(self) -> type[Method]:
+        """The method's class: a registered one, or a peft-type entry's, built from its options."""
+        return method_class(self.method, dataclasses.asdict(self.method_options))
+
     def method_context(self, task_family: str, model_type: str, train_steps: int | None = None) -> MethodContext:
         """What the method needs to know about this run (the one builder: :func:`method_context`)."""
         return method_context(
-            METHODS.get(self.method),
+            self.method_cls,
             rank=self.rank,
             options=self.method_options,
             task_family=task_family,

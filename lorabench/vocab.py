@@ -81,6 +81,7 @@ class Status(StrEnum):
     DIVERGED = "diverged"
     TIMEOUT = "timeout"
     SKIPPED = "skipped"
+    FAILED_ENV = "failed_env"  # the machine's fault (full disk, quota): resume reruns it
 
 
 STATUSES = tuple(s.value for s in Status)

@@ -301,10 +301,10 @@ def test_report_is_self_contained_escaped_with_compare_view_and_run_filter(tmp_p
     keep = [r["run_id"] for r in records[:3]]
     build_report(out, records, run_ids=keep, baseline=base)
     page = (out / "report.html").read_text()
-    assert "<script>" not in page and "&lt;script&gt;" in page
-    assert 'src="data:image/png;base64,' in page and 'src="http' not in page and 'src="plots/' not in page
-    assert "Compared with the baseline" in page and "How to read this" in page
-    assert "Not in this suite" in page and "m/ia3/" in page
+    # The error is data inside the page's JSON block, where no "<" survives to close it.
+    assert "<script>alert" not in page and "\\u003cscript\\u003ealert(1)" in page
+    assert 'src="http' not in page and 'src="//' not in page
+    assert "Compared with the baseline" in page and '"others":[{"label":"m/ia3/' in page
     assert (out / "compare.md").is_file() and "▲" in (out / "compare.md").read_text()  # perplexity lower than base
     assert "ia3" not in (out / "leaderboard.md").read_text()
 

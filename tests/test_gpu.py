@@ -93,7 +93,6 @@ def reload_and_evaluate(rec: dict[str, Any], run_dir: Path) -> dict[str, float]:
     import torch
 
     from lorabench.data.cache import prepare_cached
-    from lorabench.methods import METHODS
     from lorabench.models.loading import is_encoder_decoder, load_model
     from lorabench.run.pipeline import RunContext, amp_dtype, prepare_base, seed_everything
     from lorabench.spec import RunSpec
@@ -108,7 +107,7 @@ def reload_and_evaluate(rec: dict[str, Any], run_dir: Path) -> dict[str, float]:
         spec.model, family, spec.precision, spec.quantization, device, task.model_kwargs()
     )
     data = prepare_cached(task, tokenizer, spec.train.max_seq_len)
-    method = METHODS.get(spec.method)()
+    method = spec.method_cls()
     model = method.load(
         prepare_base(base, spec), spec.method_context(task.family, info["model_type"]), run_dir / "adapter"
     )

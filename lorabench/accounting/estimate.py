@@ -96,6 +96,8 @@ class Estimate:
     breakdown: dict[str, int]
     inputs: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    method: str = "analytic"  # "trace": lorabench.accounting.trace ran the step on fake tensors
+    detail: dict[str, Any] = field(default_factory=dict)  # the trace's peak phase, by-module split, ...
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -345,12 +347,11 @@ def estimate_model(
     """Build MODEL on the meta device, apply the method as a run would, and :func:`estimate`."""
     import json
     import os
-    import warnings
 
     import torch
 
-    from lorabench.accounting.params import meta_model, method_options, read_config
-    from lorabench.methods import METHODS
+    from lorabench.accounting.params import apply_on_meta, meta_model, method_options, read_config
+    from lorabench.methods import method_class
     from lorabench.methods.base import method_context
     from lorabench.models.loading import CLASSIFIER_HEADS
 
@@ -358,7 +359,7 @@ def estimate_model(
         raise UsageError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
     if batch_size < 1 or seq_len < 1:
         raise UsageError("--batch-size and --seq-len should be >= 1")
-    cls = METHODS.get(method)
+    cls = method_class(method, dataclasses.asdict(method_opts) if dataclasses.is_dataclass(method_opts) else None)
     if rank is not None and not cls.uses_rank:
         raise UsageError(f"method {method!r} has no rank; drop --rank")
     options = method_opts if method_opts is not None else method_options(cls, None, target_modules)
@@ -370,15 +371,24 @@ def estimate_model(
     if reason:
         raise UsageError(f"{method} at {precision} on a {config.model_type} model is invalid: {reason}")
     net, task_type, family, notes = meta_model(path, config, raw, task_type)
-    out = net.get_output_embeddings() if hasattr(net, "get_output_embeddings") else None
-    skip = {id(out.weight)} if out is not None else set()
-    quant_ids = {}
-    for name, mod in net.named_modules():
-        conv1d = type(mod).__name__ == "Conv1D"  # GPT-2's transposed linear; bitsandbytes replaces it too
-        if (isinstance(mod, torch.nn.Linear) or conv1d) and id(mod.weight) not in skip:
-            if name.split(".")[-1] not in CLASSIFIER_HEADS:
-                quant_ids[id(mod.weight)] = mod.weight.shape[1 if conv1d else 0]
-    base_ids = {id(p) for p in net.parameters()}
+    quant_ids: dict[int, int] = {}
+    base_ids: set[int] = set()
+
+    def base_parts(net: Any) -> Any:
+        """Which of ``net``'s weights are base and which bitsandbytes would quantise (by id)."""
+        out = net.get_output_embeddings() if hasattr(net, "get_output_embeddings") else None
+        skip = {id(out.weight)} if out is not None else set()
+        quant_ids.clear()
+        for name, mod in net.named_modules():
+            conv1d = type(mod).__name__ == "Conv1D"  # GPT-2's transposed linear; bitsandbytes replaces it too
+            if (isinstance(mod, torch.nn.Linear) or conv1d) and id(mod.weight) not in skip:
+                if name.split(".")[-1] not in CLASSIFIER_HEADS:
+                    quant_ids[id(mod.weight)] = mod.weight.shape[1 if conv1d else 0]
+        base_ids.clear()
+        base_ids.update(id(p) for p in net.parameters())
+        return net
+
+    base_parts(net)
     ctx = method_context(
         cls,
         rank=rank,
@@ -389,9 +399,7 @@ def estimate_model(
         target_modules=tuple(target_modules) if target_modules and method_opts is not None else None,
     )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            net = cls().apply(net, ctx)
+        net = apply_on_meta(cls, net, ctx, lambda: base_parts(meta_model(path, config, raw, task_type, None, "cpu")[0]))
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{method} cannot be applied to {model!r} ({config.model_type}): {exc}") from None
     norms_train = any(p.requires_grad for n, p in net.named_parameters() if "norm" in n.lower() or "ln_" in n.lower())

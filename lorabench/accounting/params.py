@@ -149,10 +149,47 @@ def _tied(model: Any) -> bool:
     return out is not None and inp is not None and out.weight is inp.weight
 
 
+# Largest model built with real (random) weights when a method cannot be applied on the
+# meta device (it initialises from the base weights: SVD, sparsity masks): 400 MB in fp32.
+CPU_FALLBACK_PARAMS = 100_000_000
+
+
+def apply_on_meta(cls: Any, net: Any, ctx: Any, build_cpu: Any) -> Any:
+    """Apply the method on the meta device; methods that read base weights get a CPU build if small.
+
+    Some peft types initialise from the weights (FRoD's and AdaMSS's decompositions,
+    SHiRA's random masks via ``nonzero``), which meta tensors cannot provide.
+    """
+    try:
+        with warnings.catch_warnings():  # deprecation chatter between peft and transformers versions
+            warnings.simplefilter("ignore", FutureWarning)
+            return cls().apply(net, ctx)
+    except (NotImplementedError, RuntimeError) as exc:
+        if "meta" not in str(exc):
+            raise
+        size = sum(p.numel() for p in net.parameters())
+        if size > CPU_FALLBACK_PARAMS:
+            raise UsageError(
+                f"{cls.name} initialises from the base model's weights ({exc}), so it cannot be counted on the "
+                f"meta device, and a {size:,}-parameter model is too large to build on the CPU for it"
+            ) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls().apply(build_cpu(), ctx)
+
+
 def meta_model(
-    model: str, config: Any, raw: dict[str, Any], task_type: str | None = None, num_labels: int | None = None
+    model: str,
+    config: Any,
+    raw: dict[str, Any],
+    task_type: str | None = None,
+    num_labels: int | None = None,
+    device: str = "meta",
 ) -> tuple[Any, str, str, list[str]]:
-    """(model on the meta device, task type, family, notes): no weights, no memory."""
+    """(model on the meta device, task type, family, notes): no weights, no memory.
+
+    ``device="cpu"`` builds it with random weights, for methods that read them.
+    """
     import torch
     import transformers
 
@@ -166,7 +203,7 @@ def meta_model(
         config.num_labels = num_labels
     auto = getattr(transformers, AUTO_CLASSES[family])
     try:
-        with torch.device("meta"):
+        with torch.device(device):
             net = auto.from_config(config)
     except ValueError as exc:  # e.g. an encoder-only config asked for a causal LM
         raise UsageError(f"{model!r} cannot be built as {task_type} ({auto.__name__}): {exc}") from None
@@ -188,19 +225,24 @@ def count(
     task_type: str | None = None,
     num_labels: int | None = None,
     precision: str = "fp32",
+    method_opts: Any = None,
 ) -> ParamCount:
-    """Count trainable and total parameters of ``method`` on ``model``, without weights."""
-    from lorabench.methods import METHODS
+    """Count trainable and total parameters of ``method`` on ``model``, without weights.
+
+    ``method_opts``: checked options to use as they are (a peft-type entry's), instead of
+    the method's defaults with ``alpha``/``target_modules`` applied.
+    """
+    from lorabench.methods import method_class
     from lorabench.methods.base import method_context
 
-    cls = METHODS.get(method)
+    cls = method_class(method, dataclasses.asdict(method_opts) if dataclasses.is_dataclass(method_opts) else None)
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
     if rank is not None and not cls.uses_rank:
         raise UsageError(f"method {method!r} has no rank; drop --rank")
     if rank is not None and rank < 1:
         raise UsageError(f"--rank should be >= 1, got {rank}")
-    options = method_options(cls, alpha, target_modules)
+    options = method_opts if method_opts is not None else method_options(cls, alpha, target_modules)
     builtin = _custom_builtin(model)
     if builtin is not None:
         return _count_custom(model, builtin, cls, rank, options, task_type, num_labels, precision)
@@ -224,11 +266,11 @@ def count(
         target_modules=None,
     )
     try:
-        with warnings.catch_warnings():  # deprecation chatter between peft and transformers versions
-            warnings.simplefilter("ignore", FutureWarning)
-            net = cls().apply(net, ctx)
+        net = apply_on_meta(cls, net, ctx, lambda: meta_model(model, config, raw, task_type, num_labels, "cpu")[0])
     except (ValueError, TypeError) as exc:  # e.g. target modules that match nothing, a bias-free bitfit
         raise UsageError(f"{method} cannot be applied to {model!r} ({config.model_type}): {exc}") from None
+    if next(net.parameters()).device.type != "meta":
+        notes.append(f"{method} initialises from the base weights, so it was built on the CPU with random weights")
     trainable, total = count_parameters(net)
     return ParamCount(
         model=model,

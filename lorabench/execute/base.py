@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
 from lorabench.spec import RunSpec
+from lorabench.suite.schema import ExecutionSettings
 
 
 class RunResult(TypedDict, total=False):
@@ -89,3 +90,12 @@ def log_tail(path: Path, n: int = 20) -> str | None:
 def timeout_of(spec: RunSpec) -> float | None:
     """The spec's ``execution.timeout_s``: the schema requires one, > 0."""
     return spec.execution.timeout_s
+
+
+#: ``execution.startup_timeout_s`` before a spec exists (the forkserver's preload): the schema's default.
+DEFAULT_STARTUP_TIMEOUT_S: float = ExecutionSettings.startup_timeout_s
+
+
+def startup_timeout_of(spec: RunSpec) -> float:
+    """The spec's ``execution.startup_timeout_s``: how long a run process may take to start."""
+    return spec.execution.startup_timeout_s

@@ -31,6 +31,10 @@ from lorabench.vocab import Device, resolve_device
 RUN_IMPORTS: tuple[str, ...] = ("bitsandbytes", "peft")
 
 
+#: The key of the message a run process sends when its start-up is done (see :func:`run_here`).
+STARTED = "lorabench_started"
+
+
 class BadForkError(RuntimeError):
     """The run process started with CUDA already initialised by its parent."""
 
@@ -85,8 +89,14 @@ def start_run(spec_dict: dict[str, Any], device_slot: str | None = None) -> dict
     return {"import_s": time.perf_counter() - t, "cuda_init_s": cuda_init_s}
 
 
-def run_here(spec_dict: dict[str, Any], run_dir: str, device_slot: str | None = None) -> dict[str, Any]:
-    """Run one spec in this process and return ``{status, error, ...}``; never raises."""
+def run_here(
+    spec_dict: dict[str, Any], run_dir: str, device_slot: str | None = None, started: Any = None
+) -> dict[str, Any]:
+    """Run one spec in this process and return ``{status, error, ...}``; never raises.
+
+    ``started()`` is called once the process is ready to run (imports done), so the driver
+    can bound start-up apart from the run (``execution.startup_timeout_s``).
+    """
     # Ctrl-C reaches the whole process group; the driver decides what to do with us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     path = Path(run_dir)
@@ -96,6 +106,8 @@ def run_here(spec_dict: dict[str, Any], run_dir: str, device_slot: str | None = 
     t0 = time.perf_counter()
     try:
         startup = start_run(spec_dict, device_slot)
+        if started is not None:
+            started()
         from lorabench.run.pipeline import run_point
         from lorabench.spec import RunSpec
 
@@ -162,7 +174,7 @@ class DriverWatch:
 def run(spec_dict: dict[str, Any], run_dir: str, conn: Any, device_slot: str | None = None) -> None:
     """Forkserver target: run one spec and send the result over ``conn``."""
     watch = DriverWatch(conn)
-    result = run_here(spec_dict, run_dir, device_slot)
+    result = run_here(spec_dict, run_dir, device_slot, started=lambda: conn.send({STARTED: True}))
     watch.disarm()
     conn.send(result)
     conn.close()

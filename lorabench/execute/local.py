@@ -10,6 +10,7 @@ imports peft and bitsandbytes itself (``entry.RUN_IMPORTS``).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -18,12 +19,15 @@ from typing import Any
 
 from lorabench.errors import UsageError
 from lorabench.execute import entry
-from lorabench.execute.base import RunResult, death, log_tail, timeout_of
+from lorabench.execute.base import DEFAULT_STARTUP_TIMEOUT_S, RunResult, death, log_tail, startup_timeout_of, timeout_of
 from lorabench.spec import RunSpec
 
 #: The forkserver's preload: one module, which imports ``preload.PRELOAD`` and checks
 #: that CUDA stayed untouched. The driver refers to it by name so it never imports torch.
 PRELOAD_MODULE = "lorabench.execute.preload"
+#: The variable the forkserver reads the driver's pid from (``preload.DRIVER_PID_ENV``;
+#: not imported from there: importing the preload module imports torch).
+DRIVER_PID_ENV = "LORABENCH_DRIVER_PID"
 
 
 class LocalExecutor:
@@ -31,45 +35,101 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, preload: bool = True) -> None:
+    def __init__(self, preload: bool = True, startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S) -> None:
         self.ctx = mp.get_context("forkserver")
         # Set to end every run in flight (a pool's threads watch it on Ctrl-C).
         self.cancel = threading.Event()
+        # Bound on the forkserver's start (its preload); bench sets it from the suite's
+        # execution.startup_timeout_s before the first process is started.
+        self.startup_timeout_s = startup_timeout_s
         if preload:
             self.ctx.set_forkserver_preload([PRELOAD_MODULE])
+        # The forkserver (a child of this process) dies with it, even while it is still in its preload.
+        os.environ[DRIVER_PID_ENV] = str(os.getpid())
 
-    def _call(
-        self, target: Any, args: tuple[Any, ...], timeout: float | None, kwargs: dict[str, Any] | None = None
-    ) -> tuple[dict[str, Any] | None, int | None, bool]:
-        """Start ``target`` in a child; returns (message, exitcode, timed_out)."""
-        parent, child = self.ctx.Pipe(duplex=False)
-        proc = self.ctx.Process(target=target, args=(*args, child), kwargs=kwargs or {}, daemon=True)
-        try:
-            proc.start()
-        except EOFError:
+    def _start(self, proc: Any) -> None:
+        """``proc.start()``, bounded: it waits for the forkserver, which may hang in its preload.
+
+        The server is launched from the calling thread (the driver's main thread in a
+        suite): its parent-death signal (see ``preload``) follows the thread that started it.
+        """
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+        failure: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                proc.start()
+            except BaseException as exc:  # handed to the caller below
+                failure.append(exc)
+
+        starter = threading.Thread(target=start, name="lorabench-start", daemon=True)
+        starter.start()
+        starter.join(self.startup_timeout_s)
+        if starter.is_alive():
+            _kill_forkserver()
+            starter.join(10)
+            raise UsageError(
+                f"the process server that runs are forked from did not finish starting within "
+                f"execution.startup_timeout_s={self.startup_timeout_s:g}s (its preload, {PRELOAD_MODULE}, imports "
+                "torch and transformers; a BLAS library can spin there under a memory limit). It was killed; "
+                "no run was started."
+            )
+        if failure and isinstance(failure[0], EOFError):
             # The forkserver died before forking: its preload raised (PreloadError, printed above).
             raise UsageError(
                 "the process server that runs are forked from exited while starting; its preload failed "
                 f"(the reason is printed above; see {PRELOAD_MODULE}). No run was started."
-            ) from None
-        child.close()
+            )
+        if failure:
+            raise failure[0]
+
+    def _call(
+        self,
+        target: Any,
+        args: tuple[Any, ...],
+        timeout: float | None,
+        kwargs: dict[str, Any] | None = None,
+        startup_timeout: float | None = None,
+    ) -> tuple[dict[str, Any] | None, int | None, str | None]:
+        """Start ``target`` in a child; returns (message, exitcode, which timeout struck).
+
+        With ``startup_timeout`` the child must send ``{entry.STARTED: True}`` within it
+        (``"startup"`` when it does not); ``timeout`` bounds the whole call (``"run"``).
+        """
+        parent, child = self.ctx.Pipe(duplex=False)
+        proc = self.ctx.Process(target=target, args=(*args, child), kwargs=kwargs or {}, daemon=True)
+        try:
+            self._start(proc)
+        finally:
+            child.close()
         msg: dict[str, Any] | None = None
-        timed_out = False
-        deadline = None if timeout is None else time.monotonic() + timeout
+        timed_out: str | None = None
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        start_deadline = None if startup_timeout is None else now + startup_timeout
         try:
             while True:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    timed_out = True
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    timed_out = "run"
                     break
+                if start_deadline is not None and now >= start_deadline:
+                    timed_out = "startup"
+                    break
+                waits = [0.5] + [d - now for d in (deadline, start_deadline) if d is not None]
                 if self.cancel.is_set():
                     _kill(proc)
                     break
-                if parent.poll(min(0.5, remaining) if remaining is not None else 0.5):
+                if parent.poll(min(waits)):
                     try:
                         msg = parent.recv()
                     except EOFError:
                         msg = None
+                    if msg is not None and msg.get(entry.STARTED):
+                        msg, start_deadline = None, None
+                        continue
                     break
                 if not proc.is_alive():
                     if parent.poll(0):
@@ -92,15 +152,23 @@ class LocalExecutor:
         """Execute one spec; always returns a result with a status."""
         t0 = time.perf_counter()
         timeout = timeout_of(spec)
+        startup = startup_timeout_of(spec)
         msg, code, timed_out = self._call(
-            entry.run, (spec.to_dict(), str(run_dir)), timeout, {"device_slot": device_slot}
+            entry.run, (spec.to_dict(), str(run_dir)), timeout, {"device_slot": device_slot}, startup
         )
         executor = {"name": self.name, "device_slot": device_slot}
         if timed_out:
+            error = (
+                f"run exceeded execution.timeout_s={timeout:g}s and was killed"
+                if timed_out == "run"
+                else f"run process did not finish starting (clean-fork check, CUDA context, {', '.join(entry.RUN_IMPORTS)} "
+                f"imports) within execution.startup_timeout_s={startup:g}s and was killed"
+            )
             return {
                 "status": "timeout",
-                "error": f"run exceeded execution.timeout_s={timeout:g}s and was killed",
+                "error": error,
                 "wall_s": time.perf_counter() - t0,
+                "log_tail": log_tail(run_dir / "log.txt"),
                 "executor": executor,
             }
         if msg is None:
@@ -145,6 +213,19 @@ class LocalExecutor:
 
     def close(self) -> None:
         """The forkserver exits with the driver; nothing to stop per executor."""
+
+
+def _kill_forkserver() -> None:
+    """SIGKILL the forkserver (stuck in its preload); the next process start launches a new one."""
+    import signal
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _kill(proc: Any) -> None:

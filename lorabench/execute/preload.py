@@ -144,6 +144,35 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> None:
     check_cuda_free()
 
 
+#: Set by the driver (:class:`lorabench.execute.local.LocalExecutor`) to its pid; the
+#: forkserver it launches inherits it and ties its life to that process.
+DRIVER_PID_ENV = "LORABENCH_DRIVER_PID"
+
+
+def die_with_driver() -> None:
+    """In the forkserver: be SIGKILLed by the kernel the moment the driver is gone.
+
+    multiprocessing's forkserver notices a dead driver only in its accept loop, which it
+    reaches after this preload; a preload that hangs (OpenBLAS spinning at start-up under
+    ``prlimit --as``) would outlive a SIGTERMed or SIGKILLed driver forever. A signal
+    handler or a Python thread cannot help there (the import holds the GIL), the kernel's
+    parent-death signal (Linux ``PR_SET_PDEATHSIG``) can. Elsewhere this does nothing.
+    """
+    import os
+
+    expected = os.environ.get(DRIVER_PID_ENV)
+    if not expected or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    if str(os.getppid()) != expected:  # the driver died before the line above took effect
+        os._exit(1)
+
+
 # The forkserver imports this module by name (multiprocessing's preload list), so the
 # preloading, and the check that fails loudly, happen at import.
+die_with_driver()
 preload()

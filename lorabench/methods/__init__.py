@@ -1,5 +1,13 @@
-"""Method registry: one file per method plus one line here."""
+"""Method registry: one file per method plus one line here.
 
+Suites may also define methods by peft type (``methods.NAME: {peft_type: OFT, config: ...}``);
+:func:`method_class` resolves a run's method name either way.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from lorabench.errors import UsageError
 from lorabench.methods.base import Method
 from lorabench.registry import Registry
 
@@ -28,4 +36,21 @@ METHODS.register("ia3", "lorabench.methods.ia3:IA3")
 METHODS.register("prompt-tuning", "lorabench.methods.prompt_tuning:PromptTuning")
 METHODS.register("prefix-tuning", "lorabench.methods.prefix_tuning:PrefixTuning")
 
-__all__ = ["METHODS", "Method"]
+
+def is_peft_entry(options: Any) -> bool:
+    """Whether a method's options define it by peft type (``{peft_type: ..., config: ...}``)."""
+    return isinstance(options, Mapping) and "peft_type" in options
+
+
+def method_class(name: str, options: Any = None) -> type[Method]:
+    """The class of method ``name``: a registered one, or a peft-type entry built from ``options``."""
+    if name in METHODS:
+        return METHODS.get(name)
+    if is_peft_entry(options):
+        from lorabench.methods.peft_type import PeftTypeOptions, method_for
+
+        return method_for(name, PeftTypeOptions(str(options["peft_type"]), dict(options.get("config") or {})))
+    raise UsageError(METHODS.unknown_message(name))
+
+
+__all__ = ["METHODS", "Method", "is_peft_entry", "method_class"]

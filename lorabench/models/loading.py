@@ -84,11 +84,36 @@ def load_tokenizer(path: str, revision: str | None = None) -> Any:
         tok = AutoTokenizer.from_pretrained(path, revision=revision)
     except OSError as exc:
         raise _hub_error(path, exc) from None
+    check_tokenizer(tok, path)
     if tok.pad_token is None:
         # Causal LMs such as GPT-2 ship without a pad token; padding positions are
         # masked out of loss and metrics, so reusing EOS is safe.
         tok.pad_token = tok.eos_token
     return tok
+
+
+#: Text any real tokenizer turns into ids.
+_PROBE = "The quick brown fox jumps over the lazy dog."
+
+
+def check_tokenizer(tok: Any, path: str) -> None:
+    """Refuse a tokenizer with no vocabulary before any training.
+
+    transformers builds an *empty* tokenizer from ``config.json``'s model type when a
+    directory has no tokenizer files: every text becomes zero tokens (or only special
+    ones), and a run "succeeds" with a perplexity in the hundreds of thousands.
+    """
+    special = set(getattr(tok, "all_special_ids", []) or [])
+    try:
+        ids = tok(_PROBE, add_special_tokens=False)["input_ids"]
+    except Exception as exc:  # a tokenizer that cannot encode at all
+        raise ModelLoadError(f"the tokenizer of {path!r} cannot encode text ({type(exc).__name__}: {exc})") from None
+    if len(tok) <= len(special) + 1 or not ids:
+        raise ModelLoadError(
+            f"the tokenizer of {path!r} is empty (a vocabulary of {len(tok)}, and a plain sentence encodes to "
+            f"{len(ids)} ids): the directory has no usable tokenizer files (tokenizer.json, or vocab.json with "
+            "merges.txt, vocab.txt, a sentencepiece *.model). Copy them from the model it was saved from."
+        )
 
 
 # A classification head is new and trains in full (peft's modules_to_save); transformers

@@ -1,8 +1,9 @@
 """Leaderboards: one table per task, its metrics only, primary first, best first.
 
 Direction, format and noise of every column come from the metric registry. A point's
-Pareto mark (memory vs the primary metric) ignores differences inside the noise: the
-95% intervals with two or more seeds, else the metric's registered tolerance.
+Pareto mark (memory vs the primary metric) ignores differences inside the noise: a
+difference counts only beyond the metric's registered noise and, with several seeds,
+where the seed bands (95% t interval from 3 seeds, min-max with 2) do not overlap.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     for rec in records:
         run = run_from_record(rec)
         row = flat_row(rec)
+        # Every registered figure as the registry derives it (tokens/s from the median step),
+        # over the profile's raw field of the same name: runs.csv agrees with the leaderboard.
         for name, value in record_values(rec).items():
-            row.setdefault(name, value)
-            if row[name] is None:
-                row[name] = value
+            row[name] = value
         row["mem_source"] = peak_memory(rec.get("profile") or {}, "train")[1]
         row["step_spread"] = step_time_spread(rec.get("profile") or {})
         row["status"], row["error"] = run.status, run.error  # a NaN "success" is written as diverged
@@ -57,12 +58,21 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _differs(m: Metric, a: Agg, b: Agg) -> int:
-    """+1 when ``b`` is better than ``a`` beyond the noise, -1 when worse, 0 inside it."""
-    if a.n >= 2 and b.n >= 2:
-        if a.overlaps(b):
-            return 0
-    elif abs(b.mean - a.mean) <= m.noise(a.mean):
+    """+1 when ``b`` is better than ``a`` beyond the noise, -1 when worse, 0 inside it.
+
+    Beyond the noise means both: more than the metric's registered noise (a tolerance, or
+    3% of host RSS), and, with two or more seeds on each side, bands that do not overlap
+    (:meth:`Agg.band`: the 95% t interval from 3 seeds, the observed range with 2). Two
+    seeds that happen to agree exactly have a zero-width band, which alone would make any
+    difference "significant".
+    """
+    if abs(b.mean - a.mean) <= m.noise(a.mean):
         return 0
+    if a.n >= 2 and b.n >= 2:
+        alo, ahi, _ = a.band()
+        blo, bhi, _ = b.band()
+        if alo <= bhi and blo <= ahi:
+            return 0
     return 1 if m.better(b.mean, a.mean) else -1
 
 
@@ -111,7 +121,7 @@ def _cell(name: str, p: Point, ci: bool) -> str:
     if agg is None:
         return "-"
     m = METRICS.get(name)
-    return m.format_ci(agg.mean, agg.half, agg.n) if ci else m.format(agg.mean)
+    return m.format_agg(agg) if ci else m.format(agg.mean)
 
 
 def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
@@ -211,7 +221,11 @@ def leaderboard_markdown(points: list[Point]) -> str:
             head += f" (sorted by {primary}, {METRICS.get(primary).direction})"
         out += [head, "", tabulate(disp, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), ""]
         if any(p.n >= 2 for p in pts):
-            out += ["Quality and tokens/s: mean ± 95% Student-t interval over successful seeds (n).", ""]
+            out += [
+                "Quality and tokens/s: mean over successful seeds (n); with 3 or more seeds ± the 95% Student-t "
+                "interval, with 2 the observed range (min–max) in brackets.",
+                "",
+            ]
         if flags:
             legend = "; ".join(f"**{flag_marker(f)}** {f}: {meanings.get(f, 'no description')}" for f in flags)
             out += [f"Flags: {legend}.", ""]

@@ -24,7 +24,6 @@ import torch
 from lorabench.accounting.counting import count_parameters
 from lorabench.data.cache import prepare_cached
 from lorabench.errors import UsageError
-from lorabench.methods import METHODS
 from lorabench.methods.base import Method, MethodContext
 from lorabench.models import loading
 from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, is_encoder_decoder
@@ -32,7 +31,7 @@ from lorabench.preflight import positions_error
 from lorabench.provenance import run_environment
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, dir_bytes
-from lorabench.run.train import TrainStats, total_steps
+from lorabench.run.train import TrainStats, check_finite, total_steps
 from lorabench.run.train import train as train_loop
 from lorabench.sanity import compute_flags
 from lorabench.spec import RunSpec
@@ -84,7 +83,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     seed_everything(spec.seed)
     monitor = MemoryMonitor(device, spec.execution.memory_sample_s)
     task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
-    method = METHODS.get(spec.method)()
+    method = spec.method_cls()
     ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=spec.seed)
     try:
         with monitor.track() as load:
@@ -99,6 +98,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         host_train = host.finish()
         with monitor.track() as evaluation:
             result, eval_s = evaluate(spec, task, model, tokenizer, data, ctx)
+        check_finite(result.metrics)
         adapter_bytes = save(method, model, run_dir, spec.execution.keep_adapter)
     finally:
         monitor.close()

@@ -20,7 +20,14 @@ from lorabench.suite.schema import TrainSettings
 
 
 class Diverged(RuntimeError):
-    """The loss became NaN or inf."""
+    """The loss, or an evaluation metric, became NaN or inf."""
+
+
+def check_finite(metrics: dict[str, float]) -> None:
+    """Raise :class:`Diverged` when a metric is NaN or infinite: a number no leaderboard can average."""
+    bad = {k: v for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        raise Diverged("eval metric " + ", ".join(f"{k} is {v}" for k, v in bad.items()))
 
 
 @dataclass

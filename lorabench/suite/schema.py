@@ -123,11 +123,15 @@ class QuantSettings:
 
 @dataclass(frozen=True)
 class ExecutionSettings:
-    """Where and how runs execute; ``timeout_s`` and ``keep_adapter`` do not change a run_id."""
+    """Where and how runs execute; ``timeout_s``, ``startup_timeout_s`` and ``keep_adapter`` do not change a run_id."""
 
     device: Device = Device.AUTO.value
     threads: int | None = None
     timeout_s: float = 3600.0
+    # Bound on starting the forkserver (its preload imports) and on each run process's own
+    # start (clean-fork check, CUDA context, peft/bitsandbytes imports): a hang there (a BLAS
+    # library spinning under a memory limit) has a name and an end, whatever timeout_s is.
+    startup_timeout_s: float = 300.0
     keep_adapter: bool = True
     memory_sample_s: float = 0.02
     compile: bool = False  # torch.compile the model before training
@@ -135,7 +139,13 @@ class ExecutionSettings:
     peak_tflops: float | None = None
 
     def __post_init__(self) -> None:
-        rules = {"threads": ">= 1", "timeout_s": "> 0", "memory_sample_s": "> 0", "peak_tflops": "> 0"}
+        rules = {
+            "threads": ">= 1",
+            "timeout_s": "> 0",
+            "startup_timeout_s": "> 0",
+            "memory_sample_s": "> 0",
+            "peak_tflops": "> 0",
+        }
         errors = check_ranges(self, rules)
         if errors:
             raise FieldErrors(errors)

@@ -9,6 +9,7 @@ Face perplexity guide.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,9 @@ def windows(ids: list[int], max_len: int, stride: int | None) -> list[tuple[list
             break
         begin += step
     return out
+
+
+_MAX_EXP = math.log(sys.float_info.max)
 
 
 class CausalLM(Task):
@@ -137,5 +141,7 @@ class CausalLM(Task):
         if count == 0:
             raise ValueError(f"task {self.task_name!r}: no eval tokens to score")
         loss = nll_sum / count
-        metrics = {"perplexity": math.exp(loss), "token_accuracy": correct / count, "eval_loss": loss}
+        # exp() of a diverged model's loss overflows: infinite perplexity, which the run records as diverged.
+        perplexity = math.exp(loss) if loss < _MAX_EXP else math.inf
+        metrics = {"perplexity": perplexity, "token_accuracy": correct / count, "eval_loss": loss}
         return EvalResult(metrics=metrics, predictions=preds, tokens=count)

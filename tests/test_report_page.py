@@ -1,0 +1,322 @@
+"""report.html: built from records alone, self-contained, and driven in a real browser.
+
+The browser tests run Debian's chromium (/usr/bin/chromium) through Playwright's Python
+package. They skip where chromium is absent, except under CI=true, where a missing
+browser is a failure (.ci/run installs it). LORABENCH_REPORT_SHOTS=DIR keeps screenshots
+at 1400 and 420 px wide in DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lorabench.metrics import METRICS
+from lorabench.stats import aggregate
+from tests.report_fixture import BASELINE, build_result_set
+
+CHROMIUM = os.environ.get("LORABENCH_CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    """A 2-seed result set from the smoke baseline, with its report built against that baseline."""
+    from lorabench.report import build_report
+
+    out, records = build_result_set(tmp_path_factory.mktemp("page") / "set")
+    records[0]["error"] = None
+    bad = next(r for r in records if r["spec"]["task"] == "synthetic-sentiment")
+    bad["label"] = "</script><script>alert(1)</script>"
+    build_report(out, records, baseline=BASELINE)
+    return out, records
+
+
+def page_data(out: Path) -> dict[str, Any]:
+    text = (out / "report.html").read_text(encoding="utf-8")
+    m = re.search(r'<script id="lb-data" type="application/json">(.*?)</script>', text, re.S)
+    assert m, "report.html has no data block"
+    return json.loads(m.group(1))
+
+
+def test_page_is_self_contained_small_and_escaped(report: tuple[Path, list[dict[str, Any]]]) -> None:
+    out, _ = report
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert len(text.encode()) < 3_500_000, "the page should stay under a few MB"
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), "nothing loaded from the network"
+    assert "alert(1)</script>" not in text and "\\u003c/script\\u003e" in text  # data cannot close its <script>
+    data = page_data(out)
+    assert data["baseline"] == str(BASELINE) and data["compare"]
+    cfg = {row["task"]: row for row in data["config"]}
+    assert cfg["synthetic-lm"]["lr"] == "0.003" and cfg["synthetic-lm"]["seeds"] == "0, 1"
+    assert data["created"] and data["generated"]
+
+
+def test_every_summarisation_run_has_predictions_with_inputs(report: tuple[Path, list[dict[str, Any]]]) -> None:
+    out, records = report
+    data = page_data(out)
+    summ = [r for r in records if r["spec"]["task_options"]["type"] == "summarization" and r["status"] == "success"]
+    assert summ
+    for r in summ:
+        preds = data["runs"][r["run_id"]]["predictions"]
+        assert preds and all(p["input"] and p["reference"] and p["prediction"] for p in preds)
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert all(f"**{r['label']}**" in md for r in summ) and "- input: `Alice: meet" in md
+
+
+def test_page_figures_are_the_records_figures(report: tuple[Path, list[dict[str, Any]]]) -> None:
+    """Every figure on the page, recomputed from the records: mean over seeds, band, text."""
+    from lorabench.metrics import record_values
+
+    out, records = report
+    data = page_data(out)
+    by_id = {r["run_id"]: r for r in records}
+    checked = 0
+    for p in data["points"]:
+        ok = [by_id[i] for i in p["runs"] if by_id[i]["status"] == "success"]
+        for name, v in p["values"].items():
+            agg = aggregate(record_values(r).get(name) for r in ok)
+            assert agg is not None
+            assert v["v"] == pytest.approx(agg.mean, rel=1e-12), (p["label"], name)
+            lo, hi, kind = agg.band()
+            assert (v["lo"], v["hi"], v["band"]) == (pytest.approx(lo), pytest.approx(hi), kind)
+            assert v["t"] == METRICS.get(name).format_agg(agg)
+            checked += 1
+    assert checked > 100
+
+
+def test_two_seeds_show_min_max_not_a_t_interval() -> None:
+    agg = aggregate([10_000.0, 12_000.0])
+    assert agg is not None and agg.band() == (10_000.0, 12_000.0, "minmax")
+    assert METRICS.get("tokens_per_s").format_agg(agg) == "11,000 (10,000–12,000)"
+    three = aggregate([1.0, 2.0, 3.0])
+    assert three is not None and three.band()[2] == "t95"
+    assert METRICS.get("perplexity").format_agg(three) == METRICS.get("perplexity").format_ci(2.0, three.half, 3)
+
+
+def test_a_rebuild_without_baseline_drops_the_old_comparison(tmp_path: Path) -> None:
+    from lorabench.report import build_report
+
+    out, records = build_result_set(tmp_path / "set", seeds=1)
+    records = [r for r in records if r["spec"]["task"] != "synthetic-lm"]
+    build_report(out, records, run_ids=[r["run_id"] for r in records], baseline=BASELINE)
+    assert (out / "compare.md").is_file()
+    build_report(out, records, run_ids=[r["run_id"] for r in records])
+    assert not (out / "compare.md").exists() and page_data(out)["compare"] is None
+
+
+# -- in the browser ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but no chromium at {CHROMIUM}: .ci/run installs it (apt-get install chromium)")
+        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium; CI installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (requirements.lock)")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser: Any, out: Path, width: int = 1400) -> tuple[Any, list[str], list[str]]:
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    problems: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto((out / "report.html").resolve().as_uri())
+    page.wait_for_function("document.body.dataset.ready", timeout=120_000)
+    assert page.evaluate("document.body.dataset.ready") == "1", problems
+    return page, problems, requests
+
+
+def test_page_loads_from_file_without_errors_or_network(
+    browser: Any, report: tuple[Path, list[dict[str, Any]]]
+) -> None:
+    out, _ = report
+    shots = os.environ.get("LORABENCH_REPORT_SHOTS")
+    for width in (1400, 420):
+        page, problems, requests = open_page(browser, out, width)
+        assert problems == []
+        assert requests == [(out / "report.html").resolve().as_uri()], "the page requested something besides itself"
+        assert page.locator("#summary .task-summary").count() == 3
+        assert page.locator("#pareto-chart .main-svg").count() > 0  # Plotly drew
+        assert page.locator("#curves-chart .scatterlayer .trace").count() > 0
+        assert page.locator("#compare-t tbody tr").count() > 0
+        if shots:
+            Path(shots).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(shots) / f"report-{width}.png"), full_page=True)
+        page.close()
+
+
+def _column(page: Any, task: str, index: int) -> list[str]:
+    return page.locator(f'.board[data-task="{task}"] tbody tr').evaluate_all(
+        f"rows => rows.map(r => r.children[{index}].textContent)"
+    )
+
+
+def test_header_click_sorts_and_filter_hides_rows(browser: Any, report: tuple[Path, list[dict[str, Any]]]) -> None:
+    out, _ = report
+    page, problems, _ = open_page(browser, out)
+    task = "synthetic-lm"
+    heads = page.locator(f'.board[data-task="{task}"] thead th')
+    names = heads.evaluate_all("hs => hs.map(h => h.dataset.key)")
+    col = names.index("trainable_params")
+    page.locator(f'.board[data-task="{task}"] th[data-key="trainable_params"]').click()
+    first = [int(v.replace(",", "")) for v in _column(page, task, col)]
+    assert first == sorted(first)  # lower is better: best first
+    assert (
+        page.locator(f'.board[data-task="{task}"] th[data-key="trainable_params"]').get_attribute("aria-sort")
+        == "ascending"
+    )
+    page.locator(f'.board[data-task="{task}"] th[data-key="trainable_params"]').click()
+    assert [int(v.replace(",", "")) for v in _column(page, task, col)] == sorted(first, reverse=True)
+    rows = page.locator(f'.board[data-task="{task}"] tbody tr').count()
+    page.select_option("#f-precision", "nf4")
+    kept = page.locator(f'.board[data-task="{task}"] tbody tr')
+    assert 0 < kept.count() < rows
+    assert all("@nf4" in t for t in kept.evaluate_all("rs => rs.map(r => r.children[0].textContent)"))
+    page.select_option("#f-task", "synthetic-sentiment")
+    assert page.locator(f'.board[data-task="{task}"]').count() == 0
+    assert page.locator('.board[data-task="synthetic-sentiment"]').count() == 1
+    assert problems == []
+
+
+def test_axis_selector_redraws_and_drill_down_opens(browser: Any, report: tuple[Path, list[dict[str, Any]]]) -> None:
+    out, records = report
+    page, problems, _ = open_page(browser, out)
+    assert page.locator("#p-task").input_value() == "synthetic-lm"  # the task with most points
+    before = page.locator("#pareto-chart .xtitle").text_content()
+    page.select_option("#p-x", "tokens_per_s")
+    assert page.locator("#pareto-chart").get_attribute("data-axes").endswith("|tokens_per_s")
+    after = page.locator("#pareto-chart .xtitle").text_content()
+    assert after != before and "tokens/s" in after
+    page.select_option("#p-y", "token_accuracy")
+    assert page.locator("#pareto-chart .ytitle").text_content().startswith("token_accuracy")
+    page.select_option("#f-task", "synthetic-dialogsum")
+    page.locator('.board[data-task="synthetic-dialogsum"] tbody tr').first.click()
+    dialog = page.locator("#drill")
+    assert dialog.is_visible()
+    assert "synthetic-dialogsum" in page.locator("#drill-title").text_content()
+    run = next(r for r in records if r["spec"]["task"] == "synthetic-dialogsum")
+    assert run["run_id"] in dialog.text_content()
+    assert page.locator("#drill .pred tbody tr").count() >= 3 and "Alice:" in dialog.text_content()
+    page.click("#drill-close")
+    assert not dialog.is_visible()
+    assert problems == []
+
+
+# -- one derivation per figure ---------------------------------------------------------------
+
+
+def _raw_figures(rec: dict[str, Any]) -> dict[str, float]:
+    """A record's figures recomputed from its raw fields, independently of lorabench.metrics."""
+    prof = rec["profile"]
+    steps = sorted(prof["step_s"])
+    out = {k: float(v) for k, v in rec["metrics"].items()}
+    out["tokens_per_s"] = prof["timed_tokens"] / prof["timed_steps"] / statistics.median(steps)
+    out["step_ms"] = 1000 * statistics.median(steps)
+    mem = prof["memory_mb"]["train"]
+    out["peak_mem_train_mb"] = next(float(mem[s]) for s in ("nvml", "reserved", "rss") if mem.get(s) is not None)
+    for key in ("trainable_params", "total_params", "trainable_pct", "train_s", "adapter_bytes"):
+        out[key] = float(prof[key])
+    return out
+
+
+def test_every_leaderboard_figure_recomputed_from_the_records(report: tuple[Path, list[dict[str, Any]]]) -> None:
+    """leaderboard.csv (means), runs.csv (per run) and report.html agree with the raw records."""
+    import pandas as pd
+
+    out, records = report
+    board = pd.read_csv(out / "leaderboard.csv")
+    runs = pd.read_csv(out / "runs.csv").set_index("run_id")
+    page = {p["label"]: p for p in page_data(out)["points"]}
+    checked = 0
+    for _, row in board.iterrows():
+        rank = None if pd.isna(row["rank"]) else int(row["rank"])
+        key = (row["task"], row["model"], row["method"], rank, row["precision"])
+        recs = [
+            r
+            for r in records
+            if r["status"] == "success"
+            and (
+                r["spec"]["task"],
+                r["spec"]["model"]["name"],
+                r["spec"]["method"],
+                r["spec"]["rank"],
+                r["spec"]["precision"],
+            )
+            == key
+        ]
+        figures = [_raw_figures(r) for r in recs]
+        for name in figures[0]:
+            want = statistics.fmean(f[name] for f in figures)
+            assert row[f"{name}_mean"] == pytest.approx(want, rel=1e-9), (key, name)
+            assert row[f"{name}_n"] == len(figures)
+            for r, f in zip(recs, figures):
+                assert runs.loc[r["run_id"], name] == pytest.approx(f[name], rel=1e-9), (r["run_id"], name)
+            label = f"{key[1]} {key[2] if rank is None else f'{key[2]}-r{rank}'} @{key[4]}"
+            assert page[label]["values"][name]["v"] == pytest.approx(want, rel=1e-9)
+            checked += 1
+    assert checked > 150
+
+
+def test_tokens_per_s_is_the_median_step_everywhere() -> None:
+    """IA3 on the smoke suite: a few stalled steps made the mean 1,084 tokens/s; its median step gives ~2,950."""
+    from lorabench.metrics import median_tokens_per_s, record_values
+    from lorabench.report.leaderboard import leaderboard, runs_frame
+
+    steps = [0.174] * 38 + [3.0] * 4  # 42 timed steps, 4 of them stalled
+    tokens = 512 * len(steps)
+    profile = {"step_s": steps, "timed_steps": len(steps), "timed_tokens": tokens, "timed_s": sum(steps)}
+    profile["tokens_per_s"] = tokens / sum(steps)  # what the trainer records: the mean
+    rec = json.loads(next(BASELINE.glob("runs/*/record.json")).read_text())
+    rec["profile"].update(profile)
+    median = 512 / 0.174
+    assert profile["tokens_per_s"] < median / 2  # the mean, dragged down by 4 stalls
+    assert median_tokens_per_s(profile) == pytest.approx(median)
+    assert record_values(rec)["tokens_per_s"] == pytest.approx(median)
+    assert runs_frame([rec])["tokens_per_s"][0] == pytest.approx(median)
+    num, md = leaderboard([rec])
+    assert num["tokens_per_s_mean"][0] == pytest.approx(median) and "2,943" in md
+
+
+def test_pareto_needs_a_difference_outside_the_noise_on_both_axes() -> None:
+    """Two seeds with identical RSS have a zero-width band; 7 MiB apart is still inside RSS's 3% noise."""
+    from lorabench.report.leaderboard import pareto_points
+    from lorabench.report.results import Run, group
+
+    def runs(name: str, ppl: float, mem: float) -> list[Run]:
+        return [
+            Run(
+                f"{name}{s}",
+                ("t", "m", name, 8, "fp32"),
+                s,
+                "success",
+                {"perplexity": ppl + s / 100, "peak_mem_train_mb": mem},
+                None,
+                (),
+            )
+            for s in range(2)
+        ]
+
+    points = group(runs("full", 3.7, 559.0) + runs("lora", 5.7, 552.0) + runs("bitfit", 8.3, 552.0))
+    assert {points[i].key[2] for i in pareto_points(points, "perplexity")} == {"full"}
