@@ -15,6 +15,7 @@ import typing
 from typing import Any
 
 from lorabench.errors import Issue, SuiteError, UsageError
+from lorabench.methods import METHODS, is_peft_entry
 from lorabench.models import BUILTIN_MODELS
 from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.spec import ModelSpec, RunSpec
@@ -94,7 +95,6 @@ def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> 
 
 
 def _method_options(method: str, suite: Suite, col: Collector, cache: dict[str, Any]) -> Any:
-    from lorabench.methods import METHODS, is_peft_entry
 
     if method not in cache:
         raw = suite.methods.get(method)
@@ -111,7 +111,6 @@ def _method_options(method: str, suite: Suite, col: Collector, cache: dict[str, 
 
 def _method_class(method: str, opts: Any) -> Any:
     """The method's class; a peft-type entry's comes from its checked options."""
-    from lorabench.methods import METHODS
 
     if method in METHODS:
         return METHODS.get(method)
@@ -201,7 +200,6 @@ def expand(suite: Suite) -> list[RunSpec]:
     Rank is a per-method axis: methods without a rank get ``rank=None`` once, and an
     explicit rank on such a method (a block whose methods all ignore rank) is an error.
     """
-    from lorabench.methods import METHODS, is_peft_entry
 
     col = Collector(suite.file)
     opt_cache: dict[str, Any] = {}

@@ -85,7 +85,7 @@ def _check_data_paths(suite: Suite, specs: list[RunSpec], found: Found, env_requ
         if spec.task in seen:
             continue
         seen.add(spec.task)
-        source = spec.task_options.get("data") or {}
+        source = spec.task_options["data"] or {}
         for key in DATA_PATH_KEYS:
             written = source.get(key)
             if not written:

@@ -199,7 +199,7 @@ def test_synthetic_dialogue_summaries_follow_the_dialogue() -> None:
 
 
 def test_tokenised_data_is_cached_on_disk(tmp_path: Path, tokenizer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lorabench.data.cache import prepare_cached
+    from lorabench.tasks.cache import prepare_cached
     from lorabench.tasks.classification import Classification
 
     monkeypatch.setenv("LORABENCH_CACHE", str(tmp_path / "cache"))

@@ -92,11 +92,11 @@ def reload_and_evaluate(rec: dict[str, Any], run_dir: Path) -> dict[str, float]:
     """Rebuild the fine-tuned model from the base and the saved adapter, and evaluate it again."""
     import torch
 
-    from lorabench.data.cache import prepare_cached
     from lorabench.models.loading import is_encoder_decoder, load_model
     from lorabench.run.pipeline import RunContext, amp_dtype, prepare_base, seed_everything
     from lorabench.spec import RunSpec
     from lorabench.tasks import TASK_TYPES
+    from lorabench.tasks.cache import prepare_cached
 
     spec = RunSpec.from_dict(rec["spec"])
     device = rec["resolved"]["device"]

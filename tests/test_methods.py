@@ -23,8 +23,9 @@ import torch
 
 from lorabench.methods import METHODS
 from lorabench.methods.base import MethodContext, NoOptions
+from lorabench.methods.prepare import upcast_trainable
 from lorabench.models.loading import load_model
-from lorabench.run.pipeline import RunContext, amp_dtype, prepare_base, upcast_trainable
+from lorabench.run.pipeline import RunContext, amp_dtype, prepare_base
 from lorabench.run.train import train
 from lorabench.spec import ModelSpec, RunSpec
 from lorabench.suite.schema import EvalSettings, ExecutionSettings, ModelDef, QuantSettings, TrainSettings

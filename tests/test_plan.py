@@ -106,7 +106,13 @@ def test_a_committed_record_keeps_its_run_id_and_spec(path: Path) -> None:
             continue
         assert {k: got[key][k] for k in value} == value, key
         # A record written before a setting existed gets the schema's default, which the hash leaves out.
-        assert set(got[key]) - set(value) <= {"compile", "loss", "attn_implementation", "peak_tflops"}, key
+        assert set(got[key]) - set(value) <= {
+            "compile",
+            "loss",
+            "attn_implementation",
+            "peak_tflops",
+            "startup_timeout_s",
+        }, key
 
 
 def test_committed_suites_still_plan_their_committed_run_ids() -> None:

@@ -10,7 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from lorabench.accounting.counting import count_parameters
-from lorabench.run.pipeline import RunContext, prepare_base, upcast_trainable
+from lorabench.methods.prepare import upcast_trainable
+from lorabench.run.pipeline import RunContext, prepare_base
 from lorabench.run.profile import MemoryMonitor
 from lorabench.run.train import lr_lambda, train
 from lorabench.suite.schema import QuantSettings, TrainSettings

@@ -735,8 +735,8 @@ def trace_training(
     """Build, prepare, apply the method and run the steps; every allocation on ``cfg.device`` counted."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    from lorabench.methods.prepare import enable_grad_checkpointing, upcast_trainable
     from lorabench.models.loading import DTYPES
-    from lorabench.run.pipeline import enable_grad_checkpointing, upcast_trainable
     from lorabench.vocab import QUANTIZED
 
     kbit = cfg.precision in QUANTIZED

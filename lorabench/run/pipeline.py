@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from lorabench.accounting.counting import count_parameters
-from lorabench.data.cache import prepare_cached
 from lorabench.errors import UsageError
 from lorabench.methods.base import Method, MethodContext
+from lorabench.methods.prepare import enable_grad_checkpointing, prepare_kbit, upcast_trainable
 from lorabench.models import loading
 from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, is_encoder_decoder
 from lorabench.preflight import positions_error
@@ -37,6 +37,7 @@ from lorabench.sanity import compute_flags
 from lorabench.spec import RunSpec
 from lorabench.tasks import TASK_TYPES
 from lorabench.tasks.base import EvalResult, Task, TaskData
+from lorabench.tasks.cache import prepare_cached
 from lorabench.vocab import QUANTIZED, TaskFamily, resolve_device
 
 
@@ -284,20 +285,5 @@ def _attn_used(model: Any, info: dict[str, Any]) -> str | None:
 def prepare_base(model: Any, spec: RunSpec) -> Any:
     """peft's k-bit preparation for quantised bases, when the suite asks for it."""
     if spec.precision in QUANTIZED and spec.quantization.prepare_kbit:
-        from peft import prepare_model_for_kbit_training  # peft initialises CUDA state at import: runs only
-
-        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.grad_checkpointing)
+        return prepare_kbit(model, spec.train.grad_checkpointing)
     return model
-
-
-def upcast_trainable(model: Any) -> None:
-    """Keep trainable parameters in fp32 (master weights) whatever the base dtype."""
-    for p in model.parameters():
-        if p.requires_grad and p.dtype in (torch.float16, torch.bfloat16):
-            p.data = p.data.float()
-
-
-def enable_grad_checkpointing(model: Any) -> None:
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if hasattr(model, "enable_input_require_grads"):
-        model.enable_input_require_grads()

@@ -57,7 +57,7 @@ class Task:
         """Load, subsample (by ``data_seed``) and tokenise the data.
 
         It may depend only on the task options, the tokenizer and ``max_seq_len``:
-        :func:`lorabench.data.cache.prepare_cached` keys its on-disk cache on exactly those.
+        :func:`lorabench.tasks.cache.prepare_cached` keys its on-disk cache on exactly those.
         """
         raise NotImplementedError
 

@@ -21,6 +21,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import lorabench.data
+import lorabench.tasks
+from lorabench.data.sources import expand_path
+from lorabench.models.builtin import cache_root
+from lorabench.tasks.base import TaskData
+
 CACHE_VERSION = 2  # 2: JSON entries (1 was pickle; those files are ignored, never read)
 
 
@@ -48,8 +54,6 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 
 def _files(source: dict[str, Any], task: str) -> list[Any]:
-    from lorabench.data.sources import expand_path
-
     out = []
     for key in ("file", "train_file", "eval_file"):
         if source.get(key):
@@ -61,9 +65,6 @@ def _files(source: dict[str, Any], task: str) -> list[Any]:
 
 def _code() -> str:
     """Source of the data and task modules: a changed generator or tokenisation rule is a new key."""
-    import lorabench.data
-    import lorabench.tasks
-
     h = hashlib.sha256()
     for pkg in (lorabench.data, lorabench.tasks):
         for path in sorted(Path(inspect.getfile(pkg)).parent.glob("*.py")):
@@ -91,8 +92,6 @@ def cache_key(task: Any, tokenizer: Any, max_seq_len: int) -> str:
 
 def cache_dir() -> Path:
     """``$LORABENCH_DATA_CACHE``, else ``data/`` under the built-in models' cache root."""
-    from lorabench.models.builtin import cache_root
-
     return Path(os.environ.get("LORABENCH_DATA_CACHE") or cache_root() / "data")
 
 
@@ -102,8 +101,6 @@ def _encode(data: Any) -> str:
 
 def _decode(text: str) -> Any:
     """The :class:`TaskData` of a cache entry; ``ValueError`` where it is not one lorabench wrote."""
-    from lorabench.tasks.base import TaskData
-
     blob = json.loads(text)
     if not isinstance(blob, dict) or blob.get("version") != CACHE_VERSION:
         raise ValueError("not a lorabench data-cache entry of this version")
