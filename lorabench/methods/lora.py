@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 
 from lorabench.methods.base import MethodContext, resolve_alpha
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
+from lorabench.suite.typed import check_fields
 
 
 @dataclass(frozen=True)
@@ -16,11 +17,10 @@ class LoraOptions:
     target_modules: tuple[str, ...] | None = None  # None: peft's per-architecture default
     bias: Literal["none", "all", "lora_only"] = "none"
 
+    RANGES: ClassVar[dict[str, str]] = {"dropout": ">= 0 and < 1", "alpha": "> 0"}
+
     def __post_init__(self) -> None:
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"`dropout` should be in [0, 1), got {self.dropout}")
-        if self.alpha is not None and self.alpha <= 0:
-            raise ValueError(f"`alpha` should be > 0, got {self.alpha}")
+        check_fields(self, self.RANGES)
 
 
 class LoRA(PeftMethod):

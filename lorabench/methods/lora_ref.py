@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from lorabench.methods.base import HEAD_NAMES, Method, MethodContext, head_parameter_names, resolve_alpha
+from lorabench.suite.typed import check_fields
 
 FILENAME = "lora_ref.safetensors"
 
@@ -28,11 +29,10 @@ class LoraRefOptions:
     dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None  # None: the model definition's, else peft's LoRA default
 
+    RANGES: ClassVar[dict[str, str]] = {"dropout": ">= 0 and < 1", "alpha": "> 0"}
+
     def __post_init__(self) -> None:
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"`dropout` should be in [0, 1), got {self.dropout}")
-        if self.alpha is not None and self.alpha <= 0:
-            raise ValueError(f"`alpha` should be > 0, got {self.alpha}")
+        check_fields(self, self.RANGES)
 
 
 def resolve_targets(model: Any, ctx: MethodContext, option: tuple[str, ...] | None) -> list[str]:

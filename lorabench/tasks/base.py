@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from lorabench.suite.typed import check_fields
 
 if TYPE_CHECKING:
     from lorabench.suite.schema import EvalSettings
@@ -75,9 +78,9 @@ class Task:
 
 def check_counts(n_train: int | None, n_eval: int | None) -> None:
     """Shared option check (in ``Options.__post_init__``): ``n_train``/``n_eval`` are positive."""
-    for name, n in (("n_train", n_train), ("n_eval", n_eval)):
-        if n is not None and n < 1:
-            raise ValueError(f"`{name}` should be >= 1 (or null for all rows), got {n}")
+    check_fields(
+        SimpleNamespace(n_train=n_train, n_eval=n_eval), {"n_train": ">= 1", "n_eval": ">= 1"}
+    )  # null: all rows
 
 
 def pad_batch(rows: list[dict[str, Any]], pad_id: int, left: bool = False) -> dict[str, Any]:
