@@ -198,6 +198,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
         for name in METHODS:
             print(f"{name:<16} {METHODS.get(name).description}")
+        print("(and any peft type from its config: methods.NAME: {peft_type: OFT, config: {...}}; see --peft-types)")
     elif args.what == "models":
         from lorabench.models import BUILTIN_MODELS
 
