@@ -13,17 +13,23 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorabench import atomic
 from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.plan import expand
 from lorabench.record import TRANSIENT_STATUSES, load_records, make_record, read_record, write_record
+from lorabench.run import progress as run_progress
 from lorabench.spec import RunSpec
 from lorabench.suite.schema import Suite
+
+#: What a run writes in ``runs/<run_id>/``: none of it may be a symbolic link.
+RUN_FILES = ("record.json", "predictions.jsonl", "log.txt", "adapter")
 
 
 @dataclass
@@ -89,6 +95,7 @@ def run_suite(
     progress: bool = True,
     executor: Any = None,
     unavailable: dict[str, str] | None = None,
+    raw_csv: bool = False,
 ) -> SuiteOutcome:
     """Execute every pending run of ``suite`` into ``out_dir`` and rebuild the report.
 
@@ -99,9 +106,11 @@ def run_suite(
 
     try:
         specs = expand(suite)
-        claim(out_dir, suite.name)
+        claim(out_dir, suite.name, force=force)
         with locked(out_dir, sys.stderr):
-            return _run_locked(suite, specs, out_dir, force, retry_failed, progress, executor, unavailable or {})
+            return _run_locked(
+                suite, specs, out_dir, force, retry_failed, progress, executor, unavailable or {}, raw_csv
+            )
     finally:
         if executor is not None:
             executor.close()
@@ -116,6 +125,7 @@ def _run_locked(
     progress: bool,
     executor: Any,
     unavailable: dict[str, str],
+    raw_csv: bool = False,
 ) -> SuiteOutcome:
     from tqdm import tqdm
 
@@ -123,14 +133,18 @@ def _run_locked(
     from lorabench.report import build_report
 
     log = sys.stderr
-    runs_dir = out_dir / "runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "suite.yaml").write_text(Path(suite.file).read_text(encoding="utf-8"), encoding="utf-8")
-    (out_dir / "plan.json").write_text(json.dumps(describe_plan(specs), indent=2) + "\n")
+    runs_dir = atomic.ensure_dir(out_dir, out_dir / "runs")
+    atomic.write_bytes(out_dir / "suite.yaml", Path(suite.file).read_bytes(), out_dir)
+    atomic.write_text(out_dir / "plan.json", json.dumps(describe_plan(specs), indent=2) + "\n", out_dir)
     todo, reused, reused_failures = _pending(specs, runs_dir, force, retry_failed)
+    for spec in todo:  # before any run starts: a link planted in a run's directory is refused, not followed
+        for name in RUN_FILES:
+            atomic.check_no_links(out_dir, runs_dir / spec.run_id / name)
+    again = sum((runs_dir / s.run_id / "record.json").exists() for s in todo) if not (force or retry_failed) else 0
     print(
-        f"lorabench: suite {suite.name!r}: {len(specs)} runs, {len(todo)} to run, {reused} already recorded "
-        f"-> {out_dir}",
+        f"lorabench: suite {suite.name!r}: {len(specs)} runs, {len(todo)} to run"
+        + (f" ({again} again after an environment fault, failed_env)" if again else "")
+        + f", {reused} already recorded -> {out_dir}",
         file=log,
     )
     interrupted = False
@@ -150,15 +164,22 @@ def _run_locked(
             env = base_environment(executor)
             _prepare_builtins(executor, todo, out_dir)
             bar = tqdm(total=len(todo), desc=f"{suite.name}", unit="run", disable=not progress, file=log)
+            status = StatusLine(bar, todo, runs_dir) if progress else None
             items = ((spec, runs_dir / spec.run_id) for spec in todo)
-            for spec, result in executor.run_many(items):
-                record = make_record(spec, dict(result), env)
-                write_record(runs_dir / spec.run_id, record, result.get("predictions"))
-                ran += 1
-                bar.update(1)
-                bar.set_postfix_str(spec.label)
-                if record["status"] != "success":
-                    bar.write(f"  {spec.label}: {record['status']}: {record['error']}", file=log)
+            try:
+                for spec, result in executor.run_many(items):
+                    record = make_record(spec, dict(result), env)
+                    write_record(runs_dir / spec.run_id, record, result.get("predictions"))
+                    (runs_dir / spec.run_id / run_progress.FILENAME).unlink(missing_ok=True)
+                    ran += 1
+                    bar.update(1)
+                    if status is not None:
+                        status.done(spec.run_id)
+                    if record["status"] != "success":
+                        bar.write(f"  {spec.label}: {record['status']}: {record['error']}", file=log)
+            finally:
+                if status is not None:
+                    status.stop()
             bar.close()
     except KeyboardInterrupt:
         interrupted = True
@@ -173,7 +194,7 @@ def _run_locked(
     records = load_records(out_dir)
     current = [r for r in records if r["run_id"] in plan_ids]
     others = [r for r in records if r["run_id"] not in plan_ids]
-    build_report(out_dir, records, run_ids=plan_ids)
+    build_report(out_dir, records, run_ids=plan_ids, raw_csv=raw_csv)
     return SuiteOutcome(
         out_dir,
         Counter(r["status"] for r in current),
@@ -183,6 +204,54 @@ def _run_locked(
         reused_failures,
         [f"{r['run_id']} {r['label']} ({r['status']})" for r in others],
     )
+
+
+class StatusLine:
+    """The progress bar's status: the running point(s) with their step and loss.
+
+    Runs are other processes; each writes ``runs/<id>/progress.json`` when it logs the loss
+    (lorabench.run.progress). A daemon thread reads those of the runs still pending once
+    a second, so a long run shows ``tiny-bert/lora-r8/...: step 120/200, loss 0.41``
+    instead of sitting at ``0/2``; before any file appears, the next point in order is
+    shown as starting.
+    """
+
+    def __init__(self, bar: Any, specs: list[RunSpec], runs_dir: Path, every_s: float = 1.0) -> None:
+        self.bar, self.runs_dir, self.every_s = bar, runs_dir, every_s
+        self.pending = {s.run_id: s.label for s in specs}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.refresh()
+        self._thread = threading.Thread(target=self._loop, name="lorabench-status", daemon=True)
+        self._thread.start()
+
+    def text(self) -> str:
+        with self._lock:
+            pending = list(self.pending.items())
+        running = [
+            run_progress.status_text(label, p)
+            for rid, label in pending
+            if (p := run_progress.read(self.runs_dir / rid)) is not None
+        ]
+        if not running and pending:
+            running = [run_progress.status_text(pending[0][1], None)]
+        return "; ".join(running)
+
+    def refresh(self) -> None:
+        self.bar.set_postfix_str(self.text(), refresh=True)
+
+    def done(self, run_id: str) -> None:
+        with self._lock:
+            self.pending.pop(run_id, None)
+        self.refresh()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _record_unavailable(specs: list[RunSpec], unavailable: dict[str, str], runs_dir: Path) -> int:

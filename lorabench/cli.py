@@ -62,6 +62,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         executor=executor,
         unavailable=checked.unavailable,
+        raw_csv=args.raw_csv,
     )
     print(summary_line(outcome), file=sys.stderr)
     print(f"lorabench: leaderboard: {out / 'leaderboard.md'}", file=sys.stderr)
@@ -78,14 +79,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from lorabench.record import load_records
     from lorabench.report import build_report
     from lorabench.report.results import plan_run_ids
+    from lorabench.results_dir import locked, require_owned
 
     out = Path(args.dir)
-    run_ids = plan_run_ids(out)
-    records = load_records(out)
+    require_owned(out)
     baseline = Path(args.baseline) if args.baseline else None
     if baseline is not None and not baseline.exists():
         raise UsageError(f"--baseline {baseline}: no such file or directory")
-    paths = build_report(out, records, run_ids=run_ids, baseline=baseline)
+    # A `run` or another `report` writing here: wait for it (a report takes seconds), then refuse.
+    with locked(out, sys.stderr, wait_s=args.wait, command="report"):
+        run_ids = plan_run_ids(out)
+        records = load_records(out)
+        paths = build_report(out, records, run_ids=run_ids, baseline=baseline, raw_csv=args.raw_csv)
     shown = [r for r in records if run_ids is None or r["run_id"] in run_ids]
     print(f"lorabench: {len(shown)} records -> {paths['leaderboard']}, {paths['report']}")
     for rec in records:
@@ -106,7 +111,14 @@ def _result_set(path: str, out: TextIO) -> ResultSet:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from lorabench.report.compare import comparable, compare_points, parse_tolerances, render, tolerance_warnings
+    from lorabench.report.compare import (
+        comparable,
+        compare_points,
+        parse_tolerances,
+        recipe_warnings,
+        render,
+        tolerance_warnings,
+    )
     from lorabench.report.results import group
 
     tols = parse_tolerances(args.tol or [])
@@ -115,6 +127,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     # stdout is the table (CSV or JSON to be parsed), so what was set aside goes to stderr.
     base, current = group(_result_set(args.a, sys.stderr).runs), group(_result_set(args.b, sys.stderr).runs)
     comparable(base, current)
+    for line in recipe_warnings(base, current):
+        print(f"warning: {line}", file=sys.stderr)
     print(render(compare_points(base, current, tols), args.format), end="")
     return 0
 
@@ -184,6 +198,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
         for name in METHODS:
             print(f"{name:<16} {METHODS.get(name).description}")
+        print("(and any peft type from its config: methods.NAME: {peft_type: OFT, config: {...}}; see --peft-types)")
     elif args.what == "models":
         from lorabench.models import BUILTIN_MODELS
 
@@ -418,7 +433,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         help="which methods fit on a GPU, and at what batch size (traced on fake tensors, no GPU needed)",
         description="For each method@precision, with and without gradient checkpointing: whether one training "
         "step fits the card and the largest batch size that does (bisection on the traced peak, with a CUDA context "
-        "and fragmentation allowance; see lorabench/fit.py).",
+        "and fragmentation allowance; see lorabench/accounting/fit.py).",
     )
     fp.add_argument("model", help="config:NAME, builtin:NAME, a local directory with config.json, or a hub id")
     card = fp.add_mutually_exclusive_group()
@@ -444,7 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a suite: every point in its own process; records, leaderboard, plots")
     r.add_argument("suite", help="suite YAML file (or a name under suites/)")
     r.add_argument("--out", help="results directory (default: results/<suite name>)")
-    r.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="rerun runs that already have a record (and take over a directory holding another suite's results)",
+    )
     r.add_argument(
         "--retry-failed",
         action="store_true",
@@ -452,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--strict", action="store_true", help="exit 1 if any run did not succeed")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_raw_csv(r)
     _add_executor_args(r)
     r.set_defaults(func=_cmd_run)
 
@@ -463,6 +483,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild runs.csv, leaderboard, plots and report from a results dir")
     rep.add_argument("dir")
     rep.add_argument("--baseline", help="a results directory or runs.csv to compare with (adds the compare view)")
+    rep.add_argument(
+        "--wait",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="seconds to wait for another lorabench command writing there (default 120), then exit 2",
+    )
+    _add_raw_csv(rep)
     rep.set_defaults(func=_cmd_report)
 
     _add_compare_parsers(sub)
@@ -521,6 +549,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_raw_csv(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--raw-csv",
+        action="store_true",
+        help="write CSV text cells as they are; by default a cell starting with = + - @ tab or CR gets a leading ' "
+        "so spreadsheets do not run it as a formula (OWASP CSV injection)",
+    )
+
+
 def _add_executor_args(r: argparse.ArgumentParser) -> None:
     """Where runs execute: the local forkserver (default), a local GPU pool, or Ray."""
     r.add_argument(
@@ -568,6 +605,9 @@ def _add_compare_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lorabench import quiet
+
+    quiet.install()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -578,3 +618,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nlorabench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (`lorabench ... | head`): nothing left to tell
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 1
+    except OSError as exc:  # a full disk, a read-only directory, a permission: one line, not a traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"lorabench: error:{where} {exc.strerror or exc}", file=sys.stderr)
+        return 2

@@ -141,11 +141,31 @@ def _model_configs(suite: Suite, specs: list[RunSpec], found: Found) -> dict[str
                 found.issues.append(Issue(suite.file, _model_line(suite, spec), str(exc)))
                 continue
             configs[path] = _read_json(os.path.join(str(known), "config.json"))
+            if ref.kind is ModelKind.LOCAL and os.path.isdir(known) and not _has_tokenizer_files(str(known)):
+                found.issues.append(
+                    Issue(
+                        suite.file,
+                        _model_line(suite, spec),
+                        f"model {path!r} has no tokenizer files (tokenizer.json, tokenizer_config.json, "
+                        "vocab.json/merges.txt, vocab.txt, a sentencepiece *.model): transformers would build an "
+                        "empty tokenizer and every text would be zero tokens. Copy them from the model it was "
+                        "saved from.",
+                    )
+                )
         else:
             hub[path] = spec
     if hub:
         configs.update(_hub_configs(suite, hub, found))
     return configs
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "merges.txt")
+
+
+def _has_tokenizer_files(directory: str) -> bool:
+    """Whether a local model directory has anything a tokenizer loads from (the run checks it works)."""
+    names = set(os.listdir(directory))
+    return bool(names & set(TOKENIZER_FILES)) or any(n.endswith((".model", ".tiktoken")) for n in names)
 
 
 def _read_json(path: str) -> dict[str, Any] | None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
+import re
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from lorabench import atomic
 from lorabench.errors import UsageError
 from lorabench.spec import RunSpec
 from lorabench.vocab import STATUSES, MiB, Status
@@ -26,6 +27,23 @@ MEM_SOURCES = ("rss", "allocated", "reserved", "nvml")
 
 def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+RECIPE_SECTIONS = ("train", "method_options", "quantization", "task_options", "eval")
+
+
+def recipe_hash(spec: dict[str, Any]) -> str:
+    """A hash of how a point was trained and evaluated (spec sections, not the grid point itself).
+
+    Two result sets can hold the same grid point (task, model, method, rank, precision)
+    trained differently (47 linear-schedule steps vs 40 constant); ``compare`` warns when
+    matched points' recipes differ. Kept apart from run_id, which stays as it was.
+    """
+    import hashlib
+    import json
+
+    blob = json.dumps({k: spec.get(k) for k in RECIPE_SECTIONS}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def make_record(spec: RunSpec, result: dict[str, Any], base_env: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +66,7 @@ def make_record(spec: RunSpec, result: dict[str, Any], base_env: dict[str, Any])
         "status": status,
         "error": result.get("error"),
         "spec": spec.to_dict(),
+        "recipe": recipe_hash(spec.to_dict()),
         "metrics": result.get("metrics") or {},
         "profile": result.get("profile") or {},
         "resolved": result.get("resolved") or {},
@@ -66,29 +85,123 @@ def make_record(spec: RunSpec, result: dict[str, Any], base_env: dict[str, Any])
     }
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)  # a crash leaves the old file or the new one, never half of one
+def write_record(
+    run_dir: Path,
+    record: dict[str, Any],
+    predictions: list[dict[str, Any]] | None = None,
+    root: Path | None = None,
+) -> None:
+    """Write a run's predictions, then its record, each atomically (a crash leaves the old file or the new).
 
-
-def write_record(run_dir: Path, record: dict[str, Any], predictions: list[dict[str, Any]] | None = None) -> None:
+    ``root`` is the results directory (default: two levels up, ``OUT/runs/<id>``): nothing
+    below it may be a symbolic link.
+    """
+    root = run_dir.parent.parent if root is None else root
     if predictions is not None:
-        _atomic_write(run_dir / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
-    _atomic_write(run_dir / "record.json", json.dumps(record, indent=2, default=str) + "\n")
+        atomic.write_text(
+            run_dir / "predictions.jsonl", "".join(json.dumps(p, default=str) + "\n" for p in predictions), root
+        )
+    atomic.write_text(run_dir / "record.json", json.dumps(record, indent=2, default=str) + "\n", root)
+
+
+#: Largest integer a record's number may hold: beyond it float() overflows or loses the value.
+MAX_INT = 2**63
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: spec fields every reader uses, with the types they must have.
+_SPEC_FIELDS: dict[str, tuple[type, ...]] = {
+    "method": (str,),
+    "task": (str,),
+    "precision": (str,),
+    "rank": (int, type(None)),
+    "seed": (int, type(None)),
+}
+
+
+def _number_problem(value: Any) -> str | None:
+    if value is None or isinstance(value, float):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"is not a number: {str(value)[:60]!r}"
+    if abs(value) >= MAX_INT:
+        return f"is an integer of {len(str(abs(value)))} digits, out of range"
+    return None
+
+
+def record_problem(rec: Any) -> str | None:
+    """Why ``rec`` is not a record every reader can use, or None.
+
+    Records are data: committed, cloned, copied between machines. Each reader (report,
+    leaderboard, compare, check, resume) indexes into them, so the shape is checked
+    once, here, and a bad record is one clear error naming its file, never a traceback.
+    """
+    if not isinstance(rec, dict):
+        return f"expected a JSON object, got {type(rec).__name__}"
+    run_id = rec.get("run_id")
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+        return f"run_id must be a short name of letters, digits, '.', '_' or '-', got {str(run_id)[:60]!r}"
+    if rec.get("status") not in STATUSES:
+        return f"status must be one of {', '.join(STATUSES)}, got {str(rec.get('status'))[:60]!r}"
+    for key in ("label", "suite"):
+        if not isinstance(rec.get(key), str):
+            return f"{key} must be a string, got {type(rec.get(key)).__name__}"
+    spec = rec.get("spec")
+    if not isinstance(spec, dict):
+        return f"spec must be an object, got {type(spec).__name__}"
+    model = spec.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        return "spec.model must be an object with a string name"
+    for key, types in _SPEC_FIELDS.items():
+        if not isinstance(spec.get(key), types) or isinstance(spec.get(key), bool):
+            return f"spec.{key} must be {' or '.join(t.__name__ for t in types)}, got {str(spec.get(key))[:60]!r}"
+    if not isinstance(spec.get("task_options") or {}, dict):
+        return "spec.task_options must be an object"
+    for key in ("metrics", "profile", "resolved", "curves", "env"):
+        if not isinstance(rec.get(key) or {}, dict):
+            return f"{key} must be an object, got {type(rec.get(key)).__name__}"
+    for name, value in (rec.get("metrics") or {}).items():
+        why = _number_problem(value)
+        if why:
+            return f"metric {name!r} {why}"
+    if not isinstance(rec.get("flags") or [], list):
+        return "flags must be a list"
+    if not isinstance(rec.get("error"), (str, type(None))):
+        return "error must be a string or null"
+    return _profile_problem(rec)
+
+
+def _profile_problem(rec: dict[str, Any]) -> str | None:
+    """Compute what the readers derive from the record (runs.csv row, registered figures) once."""
+    from lorabench.metrics import record_values, step_time_spread
+
+    try:
+        profile = rec.get("profile") or {}
+        for key, value in profile.items():
+            if isinstance(value, int) and _number_problem(value):
+                return f"profile.{key} {_number_problem(value)}"
+        flat_row(rec)
+        record_values(rec)
+        step_time_spread(profile)
+        float((profile.get("host_cpu_train") or {}).get("other_cpu_share") or 0.0)
+    except UsageError as exc:
+        return str(exc)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError, ArithmeticError) as exc:
+        return f"profile or metrics of an unexpected shape ({type(exc).__name__}: {str(exc)[:80]})"
+    return None
 
 
 def read_record(path: Path) -> dict[str, Any]:
+    """A record from its file; anything that is not a usable record is exit 2 naming the file."""
     try:
         rec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read record {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise UsageError(f"cannot read record {path}: nested too deeply") from None
+    except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read record {path}: {exc}") from None
-    if not isinstance(rec, dict) or "run_id" not in rec or rec.get("status") not in STATUSES:
-        raise UsageError(f"{path} is not a lorabench record (missing run_id or status)")
+    why = record_problem(rec)
+    if why:
+        raise UsageError(f"{path} is not a valid lorabench record: {why}")
     return rec
 
 

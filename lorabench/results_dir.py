@@ -2,9 +2,12 @@
 
 ``--out`` may be absent, empty, or a directory lorabench made (``.lorabench``, naming
 the suite). Anything else is refused before any file is written, so a user's own files
-are never overwritten. ``.lock`` holds the pid, host and start time of the ``run``
-writing into it; a second ``run`` is refused, and a lock left by a process that no
-longer exists on this host is taken over.
+are never overwritten; ``report`` likewise refuses a directory that is not lorabench's.
+``.lock`` holds the pid, host and start time of the command writing into it (``run``,
+``report``); a second ``run`` is refused, a second ``report`` waits for it, and a lock
+left by a process that no longer exists on this host, or one that cannot be read, is
+taken over with a message. The lock is created whole (written under a temporary name,
+then hard-linked into place), so a full disk cannot leave an empty lock behind.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import datetime as _dt
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lorabench.atomic import check_no_links, write_text
 from lorabench.errors import UsageError
 
 MARKER = ".lorabench"
@@ -31,11 +36,13 @@ def _now() -> str:
 def read_marker(out_dir: Path) -> dict[str, Any] | None:
     """The marker's content, or None when ``out_dir`` has none."""
     path = out_dir / MARKER
+    if path.is_symlink():
+        raise UsageError(f"{path} is a symbolic link, not a lorabench marker; refusing to use {out_dir}")
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         raise UsageError(f"{path}: unreadable lorabench marker; remove it only if this is not someone's data") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: not a lorabench marker")
@@ -53,14 +60,27 @@ def _lorabench_layout(out_dir: Path) -> bool:
     return (out_dir / "plan.json").exists() or any((out_dir / "runs").glob("*/record.json"))
 
 
-def claim(out_dir: Path, suite_name: str) -> None:
-    """Check that ``out_dir`` may receive this suite's results, and mark it as lorabench's.
-
-    Refused (exit 2): a file; a non-empty directory without the marker; a directory
-    marked for another suite (its report would be overwritten).
-    """
+def _check_out_path(out_dir: Path) -> None:
+    """Refuse an ``--out`` that cannot be a directory: a file, a dangling link, a path under a file."""
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise UsageError(f"--out {out_dir} is a symbolic link to nothing ({os.readlink(out_dir)}); choose a directory")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file, not a directory; choose a directory for the results")
+    for parent in out_dir.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--out {out_dir} lies under {parent}, which is a file, not a directory")
+            break
+
+
+def claim(out_dir: Path, suite_name: str, force: bool = False) -> None:
+    """Check that ``out_dir`` may receive this suite's results, and mark it as lorabench's.
+
+    Refused (exit 2): a file; a dangling link; a non-empty directory without the marker;
+    a directory holding another suite's results (its report would be overwritten),
+    unless ``force``: the user says the old results may be replaced.
+    """
+    _check_out_path(out_dir)
     if out_dir.is_dir():
         marker = read_marker(out_dir)
         if marker is None:
@@ -69,20 +89,62 @@ def claim(out_dir: Path, suite_name: str) -> None:
                     f"--out {out_dir} is a non-empty directory that lorabench did not create (no {MARKER} file); "
                     "refusing to write into it so nothing of yours is overwritten. Choose a new or empty directory."
                 )
-        elif marker.get("suite") != suite_name:
+            other = _layout_suite(out_dir)
+            if other is not None and other != suite_name and not force:
+                raise UsageError(
+                    f"--out {out_dir} holds the results of suite {other!r}, not {suite_name!r}; "
+                    "choose another directory (or --force to take it over)"
+                )
+        elif marker.get("kind") == "baseline":
+            raise UsageError(
+                f"--out {out_dir} is a frozen baseline (lorabench.report.baseline); choose another directory"
+            )
+        elif marker.get("suite") != suite_name and not force:
             raise UsageError(
                 f"--out {out_dir} holds the results of suite {marker.get('suite')!r}, not {suite_name!r}; "
-                "choose another directory"
+                "choose another directory (or --force to take it over)"
             )
-        else:
+        elif marker.get("suite") == suite_name:
             return
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --out {out_dir}: {exc.strerror or exc}") from None
     from lorabench import __version__
 
-    (out_dir / MARKER).write_text(
-        json.dumps({"suite": suite_name, "created_at": _now(), "lorabench": __version__}, indent=2) + "\n",
-        encoding="utf-8",
-    )
+    text = json.dumps({"suite": suite_name, "created_at": _now(), "lorabench": __version__}, indent=2) + "\n"
+    write_text(out_dir / MARKER, text, out_dir)
+
+
+def _layout_suite(out_dir: Path) -> str | None:
+    """The suite an unmarked lorabench directory holds, from its suite.yaml's ``name`` (None if unknown)."""
+    from lorabench.suite.yamlnodes import load_yaml  # bounded: no alias bombs, no tags
+
+    path = out_dir / "suite.yaml"
+    try:
+        data = load_yaml(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, ValueError, UsageError):
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def require_owned(out_dir: Path) -> None:
+    """Refuse (exit 2) to write report files into a directory that is not lorabench's results.
+
+    A marker, or the layout lorabench writes (committed results from before the marker),
+    says it is; a project that merely has a ``runs/`` folder is not.
+    """
+    _check_out_path(out_dir)
+    if not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: no such results directory")
+    if read_marker(out_dir) is None and not _lorabench_layout(out_dir):
+        if not (out_dir / "runs").is_dir():
+            raise UsageError(f"no runs/ directory under {out_dir}: is this a lorabench results directory?")
+        raise UsageError(
+            f"{out_dir} is not a lorabench results directory (no {MARKER} file, no suite.yaml with plan.json); "
+            "refusing to write report files into it so nothing of yours is overwritten"
+        )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -95,53 +157,79 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _try_create(path: Path, info: dict[str, Any]) -> bool:
+def _try_create(out_dir: Path, path: Path, info: dict[str, Any]) -> bool:
+    """Create the lock whole: written under a temporary name, then linked into place (fails if it exists)."""
+    check_no_links(out_dir, path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(info, fh)
+        write_text(tmp, json.dumps(info))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise UsageError(f"cannot create the lock {path}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return True
 
 
-def _read_lock(path: Path) -> dict[str, Any]:
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    """The lock's content; None when it cannot be parsed (empty, cut short, not an object)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, json.JSONDecodeError):
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _holder(held: dict[str, Any]) -> str:
+    return f"pid {held.get('pid')} on {held.get('host')} since {held.get('since')}"
 
 
 @contextmanager
-def locked(out_dir: Path, log: Any = None) -> Iterator[None]:
-    """Hold ``out_dir/.lock`` for the duration of a ``run``; refuse if another holds it."""
+def locked(out_dir: Path, log: Any = None, wait_s: float = 0.0, command: str = "run") -> Iterator[None]:
+    """Hold ``out_dir/.lock`` while ``command`` writes there.
+
+    Another live holder: refused at once (``wait_s`` 0, as ``run`` does), or waited for up
+    to ``wait_s`` seconds and then refused (``report``). A stale lock (its process gone
+    from this host) or one that cannot be parsed is taken over with a message.
+    """
     path = out_dir / LOCK
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
-    for _attempt in range(2):
-        if _try_create(path, me):
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now(), "command": command}
+    deadline = time.monotonic() + wait_s
+    said_waiting = False
+    while True:
+        if _try_create(out_dir, path, me):
             break
         held = _read_lock(path)
-        pid, host, since = held.get("pid"), held.get("host"), held.get("since")
-        stale = host == me["host"] and isinstance(pid, int) and not _pid_alive(pid)
-        if not stale:
-            raise UsageError(
-                f"{out_dir} is locked by pid {pid} on {host} since {since}: another `lorabench run` is writing "
-                f"there. Wait for it, or remove {path} if that process is gone."
-            )
+        if held is None:
+            reason = "it cannot be read (empty or cut short, e.g. by a full disk)"
+        elif not held:
+            continue  # released between our attempt and our read
+        else:
+            pid, host = held.get("pid"), held.get("host")
+            if not (host == me["host"] and isinstance(pid, int) and not _pid_alive(pid)):
+                if time.monotonic() < deadline:
+                    if not said_waiting and log is not None:
+                        print(f"lorabench: waiting for the lock on {out_dir} ({_holder(held)})", file=log)
+                        said_waiting = True
+                    time.sleep(0.1)
+                    continue
+                raise UsageError(
+                    f"{out_dir} is locked by {_holder(held)}: another lorabench command "
+                    f"({held.get('command', 'run')}) is writing there. Wait for it, or remove {path} if that "
+                    "process is gone."
+                )
+            reason = f"{_holder(held)} is gone"
         if log is not None:
-            print(
-                f"lorabench: taking over a stale lock on {out_dir} (pid {pid} on {host} since {since} is gone)",
-                file=log,
-            )
+            print(f"lorabench: taking over a stale lock on {out_dir} ({reason})", file=log)
         path.unlink(missing_ok=True)
-    else:  # another process took the stale lock between our two attempts
-        held = _read_lock(path)
-        raise UsageError(
-            f"{out_dir} is locked by pid {held.get('pid')} on {held.get('host')} since {held.get('since')}"
-        )
     try:
         yield
     finally:
-        if _read_lock(path).get("pid") == me["pid"]:
+        held = _read_lock(path)
+        if held and held.get("pid") == me["pid"]:
             path.unlink(missing_ok=True)

@@ -36,6 +36,7 @@ _HASHED_UNLESS_DEFAULT = (
     ("execution", "compile", False),
     ("train", "loss", "default"),
     ("model", "attn_implementation", None),
+    ("method_options", "alpha_ratio", None),
 )
 
 
@@ -118,7 +119,7 @@ class RunSpec:
         d.pop("suite")
         d["execution"] = {k: v for k, v in d["execution"].items() if k not in _NOT_HASHED}
         for section, key, default in _HASHED_UNLESS_DEFAULT:
-            if d[section][key] == default:
+            if key in d[section] and d[section][key] == default:  # method options differ per method
                 d[section] = {k: v for k, v in d[section].items() if k != key}
         if self.precision not in QUANTIZED:
             d.pop("quantization")  # bnb settings cannot affect an unquantised run

@@ -268,7 +268,7 @@ def test_a_full_disk_is_failed_env_and_rerun_on_resume(tmp_path: Path) -> None:
     # The disk has space again: resume reruns it (every other failure would be reused).
     proc = _cli(tmp_path, None, "run", str(suite), "--out", str(out), "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "1 to run, 0 already recorded" in proc.stderr
+    assert "1 to run (1 again after an environment fault, failed_env), 0 already recorded" in proc.stderr
     (rec,) = _records(out)
     assert rec["status"] == "success"
 
@@ -286,4 +286,12 @@ def test_a_model_directory_without_tokenizer_files_is_refused(tmp_path: Path) ->
         shutil.copy(src / name, bare / name)
     assert load_tokenizer(str(src))  # the full directory is fine
     with pytest.raises(ModelLoadError, match="no usable tokenizer files"):
-        load_tokenizer(str(bare))
+        load_tokenizer(str(bare))  # at load, before any training: transformers built an empty one
+    # And before any process: validate (and so run) refuses the directory with its line.
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        f"name: s\nmatrix: {{model: [{bare}], method: [lora], task: [synthetic-lm]}}\ntrain: {{steps: 5}}\n"
+    )
+    proc = run_cli("validate", str(suite))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"s.yaml:2: model '{bare}' has no tokenizer files" in proc.stderr, proc.stderr

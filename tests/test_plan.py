@@ -88,6 +88,7 @@ SUITE_OF = {
     "smoke": REPO / "suites" / "smoke.yaml",
     "real_encoder": REPO / "suites" / "examples" / "real_encoder.yaml",
     "real_encoder_short": REPO / "suites" / "examples" / "real_encoder_short.yaml",
+    "examples-peft-zoo": REPO / "suites" / "examples" / "peft_zoo.yaml",
 }
 
 
@@ -110,6 +111,7 @@ def test_a_committed_record_keeps_its_run_id_and_spec(path: Path) -> None:
             "compile",
             "loss",
             "attn_implementation",
+            "alpha_ratio",
             "peak_tflops",
             "startup_timeout_s",
         }, key

@@ -135,6 +135,7 @@ def test_counter_rounds_to_blocks_and_frees() -> None:
     assert module_group("lm_head") == "lm_head"
 
 
+@pytest.mark.slow
 def test_estimate_trace_cli_prints_both_and_json_says_which(small_gpt2: str) -> None:
     common = ["--method", "lora", "--precision", "bf16", "--batch-size", "2", "--seq-len", "32", "--trace"]
     out = run_cli("estimate", small_gpt2, *common)
@@ -231,6 +232,7 @@ def test_parse_memory_and_cards() -> None:
             bad()
 
 
+@pytest.mark.slow
 def test_fit_finds_the_largest_batch_that_fits(small_gpt2: str) -> None:
     from lorabench.accounting.fit import fits, parse_memory
 
@@ -299,3 +301,31 @@ def test_named_shapes_trace_and_compare(tmp_path: Path, model: str, method: str,
     assert abs(static["analytic"] - static["trace"]) <= 0.02 * static["trace"]
     assert traced.allocated_bytes > static["trace"]
     assert any("extended linearly" in n for n in traced.notes)
+
+
+@pytest.mark.slow
+def test_analytic_int8_is_within_ten_percent_of_the_trace(tmp_path: Path) -> None:
+    """The analytic model's int8 terms (bnb's saved inputs and matmul buffers) come from the trace."""
+    from lorabench.models.configs import config_dir
+
+    cfg = json.loads((Path(config_dir("llama-1b")) / "config.json").read_text())
+    cfg["vocab_size"] = 50_257
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    opts = METHODS.get("lora").Options(alpha=32, dropout=0.0, target_modules=PROJECTIONS)
+    kw = dict(rank=16, method_opts=opts, target_modules=list(PROJECTIONS))
+    traced = trace_model(str(tmp_path), "lora", "int8", 8, 512, **kw)
+    analytic = estimate_model(str(tmp_path), "lora", "int8", 8, 512, **kw)
+    assert analytic.breakdown["int8_matmul_buffers"] > 0
+    assert abs(analytic.allocated_bytes - traced.allocated_bytes) <= 0.10 * traced.allocated_bytes
+
+
+def test_a_step_fake_tensors_cannot_follow_is_untraceable_not_a_crash(small_gpt2: str, monkeypatch) -> None:
+    """estimate --trace falls back to the analytic figure on this (with the reason), never a traceback."""
+    import lorabench.accounting.trace as trace_mod
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise RuntimeError("aten._local_scalar_dense: data-dependent\nmore")
+
+    monkeypatch.setattr(trace_mod, "trace_training", boom)
+    with pytest.raises(trace_mod.Untraceable, match=r"RuntimeError: aten\._local_scalar_dense: data-dependent\)"):
+        trace_model(small_gpt2, "lora", "bf16", 1, 8)

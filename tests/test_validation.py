@@ -397,6 +397,7 @@ def test_position_limits_of_local_and_cached_hub_models(tmp_path: Path) -> None:
     local = tmp_path / "small-gpt2"
     local.mkdir()
     (local / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_positions": 64}))
+    (local / "tokenizer.json").write_text("{}")  # validate only looks for tokenizer files; the run loads them
     # A hub model in the HF cache (the layout huggingface_hub writes): its config is read offline.
     snap = tmp_path / "hf" / "models--acme--tiny" / "snapshots" / "abc123"
     snap.mkdir(parents=True)
@@ -549,12 +550,12 @@ def test_a_run_checks_positions_again_once_its_model_config_is_known() -> None:
 # part of a lower rank, never one of a higher rank or another part of the same rank.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "vocab", "stats"),
-    ("registry", "results_dir"),
+    ("registry", "atomic", "quiet"),
     ("suite", "provenance", "metrics"),
     ("data",),
     ("tasks", "models", "methods"),
     ("accounting", "spec", "sanity"),
-    ("plan", "preflight", "record"),
+    ("plan", "preflight", "record", "results_dir"),
     ("run", "validate", "report"),
     ("execute",),
     ("bench",),

@@ -27,6 +27,12 @@ V = vocabulary, L = layers, e = activation bytes, e_r = residual-stream bytes):
   same math path); dropout adds two bytes per residual element. With
   gradient checkpointing only each layer's input (h·e_r) is kept, plus one layer's
   activations while it is recomputed.
+- int8 (bitsandbytes' ``MatMul8bitLt``): each int8 layer also saves its own input at the
+  between-ops dtype, e_io·(2h + f) per layer and token (attention and MLP inputs, the
+  down-projection input; the o-projection's is the attention output, saved anyway), and
+  the widest int8 matmul holds transient buffers while it runs (``int8_matmul_buffers``:
+  an fp16 copy and int8 rows of its input, an int32 product and its fp16 dequant,
+  b·s·(3·max(h, f) + 6·max(f, h + 2h_kv))). Both found by ``lorabench estimate --trace``.
 - ``logits``: b·s·V·max(e + 8, 12) for a causal LM: in the forward pass the autocast
   logits, their fp32 copy and the fp32 log-softmax the loss saves; in the backward
   pass that log-softmax, its gradient and the logits' gradient (fp32). A chunked or
@@ -135,7 +141,14 @@ def optimizer_bytes(trainable: int, optimizer: str) -> int:
 
 
 def layer_activation_bytes(
-    shape: Shape, tokens: int, seq: int, e: int, attn: str, norms_train: bool, e_io: int | None = None
+    shape: Shape,
+    tokens: int,
+    seq: int,
+    e: int,
+    attn: str,
+    norms_train: bool,
+    e_io: int | None = None,
+    int8: bool = False,
 ) -> int:
     """Bytes one layer saves for backward over ``tokens`` = batch × seq tokens.
 
@@ -163,7 +176,16 @@ def layer_activation_bytes(
         per_token += 4 * shape.heads  # the kernel's log-sum-exp, fp32
     if shape.dropout:
         per_token += 2 * h
+    if int8:  # bnb's MatMul8bitLt saves its own input (attention, MLP and down-projection inputs) at e_io
+        per_token += e_io * (2 * h + f)
     return per_token * tokens
+
+
+def int8_buffer_bytes(shape: Shape, tokens: int) -> int:
+    """The widest int8 matmul's transient buffers: fp16 copy and int8 rows of its input, int32 and fp16 outputs."""
+    widest_in = max(shape.hidden, shape.intermediate)
+    widest_out = max(shape.intermediate, shape.hidden + 2 * shape.kv_width)
+    return tokens * (3 * widest_in + 6 * widest_out)
 
 
 def estimate(
@@ -203,7 +225,7 @@ def estimate(
     e_io = 4 if (kbit and prepare_kbit) else e
     # On CPU, sdpa with dropout runs PyTorch's math path, which saves what eager attention does.
     kernel = "eager" if (device == "cpu" and attn == "sdpa" and shape.dropout) else attn
-    layer = layer_activation_bytes(shape, tokens, seq_len, e, kernel, inv.norms_train, e_io)
+    layer = layer_activation_bytes(shape, tokens, seq_len, e, kernel, inv.norms_train, e_io, int8=precision == "int8")
     b["activations_per_layer"] = layer
     if grad_checkpointing:
         acts = shape.layers * tokens * shape.hidden * e_r + layer
@@ -215,9 +237,11 @@ def estimate(
     logit_tokens = tokens if loss == "default" else min(tokens, CHUNK_TOKENS)
     b["logits"] = logit_tokens * shape.vocab * max(e + 8, 12) if shape.causal_lm else 0
     b["optimizer_step"] = 4 * trainable if optimizer == "adamw" else 0
+    if precision == "int8":
+        b["int8_matmul_buffers"] = int8_buffer_bytes(shape, tokens)
     b["cuda_context"] = CUDA_CONTEXT_BYTES if device == "cuda" else 0
     static = b["weights"] + b.get("kbit_fp32_upcast", 0) + b["adapter"] + b["optimizer_state"]
-    dynamic = max(acts + b["logits"], b["gradients"] + b["optimizer_step"])
+    dynamic = max(acts + b["logits"] + b.get("int8_matmul_buffers", 0), b["gradients"] + b["optimizer_step"])
     allocated = static + dynamic
     return Estimate(
         peak_bytes=allocated + b["cuda_context"],
@@ -350,7 +374,7 @@ def estimate_model(
 
     import torch
 
-    from lorabench.accounting.params import apply_on_meta, meta_model, method_options, read_config
+    from lorabench.accounting.params import apply_on_meta, check_rank, meta_model, method_options, read_config
     from lorabench.methods import method_class
     from lorabench.methods.base import method_context
     from lorabench.models.loading import CLASSIFIER_HEADS
@@ -360,8 +384,7 @@ def estimate_model(
     if batch_size < 1 or seq_len < 1:
         raise UsageError("--batch-size and --seq-len should be >= 1")
     cls = method_class(method, dataclasses.asdict(method_opts) if dataclasses.is_dataclass(method_opts) else None)
-    if rank is not None and not cls.uses_rank:
-        raise UsageError(f"method {method!r} has no rank; drop --rank")
+    check_rank(cls, rank)
     options = method_opts if method_opts is not None else method_options(cls, None, target_modules)
     path = _config_dir(model)
     config, raw = read_config(path)

@@ -155,7 +155,7 @@ def fit(
 ) -> list[FitRow]:
     """Every (method, precision) x (no checkpointing, checkpointing) row for ``model`` on a card of ``budget`` bytes."""
     from lorabench.accounting.estimate import CUDA_CONTEXT_BYTES
-    from lorabench.accounting.trace import trace_model
+    from lorabench.accounting.trace import Untraceable, trace_model
     from lorabench.methods import METHODS
 
     rows = []
@@ -183,7 +183,7 @@ def fit(
 
             try:
                 best, peak, n = max_batch(trace, budget)
-            except UsageError as exc:  # the method cannot run at this precision on this model
+            except (UsageError, Untraceable) as exc:  # cannot run (or be traced) at this precision on this model
                 rows.append(FitRow(method, precision, r, gc, False, 0, 0, 0, note=str(exc)))
                 continue
             note = f"the search stops at batch {MAX_BATCH}; more may fit" if best == MAX_BATCH else ""

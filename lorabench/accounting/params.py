@@ -93,14 +93,39 @@ def read_config(model: str) -> tuple[Any, dict[str, Any]]:
     path = ref.known_dir() or ref.path
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         raise UsageError(f"{model!r} is a directory without config.json")
+    _check_config_file(path)
     try:
         raw, _ = PretrainedConfig.get_config_dict(path)
         config = AutoConfig.from_pretrained(path)
     except OSError as exc:
         raise _hub_error(model, exc) from None
-    except (KeyError, ValueError) as exc:
-        raise UsageError(f"cannot build a config from {model!r}: {exc}") from None
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise UsageError(f"cannot build a config from {model!r}: {str(exc)[:300]}") from None
     return config, raw
+
+
+def _check_config_file(path: str) -> None:
+    """A local config.json must be a JSON object with no negative size: one clear line, not a traceback."""
+    import json
+
+    file = os.path.join(path, "config.json") if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+        return  # a hub id: transformers looks it up
+    try:
+        with open(file, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UsageError(f"{file}: not a readable config.json ({str(exc)[:200]})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{file}: a config.json must be a JSON object, got {type(data).__name__}")
+    for key, value in data.items():
+        # A size or count must not be negative: it builds nonsense or crashes torch mid-way.
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0 and _is_size(key):
+            raise UsageError(f"{file}: {key} must be >= 0, got {value}")
+
+
+def _is_size(key: str) -> bool:
+    return key.startswith(("n_", "num_")) or key.endswith(("_size", "_dim", "_layers", "_heads", "_embd", "_positions"))
 
 
 def infer_task_type(config: Any) -> str:
@@ -154,14 +179,26 @@ def _tied(model: Any) -> bool:
 CPU_FALLBACK_PARAMS = 100_000_000
 
 
+def check_rank(cls: Any, rank: int | None) -> None:
+    """The one rule for ``--rank`` in ``params`` and ``estimate``: >= 1, and only for methods with a rank."""
+    if rank is not None and not cls.uses_rank:
+        raise UsageError(f"method {cls.name!r} has no rank; drop --rank")
+    if rank is not None and rank < 1:
+        raise UsageError(f"--rank should be >= 1, got {rank}")
+
+
 def apply_on_meta(cls: Any, net: Any, ctx: Any, build_cpu: Any) -> Any:
     """Apply the method on the meta device; methods that read base weights get a CPU build if small.
 
     Some peft types initialise from the weights (FRoD's and AdaMSS's decompositions,
     SHiRA's random masks via ``nonzero``), which meta tensors cannot provide.
     """
+    import torch
+
     try:
-        with warnings.catch_warnings():  # deprecation chatter between peft and transformers versions
+        # New tensors on the meta device too: peft creates adapter weights on the default device,
+        # and a rank of 10^8 would allocate tens of GB for a number that needs no memory.
+        with warnings.catch_warnings(), torch.device("meta"):  # deprecation chatter between peft and transformers
             warnings.simplefilter("ignore", FutureWarning)
             return cls().apply(net, ctx)
     except (NotImplementedError, RuntimeError) as exc:
@@ -207,6 +244,10 @@ def meta_model(
             net = auto.from_config(config)
     except ValueError as exc:  # e.g. an encoder-only config asked for a causal LM
         raise UsageError(f"{model!r} cannot be built as {task_type} ({auto.__name__}): {exc}") from None
+    except (TypeError, RuntimeError, ArithmeticError, AttributeError) as exc:  # sizes of 0 and other nonsense
+        raise UsageError(
+            f"{model!r}: its config does not build a model ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
     notes = []
     if untie_like_checkpoint(net, raw):
         notes.append(
@@ -238,10 +279,7 @@ def count(
     cls = method_class(method, dataclasses.asdict(method_opts) if dataclasses.is_dataclass(method_opts) else None)
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
-    if rank is not None and not cls.uses_rank:
-        raise UsageError(f"method {method!r} has no rank; drop --rank")
-    if rank is not None and rank < 1:
-        raise UsageError(f"--rank should be >= 1, got {rank}")
+    check_rank(cls, rank)
     options = method_opts if method_opts is not None else method_options(cls, alpha, target_modules)
     builtin = _custom_builtin(model)
     if builtin is not None:

@@ -897,6 +897,11 @@ def trace_model(
                 result, info = trace_training(auto, _with_layers(config, layers or depth), raw, family, cls, ctx, cfg)
         except (ValueError, TypeError) as exc:
             raise UsageError(f"{method} cannot be applied to {model!r} ({config.model_type}): {exc}") from None
+        except UsageError:
+            raise
+        except Exception as exc:  # an op fake tensors cannot follow: the caller falls back, and says why
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise Untraceable(f"the step could not be traced on fake tensors ({type(exc).__name__}: {first})") from exc
         finally:
             transformers.utils.logging.set_verbosity(verbosity)
             bnb_log.setLevel(bnb_level)

@@ -41,7 +41,8 @@ class BadForkError(RuntimeError):
 
 def _redirect_output(log_path: Path) -> None:
     """Send this process's stdout/stderr (and C-level writes) to the run's log file."""
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    # O_NOFOLLOW: a log.txt planted as a link is refused, never written through.
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)
@@ -72,6 +73,9 @@ def start_run(spec_dict: dict[str, Any], device_slot: str | None = None) -> dict
         os.environ["CUDA_VISIBLE_DEVICES"] = device_slot
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _check_clean_start()
+    from lorabench import quiet
+
+    quiet.install()  # before bitsandbytes and peft are imported: their noise is filtered at the source
     import torch
 
     cuda_init_s = None
@@ -102,6 +106,9 @@ def run_here(
     path = Path(run_dir)
     path.mkdir(parents=True, exist_ok=True)
     _redirect_output(path / "log.txt")
+    from lorabench.run import progress
+
+    progress.set_run_dir(path)
     startup: dict[str, float | None] = {"import_s": None, "cuda_init_s": None}
     t0 = time.perf_counter()
     try:
@@ -208,10 +215,20 @@ def probe_env(conn: Any) -> None:
     try:
         from lorabench.provenance import device_environment
 
-        conn.send(device_environment())
+        msg = device_environment()
     except BaseException as exc:
-        conn.send({"device_probe_error": f"{type(exc).__name__}: {exc}"})
-    conn.close()
+        msg = {"device_probe_error": f"{type(exc).__name__}: {exc}"}
+    send_quietly(conn, msg)
+
+
+def send_quietly(conn: Any, msg: Any) -> bool:
+    """Send ``msg`` to the driver; False, with no traceback, when it stopped listening (Ctrl-C, exit)."""
+    try:
+        conn.send(msg)
+        conn.close()
+    except (OSError, EOFError):  # BrokenPipeError: the driver closed its end and needs no answer
+        return False
+    return True
 
 
 def noop(conn: Any) -> None:

@@ -161,7 +161,9 @@ def die_with_driver() -> None:
     import os
 
     expected = os.environ.get(DRIVER_PID_ENV)
-    if not expected or not sys.platform.startswith("linux"):
+    # Only in a forkserver the driver launched: the CI guard and Ray workers import this module too.
+    server = "multiprocessing.forkserver" in " ".join(getattr(sys, "orig_argv", ()))
+    if not expected or not server or not sys.platform.startswith("linux"):
         return
     import ctypes
     import signal

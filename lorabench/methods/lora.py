@@ -5,14 +5,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from lorabench.methods.base import MethodContext, resolve_alpha
+from lorabench.methods.base import MethodContext
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
 from lorabench.suite.typed import check_fields
 
 
+def lora_alpha(alpha: float | None, alpha_ratio: float | None, rank: int) -> float:
+    """The LoRA alpha a run uses: ``alpha`` as given, else ``alpha_ratio`` × rank, else 2 × rank.
+
+    A rank sweep at a fixed ``alpha`` also sweeps the update's scale alpha/r (4 down to 0.5
+    over r = 4..32 at alpha 16); ``alpha_ratio`` keeps alpha/r fixed, which is what a rank
+    sweep usually means. The resolved value is in the record (resolved.method.lora_alpha).
+    """
+    if alpha is not None:
+        return alpha
+    return (alpha_ratio if alpha_ratio is not None else 2.0) * rank
+
+
+def check_alpha(alpha: float | None, alpha_ratio: float | None) -> None:
+    """Options validation shared by the LoRA-family option classes."""
+    if alpha is not None and alpha <= 0:
+        raise ValueError(f"`alpha` should be > 0, got {alpha}")
+    if alpha_ratio is not None and alpha_ratio <= 0:
+        raise ValueError(f"`alpha_ratio` should be > 0, got {alpha_ratio}")
+    if alpha is not None and alpha_ratio is not None:
+        raise ValueError(f"set `alpha` ({alpha}) or `alpha_ratio` ({alpha_ratio}), not both")
+
+
 @dataclass(frozen=True)
 class LoraOptions:
-    alpha: float | None = None  # None: 2 × rank, a common choice; the resolved value is recorded
+    alpha: float | None = None  # None: alpha_ratio × rank, else 2 × rank; the resolved value is recorded
+    alpha_ratio: float | None = None  # alpha = alpha_ratio × rank: a rank sweep keeps the scale alpha/r fixed
     dropout: float = 0.05
     target_modules: tuple[str, ...] | None = None  # None: peft's per-architecture default
     bias: Literal["none", "all", "lora_only"] = "none"
@@ -21,6 +44,7 @@ class LoraOptions:
 
     def __post_init__(self) -> None:
         check_fields(self, self.RANGES)
+        check_alpha(self.alpha, self.alpha_ratio)
 
 
 class LoRA(PeftMethod):
@@ -42,7 +66,7 @@ class LoRA(PeftMethod):
         rank = self.resolve_rank(ctx.rank)
         return LoraConfig(
             r=rank,
-            lora_alpha=resolve_alpha(opts.alpha, rank),
+            lora_alpha=lora_alpha(opts.alpha, opts.alpha_ratio, rank),
             lora_dropout=opts.dropout,
             target_modules=target_modules(ctx, opts.target_modules),
             bias=opts.bias,

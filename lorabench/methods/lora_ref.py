@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lorabench.methods.base import HEAD_NAMES, Method, MethodContext, head_parameter_names, resolve_alpha
+from lorabench.methods.base import HEAD_NAMES, Method, MethodContext, head_parameter_names
+from lorabench.methods.lora import check_alpha, lora_alpha
 from lorabench.suite.typed import check_fields
 
 FILENAME = "lora_ref.safetensors"
@@ -25,7 +26,8 @@ FILENAME = "lora_ref.safetensors"
 
 @dataclass(frozen=True)
 class LoraRefOptions:
-    alpha: float | None = None  # None: 2 × rank, as for lora
+    alpha: float | None = None  # None: alpha_ratio × rank, else 2 × rank, as for lora
+    alpha_ratio: float | None = None  # alpha = alpha_ratio × rank (lora.lora_alpha)
     dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None  # None: the model definition's, else peft's LoRA default
 
@@ -33,6 +35,7 @@ class LoraRefOptions:
 
     def __post_init__(self) -> None:
         check_fields(self, self.RANGES)
+        check_alpha(self.alpha, self.alpha_ratio)
 
 
 def resolve_targets(model: Any, ctx: MethodContext, option: tuple[str, ...] | None) -> list[str]:
@@ -91,7 +94,7 @@ class LoRARef(Method):
         }
         for p in model.parameters():
             p.requires_grad_(False)
-        add_lora(model, targets, rank, float(resolve_alpha(opts.alpha, rank)), opts.dropout)
+        add_lora(model, targets, rank, lora_alpha(opts.alpha, opts.alpha_ratio, rank), opts.dropout)
         params = dict(model.named_parameters())
         for n in head:
             params[n].requires_grad_(True)

@@ -45,8 +45,8 @@ def na(reason: str) -> Case:
     return Case("n/a", reason=reason)
 
 
-def fails(error: str, **config: Any) -> Case:
-    return Case("fails", config, error)
+def fails(error: str, note: str = "", **config: Any) -> Case:
+    return Case("fails", config, error, note)
 
 
 def _targets(**extra: Any) -> dict[str, Case]:
@@ -125,8 +125,11 @@ CASES: dict[str, dict[str, Case]] = {
     "SUPERTUNING": _conv1d("SUPERTUNING"),
     "BEFT": _conv1d("BEFT"),
     "OSF": {
-        # peft wraps nothing on GPT-2's Conv1D and raises no error: no parameter trains.
-        "causal-lm": fails("empty parameter list", target_modules=ATTN["causal-lm"]),
+        "causal-lm": fails(
+            "empty parameter list",
+            note="peft wraps no GPT-2 Conv1D and says nothing, so no parameter trains",
+            target_modules=ATTN["causal-lm"],
+        ),
         "classification": works(target_modules=ATTN["classification"]),
         "seq2seq": works(target_modules=ATTN["seq2seq"]),
     },
@@ -164,9 +167,9 @@ def _cell(case: Case) -> str:
     if case.outcome == "curated":
         return f"works as lorabench's `{case.reason}`"
     if case.outcome == "fails":
-        return (
-            f"fails: `{case.reason}`" if "Conv1D" not in case.reason else "fails: Linear layers only (GPT-2 is Conv1D)"
-        )
+        if "Conv1D" in case.reason:
+            return "fails: Linear layers only (GPT-2 is Conv1D)"
+        return f"fails: `{case.reason}`" + (f" ({case.note})" if case.note else "")
     return f"n/a: {case.reason}"
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from lorabench.errors import UsageError
 from lorabench.metrics import METRICS
+from lorabench.report.escape import md_cell, md_text
 from lorabench.report.results import Point, PointKey, group
 from lorabench.stats import Agg
 
@@ -172,6 +173,25 @@ def _fmt_change(d: Delta) -> str:
     )
 
 
+def recipe_warnings(base: list[Point], current: list[Point]) -> list[str]:
+    """Matched points trained with different recipes (``lorabench.record.recipe_hash``): their deltas
+    compare two training setups, not two code versions."""
+    cur = {p.key: p for p in current}
+    out = []
+    for p in base:
+        q = cur.get(p.key)
+        if q is not None and p.recipes and q.recipes and p.recipes != q.recipes:
+            out.append(
+                f"{p.label}: trained with a different recipe (train/method/data settings; recipe "
+                f"{', '.join(sorted(p.recipes))} vs {', '.join(sorted(q.recipes))}): its changes are not the code's alone"
+            )
+    return out
+
+
+# Figures measured with a clock: on a busy host they are the machine's, not the method's.
+TIMING = ("tokens_per_s", "samples_per_s", "step_ms", "train_s", "eval_s", "mfu")
+
+
 def comparable(base: list[Point], current: list[Point]) -> None:
     """Exit 2 unless some grid point is in both sets: two disjoint sets have nothing to compare."""
     if not {p.key for p in base} & {p.key for p in current}:
@@ -192,6 +212,14 @@ def check(base: list[Point], current: list[Point], tols: dict[str, Tolerance] | 
     if not any(p.n for p in base if p.key in ckeys):
         raise UsageError("no grid point in both sets succeeded in the baseline; there is nothing to gate against")
     res = CheckResult([], [], [])
+    busy = {p.key: p for p in current if "busy_host" in p.flags}
+    if busy:
+        names = ", ".join(p.label for p in busy.values())
+        res.notes.append(
+            f"{len(busy)} current point(s) were timed on a busy host (flag busy_host): {names}; "
+            f"a gate on {', '.join(TIMING)} is unreliable there"
+        )
+    res.notes += recipe_warnings(base, current)
     for pdiff in compare_points(base, current, tols):
         if pdiff.base_status is None:
             res.notes.append(f"{pdiff.label}: new point (not in the baseline)")
@@ -212,6 +240,8 @@ def check(base: list[Point], current: list[Point], tols: dict[str, Tolerance] | 
                 res.regressions.append(f"{pdiff.label}: {d.metric} missing from the current results")
             elif d.delta is not None and d.tolerance is not None and abs(d.delta) > d.tolerance:
                 line = f"{pdiff.label}: {_fmt_change(d)}"
+                if pdiff.key in busy and d.metric in TIMING:
+                    line += " [timed on a busy host: unreliable]"
                 (res.regressions if d.verdict == "worse" else res.improvements).append(line)
     return res
 
@@ -243,16 +273,15 @@ def _rows(diffs: list[PointDiff], short: bool = False) -> list[dict[str, Any]]:
             m = METRICS.get(d.metric)
             if short and m.kind != "quality" and d.metric not in MD_COSTS:
                 continue
+            # Numbers as numbers (a CSV is read by programs): raw values, relative change as a fraction.
             rows.append(
                 {
                     "point": pdiff.label,
                     "metric": d.metric,
-                    "baseline": m.format(d.base),
-                    "current": m.format(d.current),
-                    "delta": ""
-                    if d.delta is None
-                    else f"{'+' if d.delta >= 0 else '-'}{m.format(abs(d.delta), d.base)}",
-                    "rel": "" if d.rel is None else f"{d.rel:+.1%}",
+                    "baseline": d.base,
+                    "current": d.current,
+                    "delta": d.delta,
+                    "rel": d.rel,
                     "verdict": d.verdict,
                     "outside_noise": d.outside_noise,
                 }
@@ -300,16 +329,21 @@ def render(diffs: list[PointDiff], fmt: str = "md") -> str:
         names = sorted(names, key=lambda n: METRICS.get(n).kind != "quality")  # stable: quality first
         table = []
         for p in pts:
-            row = {"point": p.label, "status": _status_cell(p)}
+            row = {"point": md_cell(p.label), "status": md_cell(_status_cell(p))}
             by_name = {d.metric: d for d in p.deltas}
             for n in names:
                 row[METRICS.get(n).header] = _cell(by_name[n]) if n in by_name else ""
             table.append(row)
-        out += [f"## {task}", "", tabulate(table, headers="keys", tablefmt="github", disable_numparse=True), ""]
+        out += [
+            f"## {md_text(task)}",
+            "",
+            tabulate(table, headers="keys", tablefmt="github", disable_numparse=True),
+            "",
+        ]
     out.append(
-        "Each cell: baseline → current (change). ▲ better, ▼ worse, in each metric's registered direction; "
-        "! outside the noise (the 95% intervals do not overlap with >= 2 seeds on both sides, else the change "
-        "exceeds the metric's tolerance)."
+        "Each cell: baseline → current (change); an unchanged value is shown once. ▲! better, ▼! worse (in each "
+        "metric's registered direction) and outside the noise: beyond the metric's tolerance, or with >= 2 seeds "
+        "on both sides, 95% intervals that do not overlap. A change without a mark is inside the noise."
     )
     return "\n".join(out) + "\n"
 
@@ -321,14 +355,17 @@ def _status_cell(p: PointDiff) -> str:
 
 
 def _cell(d: Delta) -> str:
+    """``base → current (change mark)``; an unchanged value (as shown) is the value alone, and a
+    change inside the noise carries no arrow: only what is outside the noise is marked."""
     m = METRICS.get(d.metric)
     if d.delta is None:
         return f"{m.format(d.base)} → {m.format(d.current)}"
-    if d.delta == 0:
-        return f"{m.format(d.current)} (=)"
+    if d.delta == 0 or m.format(d.base) == m.format(d.current):
+        return m.format(d.current)
     change = f"{d.rel:+.1%}" if d.rel is not None else f"{'+' if d.delta > 0 else '-'}{m.format(abs(d.delta), d.base)}"
-    mark = ("▲" if d.verdict == "better" else "▼") + ("!" if d.outside_noise else "")
-    return f"{m.format(d.base)} → {m.format(d.current)} ({change} {mark})"
+    if not d.outside_noise:
+        return f"{m.format(d.base)} → {m.format(d.current)} ({change})"
+    return f"{m.format(d.base)} → {m.format(d.current)} ({change} {'▲' if d.verdict == 'better' else '▼'}!)"
 
 
 def compare_sets(

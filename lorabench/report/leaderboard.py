@@ -15,6 +15,7 @@ import pandas as pd
 
 from lorabench.metrics import METRICS, Metric, peak_memory, record_values, step_time_spread
 from lorabench.record import flat_row
+from lorabench.report.escape import md_cell, md_text
 from lorabench.report.results import POINT, REPORT_FLAGS, Point, group, run_from_record, sort_points
 from lorabench.sanity import FLAG_MEANINGS
 from lorabench.stats import Agg
@@ -49,6 +50,8 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         row["primary_metric"] = run.primary
         row["task_metrics"] = ";".join(run.task_metrics)
         row["flags"] = ";".join(run.flags)
+        row["recipe"] = run.recipe
+        row["alpha"] = run.alpha
         rows.append(row)
     df = pd.DataFrame(rows)
     for col in ("rank", "seed", "trainable_params", "total_params", "adapter_bytes"):
@@ -134,6 +137,7 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
     flags_used: list[str] = []
     # Device-only figures get a column only where some run has them (null on CPU).
     has_mfu = any("mfu" in p.aggs for p in points)
+    has_alpha = any(p.alpha != "-" for p in points)  # the resolved LoRA alpha (alpha_ratio x rank, ...)
     has_estimate = any("estimate_mb" in p.aggs for p in points) and sources != ["rss"]
     rows = []
     for i, p in enumerate(points):
@@ -143,6 +147,7 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
             "method": method,
             "rank": "-" if rank is None else str(rank),
             "precision": precision,
+            **({"α": p.alpha} if has_alpha else {}),
             "n": f"{p.n}/{len(p.runs)}" if p.n != len(p.runs) else str(p.n),
             "status": p.status,
         }
@@ -185,6 +190,7 @@ def numeric_frame(points: list[Point]) -> pd.DataFrame:
                 status=p.status,
                 primary_metric=p.primary,
                 mem_source=p.mem_source,
+                alpha=p.alpha,
                 pareto=i in front,
                 step_spread=p.timing_spread,
                 flags=";".join(p.flags),
@@ -216,7 +222,9 @@ def leaderboard_markdown(points: list[Point]) -> str:
     for task, pts in by_task(points).items():
         disp, flags = task_table(pts)
         primary = next((p.primary for p in pts if p.primary), None)
-        head = f"## {task}"
+        disp = disp.map(lambda v: md_cell(v) if isinstance(v, str) else v)
+        disp.columns = [md_cell(c) for c in disp.columns]
+        head = f"## {md_text(task)}"
         if primary:
             head += f" (sorted by {primary}, {METRICS.get(primary).direction})"
         out += [head, "", tabulate(disp, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), ""]

@@ -194,13 +194,15 @@ def _train_loss(r: dict[str, Any]) -> list[tuple[float, float]]:
 
 def _predictions(out_dir: Path, run_id: str) -> list[dict[str, Any]]:
     path = out_dir / "runs" / run_id / "predictions.jsonl"
-    if not path.is_file():
+    if path.is_symlink() or not path.is_file():
         return []
     rows = []
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8", errors="replace") as fh:
             for line in itertools.islice(fh, PREDICTIONS_PER_RUN):
                 row = json.loads(line)
+                if not isinstance(row, dict):  # a corrupt file shows fewer examples, never stops the report
+                    continue
                 rows.append({k: str(row.get(k, ""))[:400] for k in ("input", "reference", "prediction") if k in row})
     except (OSError, ValueError):
         return rows
@@ -248,8 +250,8 @@ def compare_rows(diffs: list[Any]) -> list[dict[str, Any]]:
             )
         for d in p.deltas:
             m = METRICS.get(d.metric)
-            changed = d.delta is not None and d.delta != 0
-            mark = ("▲" if d.verdict == "better" else "▼") + ("!" if d.outside_noise else "") if changed else ""
+            changed = d.delta is not None and d.delta != 0 and m.format(d.base) != m.format(d.current)
+            mark = ("▲!" if d.verdict == "better" else "▼!") if changed and d.outside_noise else ""
             change = ""
             if changed:
                 change = f"{d.rel:+.1%}" if d.rel is not None else f"{d.delta:+g}"
@@ -346,7 +348,7 @@ def page_data(
                     "rank": rank,
                     "precision": precision,
                     "label": _label(p),
-                    "alpha": _distinct([_alpha(r) for r in prs]),
+                    "alpha": p.alpha,
                     "n": p.n,
                     "seeds": len(p.runs),
                     "status": p.status,

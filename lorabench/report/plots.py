@@ -12,6 +12,7 @@ deterministic scheme that tries offsets around each point until none overlap.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,12 +118,43 @@ def place_labels(ax: Any, xs: list[float], ys: list[float], labels: list[str], f
         )
 
 
+def _slug(name: Any) -> str:
+    """A task name as part of a file name: a name from a record could hold ``/`` or worse."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", str(name))[:100].lstrip(".") or "_"
+
+
 def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(fig)
     return path
+
+
+def _plain_log_labels(axis: Any) -> None:
+    """Log-axis labels as plain numbers (0.5, 2, 30), not 2×10⁰; minor ticks labelled only on short spans."""
+    from matplotlib.ticker import LogFormatter
+
+    class Plain(LogFormatter):
+        # LogFormatter decides which ticks get a label; the label itself is the plain number.
+        def __call__(self, x: float, pos: Any = None) -> str:
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    axis.set_major_formatter(Plain())
+    axis.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
+def _run_order(rec: dict[str, Any]) -> tuple[Any, ...]:
+    """Legend order: model, method, rank as a number (r4 before r16), precision, seed."""
+    spec = rec["spec"]
+    rank = spec.get("rank")
+    return (
+        spec["model"]["name"],
+        spec["method"],
+        -1 if rank is None else rank,
+        spec["precision"],
+        spec.get("seed") or 0,
+    )
 
 
 def _scatter_by_method(ax: Any, grp: pd.DataFrame, x: str, y: str, yerr: str | None = None) -> None:
@@ -168,7 +200,7 @@ def memory_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
         place_labels(ax, list(grp[mcol]), list(grp[col]), list(grp["point"]))
         plots.append(
             Plot(
-                _save(fig, out / f"memory_vs_{metric}_{task}.png"),
+                _save(fig, out / f"memory_vs_{metric}_{_slug(task)}.png"),
                 f"{task}: memory vs {metric}",
                 f"Each point is a grid point (method, rank, precision). Circled points form the Pareto front: no other "
                 f"point uses less memory and scores better beyond the noise (95% intervals with >= 2 seeds, else "
@@ -226,7 +258,7 @@ def rank_sweep(num: pd.DataFrame, out: Path) -> list[Plot]:
         fig.tight_layout()
         plots.append(
             Plot(
-                _save(fig, out / f"rank_sweep_{task}.png"),
+                _save(fig, out / f"rank_sweep_{_slug(task)}.png"),
                 f"{task}: rank sweep",
                 f"One line per method and precision run at two or more ranks (log-2 axis); error bars are 95% "
                 f"intervals where there are several seeds. Left: {metric} ({m.direction}); right: peak memory. "
@@ -291,6 +323,7 @@ def trainable_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
         fig, ax = plt.subplots(figsize=(8, 5))
         _scatter_by_method(ax, grp, "trainable_pct_mean", col, f"{metric}_ci95" if f"{metric}_ci95" in grp else None)
         ax.set_xscale("log")
+        _plain_log_labels(ax.xaxis)
         ax.set(
             xlabel="trainable parameters, % of all (log)",
             ylabel=f"{metric} ({m.direction})",
@@ -299,7 +332,7 @@ def trainable_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
         place_labels(ax, list(grp["trainable_pct_mean"]), list(grp[col]), list(grp["point"]))
         plots.append(
             Plot(
-                _save(fig, out / f"trainable_vs_{metric}_{task}.png"),
+                _save(fig, out / f"trainable_vs_{metric}_{_slug(task)}.png"),
                 f"{task}: trainable share vs {metric}",
                 f"Quality bought per trained parameter: further left trains fewer parameters; {m.direction}. "
                 "The axis is logarithmic, so each step left is ten times fewer trainable parameters.",
@@ -324,7 +357,7 @@ def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Plot]:
     ok = [r for r in records if r["status"] == "success" and (r.get("curves") or {}).get("train_loss")]
     plots = []
     for task in sorted({r["spec"]["task"] for r in ok}):
-        runs = sorted((r for r in ok if r["spec"]["task"] == task), key=lambda r: r["label"])
+        runs = sorted((r for r in ok if r["spec"]["task"] == task), key=_run_order)
         metric = run_from_record(runs[0]).primary
         with_eval = [r for r in runs if r["curves"].get("eval") and metric in r["curves"]["eval"][0]]
         seeds = len({r["spec"]["seed"] for r in runs})
@@ -356,7 +389,7 @@ def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Plot]:
         fig.tight_layout()
         plots.append(
             Plot(
-                _save(fig, out / f"curves_{task}.png"),
+                _save(fig, out / f"curves_{_slug(task)}.png"),
                 f"{task}: learning curves",
                 "Training loss per optimizer step for every successful run (colour and line style together identify a "
                 "run; the legend lists them)"
@@ -372,9 +405,7 @@ def make_plots(num: pd.DataFrame, out: Path, records: list[dict[str, Any]] | Non
     if num.empty:
         return []
     _setup()
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.png"):
-        old.unlink()  # a plot the data no longer supports must not linger from an earlier build
+    out.mkdir(parents=True, exist_ok=True)  # a fresh staging directory: see lorabench.report.build
     records = records or []
     return [
         *memory_vs_quality(num, out),

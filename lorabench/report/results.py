@@ -17,7 +17,8 @@ from typing import Any
 
 from lorabench.errors import UsageError
 from lorabench.metrics import METRICS, peak_memory, quality_metrics, record_values, step_time_spread
-from lorabench.record import load_records
+from lorabench.record import load_records, recipe_hash
+from lorabench.report.escape import csv_unneutralise
 from lorabench.stats import Agg, aggregate
 
 POINT = ("task", "model", "method", "rank", "precision")
@@ -52,6 +53,8 @@ class Run:
     mem_source: str | None = None
     timing_spread: float | None = None
     error: str | None = None
+    recipe: str | None = None  # lorabench.record.recipe_hash of the spec
+    alpha: float | None = None  # the LoRA alpha the run used (resolved by the method), if it has one
 
 
 @dataclass
@@ -109,6 +112,16 @@ class Point:
         return max(spreads) if spreads else None
 
     @property
+    def alpha(self) -> str:
+        """The resolved alpha over seeds ("-" for methods without one)."""
+        seen = sorted({r.alpha for r in self.runs if r.alpha is not None})
+        return " / ".join(f"{a:g}" for a in seen) or "-"
+
+    @property
+    def recipes(self) -> set[str]:
+        return {r.recipe for r in self.runs if r.recipe}
+
+    @property
     def label(self) -> str:
         task, model, method, rank, precision = self.key
         return f"{model}/{method if rank is None else f'{method}-r{rank}'}/{precision}/{task}"
@@ -146,6 +159,19 @@ def _non_finite(status: str, error: str | None, metrics: dict[str, Any]) -> tupl
     return "diverged", f"recorded as success with a non-finite metric ({', '.join(bad)})"
 
 
+def _alpha(rec: dict[str, Any]) -> float | None:
+    """The LoRA alpha a run used: resolved by the method (record.resolved.method.lora_alpha, or
+    alpha), else as configured."""
+    method = (rec.get("resolved") or {}).get("method") or {}
+    value = method.get("lora_alpha", method.get("alpha"))
+    if value is None:
+        value = (rec["spec"].get("method_options") or {}).get("alpha")
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def run_from_record(rec: dict[str, Any], where: str = "") -> Run:
     spec = rec["spec"]
     profile = rec.get("profile") or {}
@@ -170,6 +196,8 @@ def run_from_record(rec: dict[str, Any], where: str = "") -> Run:
         mem_source=peak_memory(profile, "train")[1],
         timing_spread=spread,
         error=error,
+        recipe=rec.get("recipe") or recipe_hash(spec),
+        alpha=_alpha(rec),
     )
 
 
@@ -196,8 +224,9 @@ def runs_from_csv(path: Path) -> list[Run]:
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            rows = list(reader)
-            header = reader.fieldnames
+            # Text cells that lorabench neutralised against formula injection read back raw.
+            rows = [{csv_unneutralise(k): csv_unneutralise(v) for k, v in row.items()} for row in reader]
+            header = [csv_unneutralise(h) for h in reader.fieldnames or []]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
     if not header:
@@ -226,6 +255,8 @@ def runs_from_csv(path: Path) -> list[Run]:
                 mem_source=row.get("mem_source") or None,
                 timing_spread=_num(row.get("step_spread")),
                 error=error,
+                recipe=row.get("recipe") or None,
+                alpha=_num(row.get("alpha")),
             )
         )
         if not row["run_id"]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from lorabench.run import progress
 from lorabench.run.profile import StepClock
 from lorabench.suite.schema import TrainSettings
 
@@ -138,6 +139,8 @@ def train(
             if not math.isfinite(loss):
                 raise Diverged(f"loss is {loss} at step {step}")
             curve.append([step, round(loss, 6), lr])
+        if curve:
+            progress.report(int(curve[-1][0]) + 1, n_steps, curve[-1][1])  # the driver's status line
         pending.clear()
 
     for step in range(n_steps):

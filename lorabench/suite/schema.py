@@ -241,6 +241,59 @@ def _blocks(raw: Any, col: Collector, where: str) -> list[tuple[MatrixBlock, int
     return out
 
 
+#: numpy and torch seed with a 32-bit unsigned integer; a larger seed would validate and fail every run.
+MAX_SEED = 2**32 - 1
+#: Longest model, method or task name: names become table cells, labels and file names.
+MAX_NAME = 200
+
+
+def name_problem(name: str, slash_ok: bool = False) -> str | None:
+    """Why ``name`` cannot name a model, method or task, or None when it can.
+
+    Names end up in file names, Markdown and HTML tables, CSV cells and headings: no
+    control characters (a newline breaks a heading), a sane length, and no ``/`` or
+    ``\\`` where the name becomes a file name (a task's plots, a named model). Model
+    paths in the matrix (hub ids, directories) may contain ``/``.
+    """
+    if not name or not name.strip():
+        return "is empty"
+    if len(name) > MAX_NAME:
+        return f"is {len(name)} characters long (at most {MAX_NAME})"
+    bad = sorted({c for c in name if not c.isprintable()})
+    if bad:
+        return f"contains control character(s) {', '.join(repr(c) for c in bad)}"
+    if not slash_ok and ("/" in name or "\\" in name):
+        return "contains '/' or '\\' (it becomes part of file names)"
+    if name in (".", ".."):
+        return "is '.' or '..'"
+    return None
+
+
+def _check_names(raw: LDict, blocks: list[tuple[MatrixBlock, int | None]], col: Collector) -> None:
+    """Every model, method and task name must be able to name a file, a table cell and a heading."""
+    for section in ("models", "tasks", "methods"):
+        defs = raw.get(section)
+        if isinstance(defs, LDict):
+            for key in defs:
+                why = name_problem(str(key))
+                if why:
+                    col.error(key_line(defs, key), f"{section}: name {str(key)!r} {why}")
+    # A name defined under models/tasks/methods was reported at its definition.
+    seen = {
+        (axis, str(k))
+        for axis, sec in (("model", "models"), ("task", "tasks"), ("method", "methods"))
+        if isinstance(raw.get(sec), LDict)
+        for k in raw[sec]
+    }
+    for block, line in blocks:
+        for axis, names in (("model", block.model), ("method", block.method), ("task", block.task)):
+            for name in names:
+                why = name_problem(name, slash_ok=axis == "model")
+                if why and (axis, name) not in seen:
+                    seen.add((axis, name))
+                    col.error(line, f"{axis}: name {name!r} {why}")
+
+
 def parse_schema(text: str, file: str, default_name: str = "suite") -> tuple[Suite, list[Issue]]:
     """Parse suite ``text`` against the schema: (the suite, every issue found).
 
@@ -305,10 +358,14 @@ def parse_schema(text: str, file: str, default_name: str = "suite") -> tuple[Sui
             negative = [x for x in s if x < 0]
             if negative:
                 col.error(key_line(raw, "seeds"), f"seeds: should be >= 0, got {negative}")
+            huge = [x for x in s if x > MAX_SEED]
+            if huge:
+                col.error(key_line(raw, "seeds"), f"seeds: should be < 2**32 (numpy's limit), got {huge}")
             seeds = s
 
     models = convert(dict[str, ModelDef], raw.get("models", LDict()), col, "models", key_line(raw, "models"))
     tasks = convert(dict[str, dict[str, Any]], raw.get("tasks", LDict()), col, "tasks", key_line(raw, "tasks"))
+    _check_names(raw, blocks, col)
     methods = convert(dict[str, dict[str, Any]], raw.get("methods", LDict()), col, "methods", key_line(raw, "methods"))
     train = section(TrainSettings, "train") if "train" in raw else MISSING
     if "train" not in raw:

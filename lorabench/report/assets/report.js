@@ -310,7 +310,7 @@ function renderCompare() {
   $("toc-compare").hidden = false;
   $("compare-base").textContent = `Baseline: ${D.baseline}`;
   const onlyNoise = $("cmp-noise").checked, all = $("cmp-all").checked, task = $("cmp-task").value;
-  const rows = D.compare.filter((r) => (!onlyNoise || r.outside_noise) && (all || r.mark) && (!task || r.task === task));
+  const rows = D.compare.filter((r) => (!onlyNoise || r.outside_noise) && (all || r.change) && (!task || r.task === task));
   const cols = ["point", "metric", "baseline", "current", "change", "mark"];
   const body = rows.map((r) => el("tr", {}, el("td", { class: "l", text: r.point }), el("td", { class: "l", text: r.metric }),
     el("td", { text: r.baseline }), el("td", { text: r.current }), el("td", { text: r.change }), el("td", { text: r.mark })));

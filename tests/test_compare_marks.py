@@ -1,0 +1,93 @@
+"""compare/check say only what matters: no mark on an unchanged value or a change inside the
+noise, numbers as numbers in CSV, busy-host runs named, different training recipes warned."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+from lorabench.record import recipe_hash
+from lorabench.report.compare import check, compare_points, recipe_warnings, render
+from lorabench.report.results import Run, group, load_runs
+from tests.conftest import REPO, run_cli
+
+BASELINE = REPO / "results" / "baselines" / "smoke-cpu"
+
+
+def _run(values: dict[str, float], flags: tuple[str, ...] = (), recipe: str = "r1") -> Run:
+    return Run(
+        "a", ("t", "m", "lora", 8, "fp32"), 0, "success", values, "perplexity", ("perplexity",), flags, recipe=recipe
+    )
+
+
+def test_a_set_compared_with_itself_has_no_marks() -> None:
+    runs = load_runs(BASELINE)
+    md = render(compare_points(group(runs), group(runs)))
+    table = md.split("Each cell:")[0]
+    assert "▲" not in table and "▼" not in table and "→" not in table and "!" not in table
+
+
+def test_changes_inside_the_noise_are_unmarked() -> None:
+    base = group([_run({"perplexity": 5.757, "adapter_bytes": 34_028.0, "peak_mem_train_mb": 534.0})])
+    cur = group([_run({"perplexity": 5.7571, "adapter_bytes": 34_029.0, "peak_mem_train_mb": 539.0})])
+    md = render(compare_points(base, cur))
+    cells = [c.strip() for c in md.splitlines()[4].strip("|").split("|")]
+    assert cells[2:] == [
+        "5.757",  # the same as shown: the value once, no arrow
+        "34,028 → 34,029 (+0.0%)",  # a byte compared exactly, not flagged
+        "534 → 539 (+0.9%)",  # RSS within its 3% noise
+    ]
+    steps = render(compare_points(group([_run({"step_ms": 21.6})]), group([_run({"step_ms": 22.7})])))
+    assert "21.6 → 22.7 (+5.1%) |" in steps  # timing within its 25% noise: no mark
+    worse = group([_run({"perplexity": 7.0, "adapter_bytes": 34_028.0, "peak_mem_train_mb": 534.0})])
+    assert "5.757 → 7.000 (+21.6% ▼!)" in render(compare_points(base, worse))
+
+
+def test_csv_and_json_numbers_are_numbers() -> None:
+    base = group([_run({"perplexity": 5.0, "trainable_params": 43_017.0})])
+    cur = group([_run({"perplexity": 6.0, "trainable_params": 43_017.0})])
+    rows = list(csv.DictReader(io.StringIO(render(compare_points(base, cur), "csv"))))
+    params = next(r for r in rows if r["metric"] == "trainable_params")
+    assert params["baseline"] == "43017.0" and float(params["current"]) == 43_017
+    ppl = next(r for r in rows if r["metric"] == "perplexity")
+    assert float(ppl["rel"]) == 0.2 and float(ppl["delta"]) == 1.0
+    deltas = json.loads(render(compare_points(base, cur), "json"))[0]["deltas"]
+    assert all(isinstance(d["base"], float) for d in deltas)
+
+
+def test_check_names_busy_host_runs_and_calls_their_timing_gate_unreliable() -> None:
+    from lorabench.report.compare import parse_tolerances
+
+    base = group([_run({"perplexity": 5.0, "tokens_per_s": 20_000.0})])
+    cur = group([_run({"perplexity": 5.0, "tokens_per_s": 2_000.0}, flags=("busy_host",))])
+    res = check(base, cur, parse_tolerances(["tokens_per_s=50%"]))
+    assert any("busy host" in n and "m/lora-r8/fp32/t" in n and "unreliable" in n for n in res.notes)
+    assert res.regressions and "[timed on a busy host: unreliable]" in res.regressions[0]
+
+
+def test_compare_warns_when_matched_points_were_trained_differently(tmp_path: Path) -> None:
+    assert recipe_warnings(group([_run({"perplexity": 5.0})]), group([_run({"perplexity": 5.0}, recipe="r2")]))
+    other = tmp_path / "other"
+    shutil.copytree(BASELINE, other)
+    for path in other.glob("runs/*/record.json"):
+        rec = json.loads(path.read_text())
+        rec["spec"]["train"]["schedule"] = "constant"
+        rec.pop("recipe", None)
+        path.write_text(json.dumps(rec))
+    proc = run_cli("compare", str(BASELINE), str(other))
+    assert proc.returncode == 0 and "trained with a different recipe" in proc.stderr
+    same = run_cli("compare", str(BASELINE), str(BASELINE))
+    assert same.returncode == 0 and "different recipe" not in same.stderr
+
+
+def test_the_recipe_hash_leaves_run_ids_alone() -> None:
+    """Committed results keep their run_ids: the recipe is a separate field, from the spec."""
+    from lorabench.spec import RunSpec
+
+    for path in BASELINE.glob("runs/*/record.json"):
+        rec = json.loads(path.read_text())
+        assert RunSpec.from_dict(rec["spec"]).run_id == rec["run_id"] == path.parent.name
+        assert recipe_hash(rec["spec"]) == recipe_hash(json.loads(json.dumps(rec["spec"])))
