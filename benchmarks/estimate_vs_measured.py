@@ -88,7 +88,7 @@ def shape_dir(name: str, root: Path) -> str:
     d = root / name
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.json").write_text(json.dumps(SHAPES[name]))
-    tok = Path(resolve_path({"path": "builtin:tiny-gpt2"}))
+    tok = Path(resolve_path("builtin:tiny-gpt2"))
     for f in tok.iterdir():
         if f.name.startswith(("tokenizer", "special_tokens", "vocab", "merges")):
             shutil.copy(f, d / f.name)
@@ -148,17 +148,19 @@ def measure(row: dict[str, Any]) -> dict[str, Any]:
     base_rss = int(psutil.Process().memory_info().rss)  # libraries imported, model not yet loaded
     monitor = MemoryMonitor(device)
     try:
-        monitor.start_phase()
-        try:
-            model, task, ctx, _ = prepare(spec)
-            rows = make_rows(int(model.config.vocab_size), args.batch_size * args.steps, args.seq_len)
-            if family == "classification":
-                rows = [{"input_ids": r["input_ids"], "attention_mask": r["attention_mask"], "labels": 0} for r in rows]
-            train(model, _Collate(task, 0), rows, None, spec.train, ctx)
-        except torch.cuda.OutOfMemoryError:
-            out["status"] = "oom"
-            return out
-        peaks = monitor.end_phase()
+        with monitor.track() as phase:
+            try:
+                model, task, ctx, _ = prepare(spec)
+                rows = make_rows(int(model.config.vocab_size), args.batch_size * args.steps, args.seq_len)
+                if family == "classification":
+                    rows = [
+                        {"input_ids": r["input_ids"], "attention_mask": r["attention_mask"], "labels": 0} for r in rows
+                    ]
+                train(model, _Collate(task, 0), rows, None, spec.train, ctx)
+            except torch.cuda.OutOfMemoryError:
+                out["status"] = "oom"
+                return out
+        peaks = phase.memory.to_dict()
     finally:
         monitor.close()
     out["status"] = "ok"

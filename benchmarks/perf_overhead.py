@@ -68,34 +68,21 @@ def prepare(spec: Any) -> tuple[Any, Any, Any, Any]:
     """(model, task, ctx, device): the same setup steps as ``run_point``."""
     import torch
 
-    from lorabench.methods import METHODS
     from lorabench.models.loading import load_model
-    from lorabench.run.pipeline import (
-        RunContext,
-        _method_context,
-        amp_dtype,
-        enable_grad_checkpointing,
-        prepare_base,
-        seed_everything,
-        upcast_trainable,
-    )
+    from lorabench.run.pipeline import RunContext, amp_dtype, apply_method, seed_everything
     from lorabench.tasks import TASK_TYPES
     from lorabench.vocab import resolve_device
 
-    if spec.execution.get("threads"):
-        torch.set_num_threads(spec.execution["threads"])
-    device = resolve_device(spec.execution["device"])
+    if spec.execution.threads:
+        torch.set_num_threads(spec.execution.threads)
+    device = resolve_device(spec.execution.device)
     seed_everything(0)
     task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
     model, _tok, info = load_model(
         spec.model, task.family, spec.precision, spec.quantization, device, task.model_kwargs()
     )
-    model = prepare_base(model, spec)
-    mctx = _method_context(spec, task, info, spec.train["steps"])
-    model = METHODS.get(spec.method)().apply(model, mctx)
-    upcast_trainable(model)
-    if spec.train["grad_checkpointing"]:
-        enable_grad_checkpointing(model)
+    mctx = spec.method_context(task.family, info["model_type"], spec.train.steps)
+    model = apply_method(spec, spec.method_cls(), model, mctx)
     ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=0)
     return model, task, ctx, device
 
@@ -109,24 +96,24 @@ def make_rows(vocab: int, n: int, seq_len: int) -> list[dict[str, Any]]:
     return [{"input_ids": r, "attention_mask": [1] * seq_len, "labels": list(r)} for r in ids]
 
 
-def bare_loop(model: Any, rows: list[dict[str, Any]], cfg: dict[str, Any], ctx: Any) -> float:
+def bare_loop(model: Any, rows: list[dict[str, Any]], cfg: Any, ctx: Any) -> float:
     """The same work written plainly: tokens/s over the steps after warm-up."""
     import torch
 
     from lorabench.run.train import lr_lambda
 
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg["schedule"], cfg["lr_warmup_steps"], cfg["steps"]))
-    bs = cfg["batch_size"]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.schedule, cfg.lr_warmup_steps, cfg.steps))
+    bs = cfg.batch_size
     data = {k: torch.tensor([r[k] for r in rows]) for k in rows[0]}  # collated once, up front
     amp = torch.autocast(ctx.device, dtype=ctx.amp_dtype) if ctx.amp_dtype else contextlib.nullcontext()
     model.train()
     tokens = 0
     t0 = time.perf_counter()
     losses = []
-    for step in range(cfg["steps"]):
-        if step == cfg["warmup_steps"]:
+    for step in range(cfg.steps):
+        if step == cfg.warmup_steps:
             ctx.sync()
             t0 = time.perf_counter()
         i = (step * bs) % (len(rows) - bs + 1)
@@ -134,13 +121,13 @@ def bare_loop(model: Any, rows: list[dict[str, Any]], cfg: dict[str, Any], ctx: 
         with amp:
             loss = model(**batch).loss
         loss.backward()
-        if cfg["max_grad_norm"]:
-            torch.nn.utils.clip_grad_norm_(params, cfg["max_grad_norm"])
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss.detach())
-        if step >= cfg["warmup_steps"]:
+        if step >= cfg.warmup_steps:
             tokens += bs * len(rows[0]["input_ids"])
     ctx.sync()
     elapsed = time.perf_counter() - t0
@@ -155,14 +142,10 @@ def harness_loop(
     from lorabench.run.profile import MemoryMonitor
     from lorabench.run.train import train
 
-    mon = MemoryMonitor(ctx.device, spec.execution.get("memory_sample_s", 0.02)) if monitor else None
+    mon = MemoryMonitor(ctx.device, spec.execution.memory_sample_s) if monitor else None
     try:
-        if mon:
-            mon.start_phase()
-        with prof or contextlib.nullcontext():
+        with mon.track() if mon else contextlib.nullcontext(), prof or contextlib.nullcontext():
             stats = train(model, task, rows, None, spec.train, ctx)
-        if mon:
-            mon.end_phase()
     finally:
         if mon:
             mon.close()

@@ -22,9 +22,10 @@ from typing import Any
 
 from lorabench import atomic
 from lorabench.models.ref import ModelKind, ModelRef
-from lorabench.plan import RunSpec, expand
+from lorabench.plan import expand
 from lorabench.record import TRANSIENT_STATUSES, load_records, make_record, read_record, write_record
 from lorabench.run import progress as run_progress
+from lorabench.spec import RunSpec
 from lorabench.suite.schema import Suite
 
 #: What a run writes in ``runs/<run_id>/``: none of it may be a symbolic link.
@@ -149,8 +150,8 @@ def _run_locked(
     interrupted = False
     ran = 0
     if unavailable:
-        ran += _record_unavailable([s for s in todo if s.model["path"] in unavailable], unavailable, runs_dir)
-        todo = [s for s in todo if s.model["path"] not in unavailable]
+        ran += _record_unavailable([s for s in todo if s.model.path in unavailable], unavailable, runs_dir)
+        todo = [s for s in todo if s.model.path not in unavailable]
     own = executor is None and bool(todo)
     executor = make_executor() if own else executor
     if todo and hasattr(executor, "startup_timeout_s"):
@@ -261,7 +262,7 @@ def _record_unavailable(specs: list[RunSpec], unavailable: dict[str, str], runs_
         return 0
     env = {**static_environment(), **git_state()}
     for spec in specs:
-        result: dict[str, Any] = {"status": "failed", "error": unavailable[spec.model["path"]], "wall_s": 0.0}
+        result: dict[str, Any] = {"status": "failed", "error": unavailable[spec.model.path], "wall_s": 0.0}
         write_record(runs_dir / spec.run_id, make_record(spec, result, env))
         print(f"  {spec.label}: failed: {result['error']}", file=sys.stderr)
     return len(specs)
@@ -269,7 +270,7 @@ def _record_unavailable(specs: list[RunSpec], unavailable: dict[str, str], runs_
 
 def _prepare_builtins(executor: Any, todo: list[RunSpec], out_dir: Path) -> None:
     log = sys.stderr
-    builtins = sorted({s.model["path"] for s in todo if ModelRef.parse(s.model["path"]).kind is ModelKind.BUILTIN})
+    builtins = sorted({s.model.path for s in todo if s.model.ref.kind is ModelKind.BUILTIN})
     missing = [b for b in builtins if not builtin_ready(b)]
     if not missing:
         return

@@ -25,7 +25,7 @@ def _print_preflight(checked: Checked) -> None:
     for note in checked.notes:
         print(f"lorabench: note: {note}", file=sys.stderr)
     for path, error in checked.unavailable.items():
-        n = sum(s.model["path"] == path for s in checked.specs)
+        n = sum(s.model.path == path for s in checked.specs)
         print(
             f"lorabench: warning: {error} Its {n} run(s) will be recorded as failed without running.", file=sys.stderr
         )

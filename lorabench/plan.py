@@ -8,85 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import itertools
 import json
 import os
 import typing
-from dataclasses import dataclass
 from typing import Any
 
 from lorabench.errors import Issue, SuiteError, UsageError
+from lorabench.methods import METHODS, is_peft_entry
 from lorabench.models import BUILTIN_MODELS
 from lorabench.models.ref import ModelKind, ModelRef
-from lorabench.suite.schema import ModelDef, Suite, TrainSettings
+from lorabench.spec import ModelSpec, RunSpec
+from lorabench.suite.schema import ExecutionSettings, ModelDef, Suite, TrainSettings
 from lorabench.suite.typed import MISSING, Collector, build, convert, key_line
 from lorabench.suite.yamlnodes import LDict
-from lorabench.vocab import QUANTIZED
-
-# Settings that change how a run is managed but not what it measures.
-_NOT_HASHED = ("timeout_s", "startup_timeout_s", "keep_adapter", "peak_tflops")
-# Settings added after run ids were in use: at their default they stay out of the hash,
-# so existing results keep their run ids (and resume) when the schema grows.
-_HASHED_UNLESS_DEFAULT = (
-    ("execution", "compile", False),
-    ("train", "loss", "default"),
-    ("model", "attn_implementation", None),
-    ("method_options", "alpha_ratio", None),
-)
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything one isolated run needs, as plain JSON-able values."""
-
-    suite: str
-    model: dict[str, Any]
-    method: str
-    rank: int | None
-    method_options: dict[str, Any]
-    precision: str
-    quantization: dict[str, Any]
-    task: str
-    task_options: dict[str, Any]
-    seed: int
-    train: dict[str, Any]
-    eval: dict[str, Any]
-    execution: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
-
-    @property
-    def run_id(self) -> str:
-        d = self.to_dict()
-        d.pop("suite")
-        d["execution"] = {k: v for k, v in d["execution"].items() if k not in _NOT_HASHED}
-        for section, key, default in _HASHED_UNLESS_DEFAULT:
-            if d[section].get(key, default) == default:
-                d[section] = {k: v for k, v in d[section].items() if k != key}
-        if self.precision not in QUANTIZED:
-            d.pop("quantization")  # bnb settings cannot affect an unquantised run
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-    @property
-    def label(self) -> str:
-        """A human-readable point name, e.g. ``tiny-gpt2/lora-r8/nf4/synthetic-lm/s0``."""
-        method = self.method if self.rank is None else f"{self.method}-r{self.rank}"
-        return f"{self.model['name']}/{method}/{self.precision}/{self.task}/s{self.seed}"
-
-    @property
-    def point(self) -> tuple[str, str, int | None, str, str]:
-        """The grid point, without the seed: what the leaderboard aggregates over."""
-        return (self.model["name"], self.method, self.rank, self.precision, self.task)
-
-
-def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) -> dict[str, Any] | None:
+def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) -> ModelSpec | None:
     mdef = suite.models.get(name) or ModelDef(path=name)
     ref = ModelRef.parse(mdef.path)
     if ref.kind is ModelKind.BUILTIN:
@@ -107,16 +45,15 @@ def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) ->
         if not os.path.isfile(os.path.join(path, "config.json")):
             col.error(line, f"model {name!r}: {mdef.path!r} has no config.json")
             return None
-    d = dataclasses.asdict(mdef)
-    d["name"] = name.split("/")[-1].split(":")[-1] if name not in suite.models else name
-    return d
+    display = name.split("/")[-1].split(":")[-1] if name not in suite.models else name
+    return ModelSpec(**{f.name: getattr(mdef, f.name) for f in dataclasses.fields(mdef)}, name=display)
 
 
-def _model_type(model: dict[str, Any] | None) -> str | None:
+def _model_type(model: ModelSpec | None) -> str | None:
     """``config.model_type`` where it is known without loading (built-ins, local directories)."""
     if model is None:
         return None
-    ref = ModelRef.parse(model["path"])
+    ref = model.ref
     if ref.kind is ModelKind.BUILTIN:
         return BUILTIN_MODELS.get(ref.name).model_type
     config = os.path.join(ref.known_dir() or ref.path, "config.json")
@@ -158,7 +95,6 @@ def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> 
 
 
 def _method_options(method: str, suite: Suite, col: Collector, cache: dict[str, Any]) -> Any:
-    from lorabench.methods import METHODS, is_peft_entry
 
     if method not in cache:
         raw = suite.methods.get(method)
@@ -175,7 +111,6 @@ def _method_options(method: str, suite: Suite, col: Collector, cache: dict[str, 
 
 def _method_class(method: str, opts: Any) -> Any:
     """The method's class; a peft-type entry's comes from its checked options."""
-    from lorabench.methods import METHODS
 
     if method in METHODS:
         return METHODS.get(method)
@@ -184,15 +119,13 @@ def _method_class(method: str, opts: Any) -> Any:
     return method_for(method, opts)
 
 
-def _stored_options(method: str, opts: Any) -> dict[str, Any]:
-    """Options as the run spec stores them (a peft entry's ``r`` moves to the rank axis)."""
-    from lorabench.methods import METHODS
-
+def _stored_options(method: str, opts: Any) -> Any:
+    """Options as the run spec holds them (a peft entry's ``r`` moves to the rank axis)."""
     if method in METHODS:
-        return dataclasses.asdict(opts)
+        return opts
     from lorabench.methods.peft_type import without_rank
 
-    return dataclasses.asdict(without_rank(opts))
+    return without_rank(opts)
 
 
 # Per-method training overrides (`methods.<name>.train`): what shapes optimisation may
@@ -267,7 +200,6 @@ def expand(suite: Suite) -> list[RunSpec]:
     Rank is a per-method axis: methods without a rank get ``rank=None`` once, and an
     explicit rank on such a method (a block whose methods all ignore rank) is an error.
     """
-    from lorabench.methods import METHODS, is_peft_entry
 
     col = Collector(suite.file)
     opt_cache: dict[str, Any] = {}
@@ -310,7 +242,7 @@ def expand(suite: Suite) -> list[RunSpec]:
             cls = classes[method]
             opts = _method_options(method, suite, col, opt_cache)
             train_cfg = method_train(method, suite, col, train_cache)
-            ranks: tuple[int | None, ...] = (block.rank or (cls.default_rank,)) if cls.uses_rank else (None,)
+            ranks: tuple[int | None, ...] = (block.rank or (cls.resolve_rank(None),)) if cls.uses_rank else (None,)
             reason, rule_hint = cls.invalid_reason(precision), f"{{method: {method}, precision: {precision}}}"
             where = f"{method} at {precision}"
             mtype = _model_type(models[model])
@@ -351,21 +283,21 @@ def expand(suite: Suite) -> list[RunSpec]:
                         col.error(line, f"matrix: {method} at rank {rank}: peft refuses it: {refused}")
                     if refused:
                         continue
-                for model_d, train_d, exec_d in _optimised_variants(block, models[model], suite, train_cfg):
+                for model_s, train_s, exec_s in _optimised_variants(block, models[model], suite, train_cfg):
                     spec = RunSpec(
                         suite=suite.name,
-                        model=model_d,
+                        model=model_s,
                         method=method,
                         rank=rank,
                         method_options=_stored_options(method, opts),
                         precision=precision,
-                        quantization=dataclasses.asdict(suite.quantization),
+                        quantization=suite.quantization,
                         task=task,
                         task_options=tasks[task],
                         seed=seed,
-                        train=train_d,
-                        eval=dataclasses.asdict(suite.eval),
-                        execution=exec_d,
+                        train=train_s,
+                        eval=suite.eval,
+                        execution=exec_s,
                     )
                     specs.setdefault(spec.run_id, spec)
     for i, (_rule, line) in enumerate(suite.exclude):
@@ -379,9 +311,9 @@ def expand(suite: Suite) -> list[RunSpec]:
 
 
 def _optimised_variants(
-    block: Any, model: dict[str, Any], suite: Suite, train_cfg: TrainSettings
-) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
-    """(model, train, execution) dicts for each optimised-path combination of a block.
+    block: Any, model: ModelSpec, suite: Suite, train_cfg: TrainSettings
+) -> list[tuple[ModelSpec, TrainSettings, ExecutionSettings]]:
+    """(model, train, execution) settings for each optimised-path combination of a block.
 
     A block's ``compile``/``attn_implementation``/``loss`` axes override the suite-wide
     settings. When a block lists an axis, the model's display name gets a tag per
@@ -389,11 +321,10 @@ def _optimised_variants(
     stay distinct; the spec itself carries the setting, so run_ids differ as well.
     """
     compiles = block.compile or (suite.execution.compile,)
-    attns = block.attn_implementation or (model["attn_implementation"],)
+    attns = block.attn_implementation or (model.attn_implementation,)
     losses = block.loss or (train_cfg.loss,)
     out = []
     for comp, attn, loss in itertools.product(compiles, attns, losses):
-        m = {**model, "attn_implementation": attn}
         tags = []
         if block.compile and comp:
             tags.append("compile")
@@ -401,11 +332,14 @@ def _optimised_variants(
             tags.append(str(attn))
         if block.loss and loss != "default":
             tags.append(f"{loss}-ce")
-        if tags:
-            m["name"] = "+".join([model["name"], *tags])
-        train = {**dataclasses.asdict(train_cfg), "loss": loss}
-        execution = {**dataclasses.asdict(suite.execution), "compile": comp}
-        out.append((m, train, execution))
+        name = "+".join([model.name, *tags]) if tags else model.name
+        out.append(
+            (
+                dataclasses.replace(model, attn_implementation=attn, name=name),
+                dataclasses.replace(train_cfg, loss=loss),
+                dataclasses.replace(suite.execution, compile=comp),
+            )
+        )
     return out
 
 

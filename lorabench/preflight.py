@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 
 from lorabench.errors import Issue, UsageError
 from lorabench.models.ref import ModelKind, ModelRef
-from lorabench.plan import RunSpec
+from lorabench.spec import RunSpec
 from lorabench.suite.schema import Suite
 from lorabench.suite.yamlnodes import LDict
 
@@ -85,7 +85,7 @@ def _check_data_paths(suite: Suite, specs: list[RunSpec], found: Found, env_requ
         if spec.task in seen:
             continue
         seen.add(spec.task)
-        source = spec.task_options.get("data") or {}
+        source = spec.task_options["data"] or {}
         for key in DATA_PATH_KEYS:
             written = source.get(key)
             if not written:
@@ -127,7 +127,7 @@ def _model_configs(suite: Suite, specs: list[RunSpec], found: Found) -> dict[str
     configs: dict[str, dict[str, Any] | None] = {}
     hub: dict[str, RunSpec] = {}
     for spec in specs:
-        path = spec.model["path"]
+        path = spec.model.path
         if path in configs or path in hub:
             continue
         ref = ModelRef.parse(path)
@@ -207,7 +207,7 @@ def _hub_configs(suite: Suite, hub: dict[str, RunSpec], found: Found) -> dict[st
     out: dict[str, dict[str, Any] | None] = {}
     missing: list[str] = []
     for path, spec in hub.items():
-        revision = spec.model.get("revision")
+        revision = spec.model.revision
         try:
             cached = try_to_load_from_cache(path, "config.json", revision=revision)
         except HFValidationError:
@@ -218,7 +218,7 @@ def _hub_configs(suite: Suite, hub: dict[str, RunSpec], found: Found) -> dict[st
             continue
         if isinstance(cached, str):
             out[path] = _read_json(cached)
-            if spec.model.get("weights") != "random" and not _weights_cached(path, revision):
+            if spec.model.weights != "random" and not _weights_cached(path, revision):
                 missing.append(path)  # the config alone does not load a pretrained model
         else:
             out[path] = None
@@ -259,7 +259,7 @@ def _weights_cached(path: str, revision: str | None) -> bool:
 
 def _model_line(suite: Suite, spec: RunSpec) -> int | None:
     for block, line in suite.blocks:
-        if spec.model["name"] in block.model or spec.model["path"] in block.model:
+        if spec.model.name in block.model or spec.model.path in block.model:
             return line
     return suite.lines.get("models") or suite.lines.get("matrix")
 
@@ -279,7 +279,7 @@ def position_limit(config: dict[str, Any] | None) -> tuple[int, str] | None:
 
 
 def _decoder_only(config: dict[str, Any], task_options: dict[str, Any]) -> bool:
-    arch = task_options.get("architecture", "auto")
+    arch = task_options["architecture"]  # summarization's option (the only caller's task)
     if arch != "auto":
         return arch == "causal-lm"
     return not (config.get("is_encoder_decoder") or config.get("model_type") in RELATIVE_POSITION_TYPES)
@@ -287,12 +287,11 @@ def _decoder_only(config: dict[str, Any], task_options: dict[str, Any]) -> bool:
 
 def needed_positions(spec: RunSpec, config: dict[str, Any]) -> list[tuple[str, int]]:
     """The parts of the longest sequence ``spec`` feeds the model, as (what, tokens)."""
-    parts = [("train.max_seq_len", int(spec.train["max_seq_len"]))]
-    task_type = spec.task_options.get("type")
-    if task_type == "summarization" and _decoder_only(config, spec.task_options):
-        parts.append(("eval.generation.max_new_tokens", int(spec.eval["generation"]["max_new_tokens"])))
-    virtual = spec.method_options.get("num_virtual_tokens")
-    if isinstance(virtual, int) and virtual > 0:
+    parts = [("train.max_seq_len", spec.train.max_seq_len)]
+    if spec.task_options["type"] == "summarization" and _decoder_only(config, spec.task_options):
+        parts.append(("eval.generation.max_new_tokens", spec.eval.generation.max_new_tokens))
+    virtual = spec.method_cls.extra_positions(spec.method_options)
+    if virtual > 0:
         parts.append((f"methods.{spec.method}.num_virtual_tokens", virtual))
     return parts
 
@@ -313,7 +312,7 @@ def positions_error(spec: RunSpec, config: dict[str, Any] | None) -> str | None:
         return None
     sums = " + ".join(f"{what} {n}" for what, n in parts)
     return (
-        f"{spec.method} on {spec.model['name']} for task {spec.task!r}: {sums} = {total} tokens, more than "
+        f"{spec.method} on {spec.model.name} for task {spec.task!r}: {sums} = {total} tokens, more than "
         f"the model's {limit[0]} positions ({limit[1]} in its config); lower {' or '.join(w for w, _ in parts)}"
     )
 
@@ -321,18 +320,18 @@ def positions_error(spec: RunSpec, config: dict[str, Any] | None) -> str | None:
 def _check_lengths(suite: Suite, specs: list[RunSpec], configs: dict[str, dict[str, Any] | None], found: Found) -> None:
     reported: set[tuple[str, str, str, int | None]] = set()
     for spec in specs:
-        message = positions_error(spec, configs.get(spec.model["path"]))
+        message = positions_error(spec, configs.get(spec.model.path))
         if message is None:
             continue
         line = _point_line(suite, spec)
-        key = (spec.model["path"], spec.task, spec.method, line)
+        key = (spec.model.path, spec.task, spec.method, line)
         if key not in reported:
             reported.add(key)
             found.issues.append(Issue(suite.file, line, message))
 
 
 def _point_line(suite: Suite, spec: RunSpec) -> int | None:
-    name = spec.model["name"]
+    name = spec.model.name
     for block, line in suite.blocks:
         models = {m.split("/")[-1].removeprefix("builtin:") for m in block.model} | set(block.model)
         if name in models and spec.method in block.method and spec.task in block.task:

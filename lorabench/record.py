@@ -15,7 +15,7 @@ from typing import Any
 
 from lorabench import atomic
 from lorabench.errors import UsageError
-from lorabench.plan import RunSpec
+from lorabench.spec import RunSpec
 from lorabench.vocab import STATUSES, MiB, Status
 
 SCHEMA_VERSION = 1

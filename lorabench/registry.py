@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from lorabench.errors import UsageError
@@ -20,14 +20,19 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A name → object map with lazy ``module:attr`` entries and did-you-mean errors."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, check: Callable[[str, T], None] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, T | str] = {}
+        # Called with (name, object) when an entry is registered or its lazy path is first
+        # imported: a plugin that does not fit its entry fails there, not halfway into a run.
+        self._check = check
 
     def register(self, name: str, obj: T | str) -> None:
         """Add ``name``; ``obj`` is the object or a lazy ``"module:attr"`` path."""
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered")
+        if self._check is not None and not isinstance(obj, str):
+            self._check(name, obj)
         self._entries[name] = obj
 
     def __contains__(self, name: object) -> bool:
@@ -56,5 +61,7 @@ class Registry(Generic[T]):
         if isinstance(obj, str):
             module, _, attr = obj.partition(":")
             obj = getattr(importlib.import_module(module), attr)
+            if self._check is not None:
+                self._check(name, obj)
             self._entries[name] = obj
         return obj  # type: ignore[return-value]

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lorabench.errors import Issue, SuiteError
-from lorabench.plan import RunSpec, expand
+from lorabench.plan import expand
+from lorabench.spec import RunSpec
 from lorabench.suite.schema import Suite, parse_schema, read_suite
 
 

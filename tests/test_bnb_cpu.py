@@ -53,8 +53,11 @@ def test_packing_compatible_matches_bitsandbytes_conversion(packed_path_forced, 
 
 def _logits(precision: str) -> torch.Tensor:
     from lorabench.models.loading import load_model
+    from lorabench.suite.schema import ModelDef, QuantSettings
 
-    net, _, info = load_model({"path": "builtin:tiny-gpt2"}, "causal-lm", precision, {"double_quant": True}, "cpu")
+    net, _, info = load_model(
+        ModelDef(path="builtin:tiny-gpt2"), "causal-lm", precision, QuantSettings(double_quant=True), "cpu"
+    )
     assert precision == "fp32" or info["quantized_layers"] > 0
     net.eval()
     ids = torch.arange(4, 4 + 2 * 24).reshape(2, 24) % net.config.vocab_size

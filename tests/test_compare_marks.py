@@ -85,7 +85,7 @@ def test_compare_warns_when_matched_points_were_trained_differently(tmp_path: Pa
 
 def test_the_recipe_hash_leaves_run_ids_alone() -> None:
     """Committed results keep their run_ids: the recipe is a separate field, from the spec."""
-    from lorabench.plan import RunSpec
+    from lorabench.spec import RunSpec
 
     for path in BASELINE.glob("runs/*/record.json"):
         rec = json.loads(path.read_text())

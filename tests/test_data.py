@@ -116,7 +116,7 @@ def _classification(tmp_path: Path, csv_text: str, extra: str = "") -> Any:
 def test_label_mapping_and_label_set_errors(tmp_path: Path, tokenizer: Any) -> None:
     text = "review,sentiment\ngood,positive\nbad,negative\nfine,positive\n"
     task, _ = _classification(tmp_path, text, ", labels: {negative: 0, positive: 1}")
-    data = task.prepare(tokenizer, {"max_seq_len": 16})
+    data = task.prepare(tokenizer, 16)
     assert [r["labels"] for r in data.train] == [1, 0, 1]
     assert data.train[0]["input_ids"] == tokenizer("good")["input_ids"]
 
@@ -124,18 +124,18 @@ def test_label_mapping_and_label_set_errors(tmp_path: Path, tokenizer: Any) -> N
     with pytest.raises(
         DataError, match=rf"task 'imdb': label 'positive' in file {re.escape(path)} is not a class id.*labels:"
     ):
-        task.prepare(tokenizer, {"max_seq_len": 16})
+        task.prepare(tokenizer, 16)
     task, path = _classification(tmp_path, text + "meh,neutral\n", ", labels: {negative: 0, positive: 1}")
     with pytest.raises(
         DataError, match=rf"label 'neutral' in file {re.escape(path)} is not in `labels` \(negative, positive\)"
     ):
-        task.prepare(tokenizer, {"max_seq_len": 16})
+        task.prepare(tokenizer, 16)
     task, path = _classification(tmp_path, "review,sentiment\ngood,1\nbad,2\n")
     with pytest.raises(DataError, match=rf"label 2 in file {re.escape(path)} does not fit a head of num_labels=2"):
-        task.prepare(tokenizer, {"max_seq_len": 16})
+        task.prepare(tokenizer, 16)
     task, path = _classification(tmp_path, "review,sentiment\ngood,1\nbad,1\n")
     with pytest.raises(DataError, match=rf"train data \(file {re.escape(path)}\) has only class \[1\]"):
-        task.prepare(tokenizer, {"max_seq_len": 16})
+        task.prepare(tokenizer, 16)
 
 
 def test_head_size_must_match_the_label_set(tmp_path: Path) -> None:
@@ -199,7 +199,7 @@ def test_synthetic_dialogue_summaries_follow_the_dialogue() -> None:
 
 
 def test_tokenised_data_is_cached_on_disk(tmp_path: Path, tokenizer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lorabench.data.cache import prepare_cached
+    from lorabench.tasks.cache import prepare_cached
     from lorabench.tasks.classification import Classification
 
     monkeypatch.setenv("LORABENCH_CACHE", str(tmp_path / "cache"))
@@ -211,17 +211,17 @@ def test_tokenised_data_is_cached_on_disk(tmp_path: Path, tokenizer: Any, monkey
     calls = []
 
     class Counting(Classification):
-        def prepare(self, tok: Any, train: dict[str, Any]) -> Any:
+        def prepare(self, tok: Any, max_seq_len: int) -> Any:
             calls.append(1)
-            return super().prepare(tok, train)
+            return super().prepare(tok, max_seq_len)
 
-    first = prepare_cached(Counting("c", opts), tokenizer, {"max_seq_len": 16})
-    again = prepare_cached(Counting("c", opts), tokenizer, {"max_seq_len": 16})
+    first = prepare_cached(Counting("c", opts), tokenizer, 16)
+    again = prepare_cached(Counting("c", opts), tokenizer, 16)
     assert (first.info["cache"], again.info["cache"], len(calls)) == ("miss", "hit", 1)
     assert again.train == first.train and again.eval == first.eval
-    assert prepare_cached(Counting("c", opts), tokenizer, {"max_seq_len": 8}).info["cache"] == "miss"
+    assert prepare_cached(Counting("c", opts), tokenizer, 8).info["cache"] == "miss"
     write(tmp_path / "c.csv", "review,sentiment\ngood film,1\nawful film,0\n")  # an edited file: a new key
-    changed = prepare_cached(Counting("c", opts), tokenizer, {"max_seq_len": 16})
+    changed = prepare_cached(Counting("c", opts), tokenizer, 16)
     assert changed.info["cache"] == "miss" and changed.train != first.train
     assert len(list((tmp_path / "cache" / "data").glob("*.json"))) == 3
     assert json.loads(json.dumps(changed.info))  # the info goes into record.json

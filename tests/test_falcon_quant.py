@@ -49,9 +49,14 @@ def test_falcon_projections_are_quantised(falcon_dir: Path, precision: str) -> N
     from transformers.models.falcon import modeling_falcon
 
     from lorabench.models.loading import load_model
+    from lorabench.suite.schema import ModelDef, QuantSettings
 
     model, _tok, info = load_model(
-        {"path": str(falcon_dir), "weights": "random"}, "causal-lm", precision, {"compute_dtype": "fp32"}, "cpu"
+        ModelDef(path=str(falcon_dir), weights="random"),
+        "causal-lm",
+        precision,
+        QuantSettings(compute_dtype="fp32"),
+        "cpu",
     )
     bnb_cls = bnb.nn.Linear8bitLt if precision == "int8" else bnb.nn.Linear4bit
     quantised = {name.split(".")[-1] for name, m in model.named_modules() if isinstance(m, bnb_cls)}

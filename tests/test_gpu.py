@@ -92,24 +92,25 @@ def reload_and_evaluate(rec: dict[str, Any], run_dir: Path) -> dict[str, float]:
     """Rebuild the fine-tuned model from the base and the saved adapter, and evaluate it again."""
     import torch
 
-    from lorabench.data.cache import prepare_cached
-    from lorabench.methods import METHODS
-    from lorabench.models.loading import load_model
-    from lorabench.plan import RunSpec
-    from lorabench.run.pipeline import RunContext, _method_context, amp_dtype, prepare_base, seed_everything
+    from lorabench.models.loading import is_encoder_decoder, load_model
+    from lorabench.run.pipeline import RunContext, amp_dtype, prepare_base, seed_everything
+    from lorabench.spec import RunSpec
     from lorabench.tasks import TASK_TYPES
+    from lorabench.tasks.cache import prepare_cached
 
     spec = RunSpec.from_dict(rec["spec"])
     device = rec["resolved"]["device"]
     seed_everything(spec.seed)
     task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
-    family = task.resolve_family(spec.model)
+    family = task.resolve_family(lambda: is_encoder_decoder(spec.model))
     base, tokenizer, info = load_model(
         spec.model, family, spec.precision, spec.quantization, device, task.model_kwargs()
     )
-    data = prepare_cached(task, tokenizer, spec.train)
-    method = METHODS.get(spec.method)()
-    model = method.load(prepare_base(base, spec), _method_context(spec, task, info), run_dir / "adapter")
+    data = prepare_cached(task, tokenizer, spec.train.max_seq_len)
+    method = spec.method_cls()
+    model = method.load(
+        prepare_base(base, spec), spec.method_context(task.family, info["model_type"]), run_dir / "adapter"
+    )
     model.eval()
     ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=spec.seed)
     with torch.no_grad():

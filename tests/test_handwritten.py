@@ -11,17 +11,18 @@ import torch
 from lorabench.errors import SuiteError
 from lorabench.methods.base import MethodContext
 from lorabench.models.loading import ModelLoadError, load_model
+from lorabench.suite.schema import ModelDef, QuantSettings
 from lorabench.validate import parse_suite
 from tests.conftest import REPO, run_cli
 
-MODEL = {"path": "builtin:handwritten-classifier", "target_modules": ["linear"]}
+MODEL = ModelDef(path="builtin:handwritten-classifier", target_modules=("linear",))
 
 
 def test_loader_builds_the_same_seeded_classifier_with_hf_style_outputs() -> None:
     torch.manual_seed(1)
-    a, tok, info = load_model(MODEL, "classification", "fp32", {}, "cpu", {"num_labels": 3})
+    a, tok, info = load_model(MODEL, "classification", "fp32", QuantSettings(), "cpu", {"num_labels": 3})
     torch.manual_seed(2)
-    b, _, _ = load_model(MODEL, "classification", "fp32", {}, "cpu", {"num_labels": 3})
+    b, _, _ = load_model(MODEL, "classification", "fp32", QuantSettings(), "cpu", {"num_labels": 3})
     assert info["model_type"] == "handwritten-classifier"
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # the run seed does not matter
     batch = tok(["the movie was good", "bad"], padding=True, return_tensors="pt")
@@ -33,16 +34,16 @@ def test_loader_builds_the_same_seeded_classifier_with_hf_style_outputs() -> Non
 
 def test_loader_refuses_what_it_cannot_be() -> None:
     with pytest.raises(ModelLoadError, match="not a transformers one"):
-        load_model(MODEL, "classification", "nf4", {}, "cpu", {})
+        load_model(MODEL, "classification", "nf4", QuantSettings(), "cpu", {})
     with pytest.raises(ModelLoadError, match="cannot serve a causal-lm task"):
-        load_model(MODEL, "causal-lm", "fp32", {}, "cpu", {})
+        load_model(MODEL, "causal-lm", "fp32", QuantSettings(), "cpu", {})
 
 
 @pytest.mark.parametrize("method", ["lora-ref", "lora"])
 def test_lora_on_its_linear_trains_only_the_low_rank_update(method: str) -> None:
     from lorabench.methods import METHODS
 
-    model, _, info = load_model(MODEL, "classification", "fp32", {}, "cpu", {"num_labels": 2})
+    model, _, info = load_model(MODEL, "classification", "fp32", QuantSettings(), "cpu", {"num_labels": 2})
     cls = METHODS.get(method)
     ctx = MethodContext(2, cls.Options(), "classification", "fp32", info["model_type"], ("linear",))
     model = cls().apply(model, ctx)
@@ -56,7 +57,7 @@ def test_tutorial_suite_validates() -> None:
 
     specs = expand(load_suite(REPO / "suites" / "imdb_handwritten_lora.yaml"))
     assert {s.method for s in specs} == {"full", "lora-ref", "lora"}
-    assert all(s.eval["every"] for s in specs)
+    assert all(s.eval.every for s in specs)
 
 
 def test_model_dependent_invalid_combination_is_rejected_at_validation() -> None:

@@ -32,11 +32,11 @@ def _specs(text: str) -> dict[str, object]:
 def test_override_applies_to_its_method_only() -> None:
     specs = _specs(SUITE.format(extra=""))
     full, lora = specs["full"].train, specs["lora"].train
-    assert (full["lr"], full["epochs"], full["steps"], full["schedule"]) == (2e-5, 1.0, None, "linear")
+    assert (full.lr, full.epochs, full.steps, full.schedule) == (2e-5, 1.0, None, "linear")
     # steps replaces the suite's epochs; unset keys keep the suite's values.
-    assert (lora["lr"], lora["epochs"], lora["steps"], lora["schedule"]) == (1e-3, None, 30, "cosine")
-    assert lora["lr_warmup_steps"] == 5
-    assert specs["lora"].method_options["alpha"] == 16
+    assert (lora.lr, lora.epochs, lora.steps, lora.schedule) == (1e-3, None, 30, "cosine")
+    assert lora.lr_warmup_steps == 5
+    assert specs["lora"].method_options.alpha == 16
 
 
 def test_run_id_reflects_the_override() -> None:
@@ -44,7 +44,7 @@ def test_run_id_reflects_the_override() -> None:
     b = _specs(SUITE.format(extra=", weight_decay: 0.01"))
     assert a["full"].run_id == b["full"].run_id
     assert a["lora"].run_id != b["lora"].run_id
-    assert b["lora"].train["weight_decay"] == 0.01
+    assert b["lora"].train.weight_decay == 0.01
 
 
 @pytest.mark.parametrize(
@@ -76,13 +76,10 @@ def test_cli_rejects_a_bad_override_with_exit_2(write_suite) -> None:
 def test_method_options_with_lists_rebuild_in_the_run() -> None:
     # The run rebuilds a method's options from its spec, where lists are tuples; a
     # `target_modules` option used to fail there after validating fine.
-    from lorabench.run.pipeline import _method_context
+    from lorabench.spec import RunSpec
 
     text = SUITE.format(extra="").replace("    alpha: 16\n", "    alpha: 16\n    target_modules: [c_attn]\n")
-    spec = _specs(text)["lora"]
+    spec = RunSpec.from_dict(_specs(text)["lora"].to_dict())  # through the wire format, as in the run
 
-    class _Task:
-        family = "causal-lm"
-
-    ctx = _method_context(spec, _Task(), {"model_type": "gpt2"})
+    ctx = spec.method_context("causal-lm", "gpt2")
     assert ctx.options.target_modules == ("c_attn",)

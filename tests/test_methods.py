@@ -14,7 +14,6 @@ pretraining cost); quantised cases run on bitsandbytes' CPU backend.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,13 @@ import pytest
 import torch
 
 from lorabench.methods import METHODS
-from lorabench.methods.base import MethodContext
+from lorabench.methods.base import MethodContext, NoOptions
+from lorabench.methods.prepare import upcast_trainable
 from lorabench.models.loading import load_model
-from lorabench.plan import RunSpec
-from lorabench.run.pipeline import RunContext, amp_dtype, prepare_base, upcast_trainable
+from lorabench.run.pipeline import RunContext, amp_dtype, prepare_base
 from lorabench.run.train import train
-from lorabench.suite.schema import QuantSettings, TrainSettings
+from lorabench.spec import ModelSpec, RunSpec
+from lorabench.suite.schema import EvalSettings, ExecutionSettings, ModelDef, QuantSettings, TrainSettings
 from lorabench.tasks.base import pad_batch
 
 STEPS = 3
@@ -202,16 +202,28 @@ def _rows(family: str, n: int, seed: int) -> list[dict[str, list[int]]]:
 
 def _spec(precision: str) -> RunSpec:
     """A RunSpec carrying what prepare_base reads (precision, quantization, train)."""
-    train_cfg = dataclasses.asdict(
-        TrainSettings(steps=STEPS, batch_size=4, lr=1e-2, warmup_steps=1, log_every=1, schedule="constant")
+    train_cfg = TrainSettings(steps=STEPS, batch_size=4, lr=1e-2, warmup_steps=1, log_every=1, schedule="constant")
+    quant = QuantSettings(compute_dtype="fp32")
+    return RunSpec(
+        "t",
+        ModelSpec(path="x"),
+        "m",
+        None,
+        NoOptions(),
+        precision,
+        quant,
+        "t",
+        {},
+        0,
+        train_cfg,
+        EvalSettings(),
+        ExecutionSettings(),
     )
-    quant = dataclasses.asdict(QuantSettings(compute_dtype="fp32"))
-    return RunSpec("t", {"path": "x"}, "m", None, {}, precision, quant, "t", {}, 0, train_cfg, {}, {})
 
 
 def _load(path: Path, family: str, spec: RunSpec) -> tuple[Any, Any, dict[str, Any]]:
     kwargs = {"num_labels": 2} if family == "classification" else {}
-    model, tok, info = load_model({"path": str(path)}, family, spec.precision, spec.quantization, "cpu", kwargs)
+    model, tok, info = load_model(ModelDef(path=str(path)), family, spec.precision, spec.quantization, "cpu", kwargs)
     return prepare_base(model, spec), tok, info
 
 

@@ -18,6 +18,7 @@ import torch
 
 from lorabench.models import BUILTIN_MODELS
 from lorabench.models.builtin import build_config, build_tokenizer
+from lorabench.suite.schema import EvalSettings, GenerationSettings
 from lorabench.tasks import TASK_TYPES
 from lorabench.tasks.scoring import macro_f1
 from tests.test_data import task_options
@@ -67,8 +68,8 @@ def reference_nll(model: Any, ids: list[int], max_len: int, stride: int) -> tupl
 
 def lm_eval(task_yaml: str, tokenizer: Any, model: Any, max_len: int) -> tuple[Any, Any]:
     task = TASK_TYPES.get("causal-lm")("lm", task_options(task_yaml))
-    data = task.prepare(tokenizer, {"max_seq_len": max_len})
-    return task, task.evaluate(model, tokenizer, data, {"batch_size": 3}, CTX)
+    data = task.prepare(tokenizer, max_len)
+    return task, task.evaluate(model, tokenizer, data, EvalSettings(batch_size=3), CTX)
 
 
 @pytest.mark.parametrize("stride", [None, 5])
@@ -121,13 +122,13 @@ def test_accuracy_and_macro_f1_agree_with_a_direct_computation(tokenizer: Any, k
     task = TASK_TYPES.get("classification")(
         "s", task_options("{type: classification, data: {synthetic: sentiment}, n_train: 20, n_eval: 37}")
     )
-    data = task.prepare(tokenizer, {"max_seq_len": 32})
+    data = task.prepare(tokenizer, 32)
     if kind == "tiny-bert":
         model = random_model("tiny-bert", "AutoModelForSequenceClassification", tokenizer, num_labels=2)
     else:
         model = BagOfWords(len(tokenizer), 2)
     task.check_model(model)
-    result = task.evaluate(model, tokenizer, data, {"batch_size": 8}, CTX)
+    result = task.evaluate(model, tokenizer, data, EvalSettings(batch_size=8), CTX)
     # One example at a time, unpadded: padding must not change a prediction.
     with torch.no_grad():
         direct = [
@@ -185,11 +186,11 @@ def test_rouge_equals_rouge_score_on_the_saved_predictions(tokenizer: Any, famil
             f"architecture: {family}, n_train: 5, n_eval: 12}}"
         ),
     )
-    assert task.resolve_family({"path": "unused"}) == family
-    data = task.prepare(tokenizer, {"max_seq_len": 64})
-    gen = {"max_new_tokens": 20, "num_beams": 1}
+    assert task.resolve_family(lambda: False) == family
+    data = task.prepare(tokenizer, 64)
+    gen = GenerationSettings(max_new_tokens=20, num_beams=1)
     result = task.evaluate(
-        LeadSummariser(20, family == "causal-lm"), tokenizer, data, {"batch_size": 5, "generation": gen}, CTX
+        LeadSummariser(20, family == "causal-lm"), tokenizer, data, EvalSettings(batch_size=5, generation=gen), CTX
     )
     assert result.info["generation"] == {"decoding": "greedy", "num_beams": 1, "max_new_tokens": 20, "do_sample": False}
     preds = result.predictions
@@ -217,8 +218,8 @@ def test_summarisation_training_rows(tokenizer: Any) -> None:
     seq2seq.family = "seq2seq"
     causal = TASK_TYPES.get("summarization")("d", opts)
     causal.family = "causal-lm"
-    s_rows = seq2seq.prepare(tokenizer, {"max_seq_len": 24}).train
-    c_rows = causal.prepare(tokenizer, {"max_seq_len": 48}).train
+    s_rows = seq2seq.prepare(tokenizer, 24).train
+    c_rows = causal.prepare(tokenizer, 48).train
     eos, sep = tokenizer.eos_token_id, tokenizer.sep_token_id
     for s, c in zip(s_rows, c_rows):
         assert (

@@ -46,7 +46,7 @@ def test_installed_checkpoint_resolves_to_a_model_directory() -> None:
     assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
     text = "matrix: {model: ['packaged:minilm-l6'], method: [lora], task: [synthetic-sentiment]}\ntrain: {steps: 4}\n"
     (spec,) = expand(parse_suite(text, "p.yaml"))
-    assert spec.model["path"] == "packaged:minilm-l6" and spec.model["name"] == "minilm-l6"
+    assert spec.model.path == "packaged:minilm-l6" and spec.model.name == "minilm-l6"
 
 
 @pytest.mark.parametrize("command", ["params", "estimate"])
@@ -70,15 +70,16 @@ def test_params_and_estimate_read_the_packaged_checkpoint() -> None:
     from lorabench.methods.base import MethodContext
     from lorabench.methods.lora import LoRA
     from lorabench.models.loading import load_model
+    from lorabench.suite.schema import ModelDef, QuantSettings
 
     qlora = ["--method", "lora", "--rank", "8", "--target-modules", "all-linear", "--precision", "nf4"]
     params = run_cli("params", "packaged:minilm-l6", *qlora, "--task-type", "seq-cls", "--num-labels", "2", "--json")
     assert params.returncode == 0, params.stderr
     counted = json.loads(params.stdout)
 
-    quant = {"compute_dtype": "fp32", "double_quant": True, "prepare_kbit": True}
+    quant = QuantSettings(compute_dtype="fp32", double_quant=True, prepare_kbit=True)
     model, _, info = load_model(
-        {"path": "packaged:minilm-l6"}, "classification", "nf4", quant, "cpu", {"num_labels": 2}
+        ModelDef(path="packaged:minilm-l6"), "classification", "nf4", quant, "cpu", {"num_labels": 2}
     )
     assert info["quantized_layers"] > 0
     options = method_options(LoRA, None, ["all-linear"])

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from lorabench.accounting.params import count
+from lorabench.suite.schema import ModelDef, QuantSettings
 from tests.conftest import run_cli
 
 GPT2 = {
@@ -290,8 +291,8 @@ def test_nf4_counts_equal_a_loaded_nf4_model(tmp_path: Path) -> None:
     path = tmp_path / "llama"
     AutoModelForCausalLM.from_config(config).save_pretrained(path)
     tok.save_pretrained(path)
-    quant = {"compute_dtype": "fp32", "double_quant": True, "prepare_kbit": True}
-    model, _, _ = load_model({"path": str(path)}, "causal-lm", "nf4", quant, "cpu")
+    quant = QuantSettings(compute_dtype="fp32", double_quant=True, prepare_kbit=True)
+    model, _, _ = load_model(ModelDef(path=str(path)), "causal-lm", "nf4", quant, "cpu")
     assert any(p.__class__.__name__ == "Params4bit" for p in model.parameters())
     model = LoRA().apply(model, MethodContext(8, LoraOptions(), "causal-lm", "nf4", "llama", None))
     meta = count(str(path), "lora", rank=8, precision="nf4")

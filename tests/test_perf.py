@@ -18,6 +18,7 @@ from lorabench.accounting.estimate import (
 )
 from lorabench.accounting.flops import attention_shape, flops_per_token, mfu, peak_tflops
 from lorabench.errors import UsageError
+from lorabench.suite.schema import ModelDef
 from tests.conftest import run_cli
 
 # --- FLOPs per token -------------------------------------------------------------------
@@ -157,7 +158,7 @@ def test_estimate_cli_json_matches_the_parameter_count() -> None:
     data = json.loads(est.stdout)
     from lorabench.models.loading import resolve_path
 
-    model_dir = resolve_path({"path": "builtin:tiny-gpt2"})  # `params` takes a directory
+    model_dir = resolve_path("builtin:tiny-gpt2")  # `params` takes a directory
     params = run_cli("params", model_dir, "--method", "lora", "--rank", "8", "--json")
     counted = json.loads(params.stdout)
     assert data["breakdown"]["adapter"] == 4 * counted["trainable_params"]
@@ -196,14 +197,14 @@ def test_optimised_axes_expand_with_distinct_run_ids_and_names(write_suite) -> N
     )
     specs = expand(load_suite(path))
     assert len({s.run_id for s in specs}) == 4
-    names = sorted(s.model["name"] for s in specs)
+    names = sorted(s.model.name for s in specs)
     assert names == [
         "tiny-gpt2+compile+eager",
         "tiny-gpt2+compile+sdpa",
         "tiny-gpt2+eager",
         "tiny-gpt2+sdpa",
     ]
-    assert {(s.execution["compile"], s.model["attn_implementation"]) for s in specs} == {
+    assert {(s.execution.compile, s.model.attn_implementation) for s in specs} == {
         (False, "eager"),
         (False, "sdpa"),
         (True, "eager"),
@@ -242,8 +243,8 @@ def test_flash_attention_and_liger_fail_clearly_on_cpu() -> None:
     from lorabench.run.perf import apply_liger
 
     with pytest.raises(ModelLoadError, match="needs a CUDA device"):
-        attn_implementation({"attn_implementation": "flash_attention_2"}, "cpu")
-    assert attn_implementation({"attn_implementation": "sdpa"}, "cpu") == "sdpa"
+        attn_implementation(ModelDef(path="x", attn_implementation="flash_attention_2"), "cpu")
+    assert attn_implementation(ModelDef(path="x", attn_implementation="sdpa"), "cpu") == "sdpa"
     with pytest.raises(UsageError, match="liger needs a CUDA device"):
         apply_liger(object(), "cpu")
 
@@ -285,7 +286,7 @@ def test_chunked_cross_entropy_matches_the_models_loss_and_gradients() -> None:
     from lorabench.run.perf import chunked_ce_forward
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(resolve_path({"path": "builtin:tiny-gpt2"}))
+    model = AutoModelForCausalLM.from_pretrained(resolve_path("builtin:tiny-gpt2"))
     model.config.resid_pdrop = model.config.embd_pdrop = model.config.attn_pdrop = 0.0
     model.eval()  # no dropout: both passes must see the same network
     ids = torch.randint(4, model.config.vocab_size, (3, 12))
@@ -311,7 +312,8 @@ def test_chunked_loss_shrinks_the_logits_term() -> None:
 
 
 def test_new_settings_at_their_defaults_keep_existing_run_ids(write_suite) -> None:
-    from lorabench.plan import RunSpec, expand
+    from lorabench.plan import expand
+    from lorabench.spec import RunSpec
     from lorabench.validate import load_suite
 
     path = write_suite(

@@ -10,9 +10,11 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from lorabench.accounting.counting import count_parameters
-from lorabench.run.pipeline import RunContext, prepare_base, upcast_trainable
+from lorabench.methods.prepare import upcast_trainable
+from lorabench.run.pipeline import RunContext, prepare_base
 from lorabench.run.profile import MemoryMonitor
 from lorabench.run.train import lr_lambda, train
+from lorabench.suite.schema import QuantSettings, TrainSettings
 from lorabench.tasks.causal_lm import CausalLM
 
 CFG = GPT2Config(
@@ -62,7 +64,9 @@ def test_counts_match_peft_on_quantised_bases(tiny_dir, precision) -> None:
     )
     model = AutoModelForCausalLM.from_pretrained(tiny_dir, quantization_config=q)
     spec = SimpleNamespace(
-        precision=precision, quantization={"prepare_kbit": True}, train={"grad_checkpointing": False}
+        precision=precision,
+        quantization=QuantSettings(prepare_kbit=True),
+        train=TrainSettings(steps=4, grad_checkpointing=False),
     )
     model = _lora(prepare_base(model, spec))
     trainable, total = count_parameters(model)
@@ -110,7 +114,7 @@ def _train_cfg(**kw):
         log_every=1,
     )
     cfg.update(kw)
-    return cfg
+    return TrainSettings(**cfg)
 
 
 def test_gradient_accumulation_equals_the_large_batch(tiny_dir) -> None:
@@ -157,11 +161,11 @@ def test_warmup_steps_are_not_counted(tiny_dir) -> None:
 def test_memory_monitor_sees_a_large_allocation() -> None:
     mon = MemoryMonitor("cpu", interval_s=0.005)
     try:
-        mon.start_phase()
-        idle = mon.end_phase()["rss"]
-        mon.start_phase()
-        block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MiB, touched
-        busy = mon.end_phase()["rss"]
+        with mon.track() as idle_phase:
+            pass
+        with mon.track() as busy_phase:
+            block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MiB, touched
+        idle, busy = idle_phase.memory.rss, busy_phase.memory.rss
         del block
     finally:
         mon.close()

@@ -7,6 +7,7 @@ import torch
 
 from lorabench.models.configs import MODEL_CONFIGS, config_dir
 from lorabench.models.loading import load_model, random_model
+from lorabench.suite.schema import ModelDef, QuantSettings
 
 
 @pytest.fixture
@@ -26,8 +27,8 @@ def _layer(net):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_random_weights_are_built_in_the_run_dtype(no_checkpoint_files, precision: str) -> None:
-    model = {"path": "builtin:tiny-gpt2", "weights": "random"}
-    net, _, info = load_model(model, "causal-lm", precision, {}, "cpu")
+    model = ModelDef(path="builtin:tiny-gpt2", weights="random")
+    net, _, info = load_model(model, "causal-lm", precision, QuantSettings(), "cpu")
     want = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
     assert {p.dtype for p in net.parameters()} == {want}
     assert info["model_type"] == "gpt2"
@@ -39,8 +40,10 @@ def test_random_weights_are_built_in_the_run_dtype(no_checkpoint_files, precisio
 def test_random_kbit_weights_are_quantised_in_memory(
     no_checkpoint_files, precision: str, param_class: str, storage: torch.dtype
 ) -> None:
-    model = {"path": "builtin:tiny-gpt2", "weights": "random"}
-    net, _, info = load_model(model, "causal-lm", precision, {"compute_dtype": "bf16", "double_quant": True}, "cpu")
+    model = ModelDef(path="builtin:tiny-gpt2", weights="random")
+    net, _, info = load_model(
+        model, "causal-lm", precision, QuantSettings(compute_dtype="bf16", double_quant=True), "cpu"
+    )
     assert info["quantized_layers"] == 8
     weight = _layer(net).weight
     assert type(weight).__name__ == param_class and weight.dtype == storage
@@ -56,11 +59,11 @@ def test_random_kbit_weights_are_quantised_in_memory(
 
 
 def test_random_weights_are_seeded() -> None:
-    model = {"path": "builtin:tiny-gpt2", "weights": "random"}
+    model = ModelDef(path="builtin:tiny-gpt2", weights="random")
     torch.manual_seed(0)
-    a, _, _ = load_model(model, "causal-lm", "fp32", {}, "cpu")
+    a, _, _ = load_model(model, "causal-lm", "fp32", QuantSettings(), "cpu")
     torch.manual_seed(0)
-    b, _, _ = load_model(model, "causal-lm", "fp32", {}, "cpu")
+    b, _, _ = load_model(model, "causal-lm", "fp32", QuantSettings(), "cpu")
     torch.testing.assert_close(_layer(a).weight, _layer(b).weight, rtol=0, atol=0)
 
 

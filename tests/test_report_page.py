@@ -320,3 +320,26 @@ def test_pareto_needs_a_difference_outside_the_noise_on_both_axes() -> None:
 
     points = group(runs("full", 3.7, 559.0) + runs("lora", 5.7, 552.0) + runs("bitfit", 8.3, 552.0))
     assert {points[i].key[2] for i in pareto_points(points, "perplexity")} == {"full"}
+
+
+def test_static_plots_order_ranks_as_numbers_and_label_log_axes_plainly() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lorabench.report.plots import _plain_log_labels, _run_order
+
+    recs = [
+        {"spec": {"model": {"name": "m"}, "method": "lora", "rank": r, "precision": "fp32", "seed": 0}}
+        for r in (16, 32, 4, 8)
+    ]
+    assert [r["spec"]["rank"] for r in sorted(recs, key=_run_order)] == [4, 8, 16, 32]
+    fig, ax = plt.subplots()
+    ax.plot([0.4, 3.3], [1, 2])
+    ax.set_xscale("log")
+    _plain_log_labels(ax.xaxis)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True) if t.get_text()]
+    plt.close(fig)
+    assert labels and all(re.fullmatch(r"[0-9.]+", t) for t in labels), labels

@@ -544,3 +544,74 @@ def test_a_run_checks_positions_again_once_its_model_config_is_known() -> None:
     assert positions_error(spec, {"model_type": "custom"}) is None  # no limit known
     pipeline = (REPO / "lorabench" / "run" / "pipeline.py").read_text()
     assert "positions_error(spec, model.config.to_dict())" in pipeline
+
+
+# Top-level parts of the package, lowest first: a module may import its own part and any
+# part of a lower rank, never one of a higher rank or another part of the same rank.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors", "vocab", "stats"),
+    ("registry", "atomic", "quiet"),
+    ("suite", "provenance", "metrics"),
+    ("data",),
+    ("tasks", "models", "methods"),
+    ("accounting", "spec", "sanity"),
+    ("plan", "preflight", "record", "results_dir"),
+    ("run", "validate", "report"),
+    ("execute",),
+    ("bench",),
+    ("cli",),
+    ("__main__",),
+)
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+# Edges still allowed, each with its reason. Both files are in models/builtin.py's
+# PRETRAIN_SOURCES, whose bytes key every built-in model's cache: editing them makes every
+# user pretrain every built-in model again, so they move with the next recipe change.
+KNOWN_UPWARD = {
+    ("lorabench.models.objectives", "lorabench.tasks.base"),  # pad_batch
+    ("lorabench.models.objectives", "lorabench.tasks"),
+    ("lorabench.tasks.cache", "lorabench.models.builtin"),  # cache_root, defined in builtin.py
+    ("lorabench.tasks.cache", "lorabench.models"),
+}
+
+
+def test_parts_import_only_downwards() -> None:
+    """No part reaches up (or sideways: models, tasks and methods do not import each other)."""
+    rank = {part: i for i, layer in enumerate(LAYERS) for part in layer}
+    graph = _import_graph()
+    parts = {_part(m) for m in graph} - {""}
+    assert parts <= set(rank), f"parts missing from LAYERS: {sorted(parts - set(rank))}"
+    bad = sorted(
+        f"{mod} -> {dep}"
+        for mod, deps in graph.items()
+        for dep in deps
+        if _part(mod)
+        and _part(dep)
+        and _part(mod) != _part(dep)
+        and rank[_part(dep)] >= rank[_part(mod)]
+        and (mod, dep) not in KNOWN_UPWARD
+    )
+    assert not bad, "\n".join(bad)
+
+
+def test_no_get_with_a_default_on_a_run_spec() -> None:
+    """The schema's defaults are the only defaults: nothing reads ``spec.<section>.get(...)``."""
+    import ast
+
+    bad = []
+    for path in sorted((REPO / "lorabench").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"):
+                continue
+            target = node.func.value
+            while isinstance(target, ast.Attribute):  # spec.train.get, spec.model.get, ...
+                target = target.value
+            if isinstance(target, ast.Name) and target.id == "spec" and isinstance(node.func.value, ast.Attribute):
+                bad.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not bad, bad

@@ -337,7 +337,7 @@ def _config_dir(model: str) -> str:
             raise UsageError(BUILTIN_MODELS.unknown_message(ref.name))
         if BUILTIN_MODELS.get(ref.name).loader is not None:
             raise UsageError(f"{model} is a hand-written model with no transformers config to estimate from")
-        return resolve_path({"path": model})
+        return resolve_path(model)
     shipped = ref.shipped_dir()
     if shipped is not None:
         return shipped
@@ -376,7 +376,7 @@ def estimate_model(
 
     from lorabench.accounting.params import apply_on_meta, check_rank, meta_model, method_options, read_config
     from lorabench.methods import method_class
-    from lorabench.methods.base import MethodContext
+    from lorabench.methods.base import method_context
     from lorabench.models.loading import CLASSIFIER_HEADS
 
     if precision not in PRECISIONS:
@@ -412,8 +412,9 @@ def estimate_model(
         return net
 
     base_parts(net)
-    ctx = MethodContext(
-        rank=(rank or cls.default_rank) if cls.uses_rank else None,
+    ctx = method_context(
+        cls,
+        rank=rank,
         options=options,
         task_family=family,
         precision=precision,

@@ -161,7 +161,7 @@ def fit(
     rows = []
     for method, precision in methods:
         cls = METHODS.get(method)
-        r = (rank or cls.default_rank) if cls.uses_rank else None
+        r = cls.resolve_rank(rank)
         for gc in (False, True):
 
             def trace(

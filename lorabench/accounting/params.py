@@ -274,7 +274,7 @@ def count(
     the method's defaults with ``alpha``/``target_modules`` applied.
     """
     from lorabench.methods import method_class
-    from lorabench.methods.base import MethodContext
+    from lorabench.methods.base import method_context
 
     cls = method_class(method, dataclasses.asdict(method_opts) if dataclasses.is_dataclass(method_opts) else None)
     if precision not in PRECISIONS:
@@ -294,8 +294,9 @@ def count(
 
         task_type = BUILTIN_TASK_TYPES[BUILTIN_MODELS.get(ref.name).objective]
     net, task_type, family, notes = meta_model(model, config, raw, task_type, num_labels)
-    ctx = MethodContext(
-        rank=(rank or cls.default_rank) if cls.uses_rank else None,
+    ctx = method_context(
+        cls,
+        rank=rank,
         options=options,
         task_family=family,
         precision=precision,
@@ -349,7 +350,8 @@ def _count_custom(
     """Count on a built-in plain-PyTorch model: built by its own loader (milliseconds, seeded) on the CPU."""
     import importlib
 
-    from lorabench.methods.base import MethodContext
+    from lorabench.methods.base import method_context
+    from lorabench.suite.schema import ModelDef, QuantSettings
 
     task_type = task_type or HeadType.SEQ_CLS.value
     if task_type != HeadType.SEQ_CLS:
@@ -360,9 +362,12 @@ def _count_custom(
     module, _, attr = spec.loader.partition(":")
     loader = getattr(importlib.import_module(module), attr)
     kwargs = {"num_labels": num_labels} if num_labels is not None else {}
-    net, _tok, _info = loader({"path": model}, TaskFamily.CLASSIFICATION.value, "fp32", {}, "cpu", kwargs)
-    ctx = MethodContext(
-        rank=(rank or cls.default_rank) if cls.uses_rank else None,
+    net, _tok, _info = loader(
+        ModelDef(path=model), TaskFamily.CLASSIFICATION.value, "fp32", QuantSettings(), "cpu", kwargs
+    )
+    ctx = method_context(
+        cls,
+        rank=rank,
         options=options,
         task_family=TaskFamily.CLASSIFICATION.value,
         precision=precision,

@@ -735,8 +735,8 @@ def trace_training(
     """Build, prepare, apply the method and run the steps; every allocation on ``cfg.device`` counted."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    from lorabench.methods.prepare import enable_grad_checkpointing, upcast_trainable
     from lorabench.models.loading import DTYPES
-    from lorabench.run.pipeline import enable_grad_checkpointing, upcast_trainable
     from lorabench.vocab import QUANTIZED
 
     kbit = cfg.precision in QUANTIZED
@@ -822,7 +822,7 @@ def trace_model(
     from lorabench.accounting.params import infer_task_type, method_options, read_config
     from lorabench.errors import UsageError
     from lorabench.methods import method_class
-    from lorabench.methods.base import MethodContext
+    from lorabench.methods.base import method_context
     from lorabench.models.loading import AUTO_CLASSES
 
     if loss != "default":
@@ -850,8 +850,9 @@ def trace_model(
     if task_type not in tuple(HeadType):
         raise UsageError(f"unknown task type {task_type!r}; known: {', '.join(HeadType)}")
     family = HeadType(task_type).family.value
-    ctx = MethodContext(
-        rank=(rank or cls.default_rank) if cls.uses_rank else None,
+    ctx = method_context(
+        cls,
+        rank=rank,
         options=options,
         task_family=family,
         precision=precision,

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
-from lorabench.plan import RunSpec
+from lorabench.spec import RunSpec
 from lorabench.suite.schema import ExecutionSettings
 
 
@@ -88,14 +88,14 @@ def log_tail(path: Path, n: int = 20) -> str | None:
 
 
 def timeout_of(spec: RunSpec) -> float | None:
-    """The spec's ``execution.timeout_s`` (None: no limit)."""
-    return float(spec.execution.get("timeout_s") or 0) or None
+    """The spec's ``execution.timeout_s``: the schema requires one, > 0."""
+    return spec.execution.timeout_s
 
 
-#: ``execution.startup_timeout_s`` of specs made before the setting existed (the schema's default).
+#: ``execution.startup_timeout_s`` before a spec exists (the forkserver's preload): the schema's default.
 DEFAULT_STARTUP_TIMEOUT_S: float = ExecutionSettings.startup_timeout_s
 
 
 def startup_timeout_of(spec: RunSpec) -> float:
     """The spec's ``execution.startup_timeout_s``: how long a run process may take to start."""
-    return float(spec.execution.get("startup_timeout_s") or DEFAULT_STARTUP_TIMEOUT_S)
+    return spec.execution.startup_timeout_s

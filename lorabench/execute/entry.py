@@ -115,8 +115,8 @@ def run_here(
         startup = start_run(spec_dict, device_slot)
         if started is not None:
             started()
-        from lorabench.plan import RunSpec
         from lorabench.run.pipeline import run_point
+        from lorabench.spec import RunSpec
 
         t0 = time.perf_counter()
         result: dict[str, Any] = run_point(RunSpec.from_dict(spec_dict), path)

@@ -20,7 +20,7 @@ from typing import Any
 from lorabench.errors import UsageError
 from lorabench.execute import entry
 from lorabench.execute.base import DEFAULT_STARTUP_TIMEOUT_S, RunResult, death, log_tail, startup_timeout_of, timeout_of
-from lorabench.plan import RunSpec
+from lorabench.spec import RunSpec
 
 #: The forkserver's preload: one module, which imports ``preload.PRELOAD`` and checks
 #: that CUDA stayed untouched. The driver refers to it by name so it never imports torch.

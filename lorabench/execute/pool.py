@@ -16,7 +16,7 @@ from typing import Any
 
 from lorabench.execute.base import RunResult
 from lorabench.execute.local import LocalExecutor
-from lorabench.plan import RunSpec
+from lorabench.spec import RunSpec
 
 
 class DevicePoolExecutor(LocalExecutor):

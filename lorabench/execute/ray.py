@@ -21,7 +21,7 @@ from typing import Any
 from lorabench.errors import UsageError
 from lorabench.execute.base import RunResult, timeout_of
 from lorabench.models.ref import ModelRef
-from lorabench.plan import RunSpec
+from lorabench.spec import RunSpec
 from lorabench.vocab import Device, resolve_device
 
 
@@ -86,11 +86,9 @@ class RayExecutor:
         ex = spec.execution
         # What the cluster offers stands in for torch's answer (the driver must not touch CUDA);
         # a run that names cuda asks for a GPU even where the cluster lists none, as it always has.
-        wants_gpu = (
-            resolve_device(ex["device"], cuda_available=self._gpus > 0 or ex["device"] == Device.CUDA) == Device.CUDA
-        )
+        wants_gpu = resolve_device(ex.device, cuda_available=self._gpus > 0 or ex.device == Device.CUDA) == Device.CUDA
         return {
-            "num_cpus": int(ex["threads"] or 1),
+            "num_cpus": ex.threads or 1,
             "num_gpus": 1 if wants_gpu else 0,
             "max_calls": 1,
             "max_retries": 0,

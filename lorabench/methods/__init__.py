@@ -11,7 +11,15 @@ from lorabench.errors import UsageError
 from lorabench.methods.base import Method
 from lorabench.registry import Registry
 
-METHODS: Registry[type[Method]] = Registry("method")
+
+def _check_method(name: str, cls: type[Method]) -> None:
+    """peft's register_peft_method idea: a method's pieces are checked when it is loaded."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise TypeError(f"method {name!r}: {cls!r} is not a lorabench.methods.base.Method subclass")
+    cls.check_registration(name)
+
+
+METHODS: Registry[type[Method]] = Registry("method", check=_check_method)
 METHODS.register("full", "lorabench.methods.full:Full")
 METHODS.register("freeze", "lorabench.methods.freeze:Freeze")
 METHODS.register("bitfit", "lorabench.methods.bitfit:BitFit")

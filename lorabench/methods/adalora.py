@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from lorabench.methods.base import MethodContext
+from lorabench.methods.base import MethodContext, resolve_alpha
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, lora_default_targets, target_modules
+from lorabench.suite.typed import check_fields, check_ranges
 
 
 @dataclass(frozen=True)
@@ -29,25 +30,28 @@ class AdaLoraOptions:
     delta_t: int = 1  # steps between budget reallocations (peft's deltaT)
     orth_reg_weight: float = 0.5
 
+    RANGES: ClassVar[dict[str, str]] = {
+        "init_r": ">= 1",
+        "alpha": "> 0",
+        "dropout": ">= 0 and < 1",
+        "tinit_frac": ">= 0 and < 1",
+        "tfinal_frac": ">= 0 and < 1",
+        "delta_t": ">= 1",
+        "orth_reg_weight": ">= 0",
+    }
+
     def __post_init__(self) -> None:
-        if self.init_r is not None and self.init_r < 1:
-            raise ValueError(f"`init_r` should be >= 1, got {self.init_r}")
-        if self.alpha is not None and self.alpha <= 0:
-            raise ValueError(f"`alpha` should be > 0, got {self.alpha}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"`dropout` should be in [0, 1), got {self.dropout}")
-        for key in ("tinit_frac", "tfinal_frac"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ValueError(f"`{key}` should be in [0, 1), got {getattr(self, key)}")
-        if self.tinit_frac + self.tfinal_frac >= 1.0:
-            raise ValueError(
-                f"`tinit_frac` + `tfinal_frac` should be < 1 (some steps must reallocate the budget), "
-                f"got {self.tinit_frac} + {self.tfinal_frac}"
+        bad = {name for name, _ in check_ranges(self, self.RANGES)}
+        extra = []
+        if not bad & {"tinit_frac", "tfinal_frac"} and self.tinit_frac + self.tfinal_frac >= 1.0:
+            extra.append(
+                (
+                    "tfinal_frac",
+                    f"`tinit_frac` + `tfinal_frac` should be < 1 (some steps must reallocate the budget), "
+                    f"got {self.tinit_frac} + {self.tfinal_frac}",
+                )
             )
-        if self.delta_t < 1:
-            raise ValueError(f"`delta_t` should be >= 1, got {self.delta_t}")
-        if self.orth_reg_weight < 0:
-            raise ValueError(f"`orth_reg_weight` should be >= 0, got {self.orth_reg_weight}")
+        check_fields(self, self.RANGES, extra)
 
 
 class AdaLoRA(PeftMethod):
@@ -62,7 +66,7 @@ class AdaLoRA(PeftMethod):
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING
 
         opts: AdaLoraOptions = ctx.options
-        rank = ctx.rank or self.default_rank
+        rank = self.resolve_rank(ctx.rank)
         # Parameter counting (lorabench params) builds the config without a run: any
         # positive step count gives the same parameters.
         total = ctx.train_steps or 1
@@ -72,7 +76,7 @@ class AdaLoRA(PeftMethod):
         return AdaLoraConfig(
             target_r=rank,
             init_r=opts.init_r if opts.init_r is not None else max(rank, (3 * rank) // 2),
-            lora_alpha=opts.alpha if opts.alpha is not None else 2 * rank,
+            lora_alpha=resolve_alpha(opts.alpha, rank),
             lora_dropout=opts.dropout,
             target_modules=targets,
             total_step=total,

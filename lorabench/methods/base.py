@@ -6,6 +6,7 @@ method classes to read their options and rules. Torch is imported inside methods
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -35,6 +36,34 @@ class MethodContext:
     train_steps: int | None = None
 
 
+def resolve_alpha(alpha: float | None, rank: int) -> float:
+    """LoRA-style scaling numerator: the option, else 2 x rank (a common choice; the record keeps it)."""
+    return alpha if alpha is not None else 2 * rank
+
+
+def method_context(
+    cls: type[Method],
+    *,
+    rank: int | None,
+    options: Any,
+    task_family: str,
+    precision: str,
+    model_type: str,
+    target_modules: tuple[str, ...] | None = None,
+    train_steps: int | None = None,
+) -> MethodContext:
+    """The one way a :class:`MethodContext` is built (run, ``params``, ``estimate``): the rank resolved."""
+    return MethodContext(
+        rank=cls.resolve_rank(rank),
+        options=options,
+        task_family=task_family,
+        precision=precision,
+        model_type=model_type,
+        target_modules=tuple(target_modules) if target_modules else None,
+        train_steps=train_steps,
+    )
+
+
 # peft's names for a sequence-classification head (PeftModelForSequenceClassification
 # trains these in full as `modules_to_save`); non-peft methods follow the same rule.
 HEAD_NAMES = ("classifier", "score")
@@ -60,6 +89,32 @@ class Method:
     Options: ClassVar[type] = NoOptions
 
     @classmethod
+    def resolve_rank(cls, rank: int | None) -> int | None:
+        """The rank a run uses: the one given, else the method's default; None for rank-free methods.
+
+        The one place a default rank is filled in: the planner, ``params``, ``estimate`` and
+        the run all ask it.
+        """
+        if not cls.uses_rank:
+            return None
+        return rank if rank is not None else cls.default_rank
+
+    @classmethod
+    def check_registration(cls, name: str) -> None:
+        """Raise TypeError when the class does not fit its registry entry (checked as it is loaded)."""
+        problems = []
+        if getattr(cls, "name", None) != name:
+            problems.append(f"its `name` is {getattr(cls, 'name', None)!r}")
+        if not getattr(cls, "description", ""):
+            problems.append("it has no `description`")
+        if cls.uses_rank != (cls.default_rank is not None):
+            problems.append(f"uses_rank={cls.uses_rank} but default_rank={cls.default_rank!r}")
+        if not (dataclasses.is_dataclass(cls.Options) and cls.Options.__dataclass_params__.frozen):
+            problems.append("its Options is not a frozen dataclass")
+        if problems:
+            raise TypeError(f"method {name!r} ({cls.__module__}.{cls.__qualname__}): {'; '.join(problems)}")
+
+    @classmethod
     def invalid_reason(cls, precision: str, model_type: str | None = None) -> str | None:
         """Why this method cannot run at ``precision`` on ``model_type`` (None when it can).
 
@@ -71,6 +126,11 @@ class Method:
                 "use an adapter method (e.g. lora) on a quantised base"
             )
         return None
+
+    @classmethod
+    def extra_positions(cls, options: Any) -> int:
+        """Positions the method puts in front of every sequence (virtual tokens); 0 for most."""
+        return 0
 
     def apply(self, model: torch.nn.Module, ctx: MethodContext) -> torch.nn.Module:
         """Return the model with exactly the method's parameters trainable."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorabench.methods.base import Method, MethodContext, head_parameter_names
+from lorabench.suite.typed import check_fields
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,7 @@ class FreezeOptions:
     def __post_init__(self) -> None:
         if self.top_k is None and not self.modules:
             raise ValueError("freeze needs `top_k` or `modules`")
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"`top_k` should be >= 1, got {self.top_k}")
+        check_fields(self, {"top_k": ">= 1"})
 
 
 def block_lists(model: Any) -> list[tuple[str, Any]]:

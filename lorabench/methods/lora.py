@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 
 from lorabench.methods.base import MethodContext
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
+from lorabench.suite.typed import check_fields
 
 
 def lora_alpha(alpha: float | None, alpha_ratio: float | None, rank: int) -> float:
@@ -39,9 +40,10 @@ class LoraOptions:
     target_modules: tuple[str, ...] | None = None  # None: peft's per-architecture default
     bias: Literal["none", "all", "lora_only"] = "none"
 
+    RANGES: ClassVar[dict[str, str]] = {"dropout": ">= 0 and < 1", "alpha": "> 0"}
+
     def __post_init__(self) -> None:
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"`dropout` should be in [0, 1), got {self.dropout}")
+        check_fields(self, self.RANGES)
         check_alpha(self.alpha, self.alpha_ratio)
 
 
@@ -61,7 +63,7 @@ class LoRA(PeftMethod):
         from peft import LoraConfig
 
         opts: LoraOptions = ctx.options
-        rank = ctx.rank or self.default_rank
+        rank = self.resolve_rank(ctx.rank)
         return LoraConfig(
             r=rank,
             lora_alpha=lora_alpha(opts.alpha, opts.alpha_ratio, rank),

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from lorabench.methods.base import HEAD_NAMES, Method, MethodContext, head_parameter_names
 from lorabench.methods.lora import check_alpha, lora_alpha
+from lorabench.suite.typed import check_fields
 
 FILENAME = "lora_ref.safetensors"
 
@@ -30,9 +31,10 @@ class LoraRefOptions:
     dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None  # None: the model definition's, else peft's LoRA default
 
+    RANGES: ClassVar[dict[str, str]] = {"dropout": ">= 0 and < 1", "alpha": "> 0"}
+
     def __post_init__(self) -> None:
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"`dropout` should be in [0, 1), got {self.dropout}")
+        check_fields(self, self.RANGES)
         check_alpha(self.alpha, self.alpha_ratio)
 
 
@@ -83,7 +85,7 @@ class LoRARef(Method):
         from lorabench.methods.lora_ref_layer import add_lora
 
         opts: LoraRefOptions = ctx.options
-        rank = ctx.rank or self.default_rank
+        rank = self.resolve_rank(ctx.rank)
         targets = resolve_targets(model, ctx, opts.target_modules)
         # A head that is also a LoRA target (e.g. the hand-written classifier's only
         # linear) gets the low-rank update instead of full training.

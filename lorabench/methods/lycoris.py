@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lorabench.methods.base import MethodContext
+from lorabench.methods.base import MethodContext, resolve_alpha
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
+from lorabench.suite.typed import check_fields
 
 
 @dataclass(frozen=True)
@@ -16,12 +17,14 @@ class LycorisOptions:
     module_dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None  # None: peft's default (its LoRA table)
 
+    RANGES: ClassVar[dict[str, str]] = {
+        "alpha": "> 0",
+        "rank_dropout": ">= 0 and < 1",
+        "module_dropout": ">= 0 and < 1",
+    }
+
     def __post_init__(self) -> None:
-        if self.alpha is not None and self.alpha <= 0:
-            raise ValueError(f"`alpha` should be > 0, got {self.alpha}")
-        for key in ("rank_dropout", "module_dropout"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ValueError(f"`{key}` should be in [0, 1), got {getattr(self, key)}")
+        check_fields(self, self.RANGES)
 
 
 def lycoris_invalid_reason(name: str, precision: str, model_type: str | None) -> str | None:
@@ -56,10 +59,10 @@ class LycorisMethod(PeftMethod):
         import peft
 
         opts: LycorisOptions = ctx.options
-        rank = ctx.rank or self.default_rank
+        rank = self.resolve_rank(ctx.rank)
         return getattr(peft, self.peft_config_class)(
             r=rank,
-            alpha=opts.alpha if opts.alpha is not None else 2 * rank,
+            alpha=resolve_alpha(opts.alpha, rank),
             rank_dropout=opts.rank_dropout,
             module_dropout=opts.module_dropout,
             target_modules=target_modules(ctx, opts.target_modules),

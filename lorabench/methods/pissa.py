@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from lorabench.methods.base import MethodContext
 from lorabench.methods.lora import LoRA, LoraOptions
@@ -27,10 +27,7 @@ class PissaOptions(LoraOptions):
     svd_niter: int | None = None
     init_seed: int = 0
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.svd_niter is not None and self.svd_niter < 1:
-            raise ValueError(f"`svd_niter` should be >= 1 (or null for an exact SVD), got {self.svd_niter}")
+    RANGES: ClassVar[dict[str, str]] = {**LoraOptions.RANGES, "svd_niter": ">= 1"}  # null: an exact SVD
 
 
 class PiSSA(LoRA):

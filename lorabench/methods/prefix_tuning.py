@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from lorabench.methods.base import MethodContext
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod
+from lorabench.suite.typed import check_fields
 
 
 @dataclass(frozen=True)
@@ -15,11 +16,10 @@ class PrefixTuningOptions:
     prefix_projection: bool = False  # True: reparametrise the prefix through a 2-layer MLP (the paper's trick)
     encoder_hidden_size: int | None = None  # width of that MLP; None: the model's hidden size
 
+    RANGES: ClassVar[dict[str, str]] = {"num_virtual_tokens": ">= 1", "encoder_hidden_size": ">= 1"}
+
     def __post_init__(self) -> None:
-        if self.num_virtual_tokens < 1:
-            raise ValueError(f"`num_virtual_tokens` should be >= 1, got {self.num_virtual_tokens}")
-        if self.encoder_hidden_size is not None and self.encoder_hidden_size < 1:
-            raise ValueError(f"`encoder_hidden_size` should be >= 1, got {self.encoder_hidden_size}")
+        check_fields(self, self.RANGES)
 
 
 def kv_shape(config: Any) -> dict[str, int]:
@@ -59,6 +59,10 @@ class PrefixTuning(PeftMethod):
             **extra,
             **(kv_shape(model_config) if model_config is not None else {}),
         )
+
+    @classmethod
+    def extra_positions(cls, options: PrefixTuningOptions) -> int:
+        return options.num_virtual_tokens
 
     def apply(self, model: Any, ctx: MethodContext) -> Any:
         from peft import get_peft_model

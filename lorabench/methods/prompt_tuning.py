@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from lorabench.methods.base import MethodContext
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod
+from lorabench.suite.typed import check_fields
 
 
 @dataclass(frozen=True)
@@ -21,9 +22,10 @@ class PromptTuningOptions:
     num_virtual_tokens: int = 20
     init: Literal["random", "sample_vocab"] = "random"  # sample_vocab: copies of random vocabulary embeddings
 
+    RANGES: ClassVar[dict[str, str]] = {"num_virtual_tokens": ">= 1"}
+
     def __post_init__(self) -> None:
-        if self.num_virtual_tokens < 1:
-            raise ValueError(f"`num_virtual_tokens` should be >= 1, got {self.num_virtual_tokens}")
+        check_fields(self, self.RANGES)
 
 
 class PromptTuning(PeftMethod):
@@ -40,6 +42,10 @@ class PromptTuning(PeftMethod):
             prompt_tuning_init=PromptTuningInit.RANDOM if opts.init == "random" else PromptTuningInit.SAMPLE_VOCAB,
             task_type=PEFT_TASK_TYPES[ctx.task_family],
         )
+
+    @classmethod
+    def extra_positions(cls, options: PromptTuningOptions) -> int:
+        return options.num_virtual_tokens
 
     def apply(self, model: Any, ctx: MethodContext) -> Any:
         return strip_virtual_logits(super().apply(model, ctx), ctx)

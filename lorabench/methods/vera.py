@@ -8,10 +8,11 @@ the adapter (``save_projection``) so a reload does not depend on regenerating th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from lorabench.methods.base import MethodContext
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
+from lorabench.suite.typed import check_fields
 
 
 @dataclass(frozen=True)
@@ -21,11 +22,10 @@ class VeraOptions:
     projection_seed: int = 0  # PRNG key of the shared random projections
     target_modules: tuple[str, ...] | None = None
 
+    RANGES: ClassVar[dict[str, str]] = {"dropout": ">= 0 and < 1", "d_initial": "> 0"}
+
     def __post_init__(self) -> None:
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"`dropout` should be in [0, 1), got {self.dropout}")
-        if self.d_initial <= 0:
-            raise ValueError(f"`d_initial` should be > 0, got {self.d_initial}")
+        check_fields(self, self.RANGES)
 
 
 class VeRA(PeftMethod):
@@ -40,7 +40,7 @@ class VeRA(PeftMethod):
 
         opts: VeraOptions = ctx.options
         return VeraConfig(
-            r=ctx.rank or self.default_rank,
+            r=self.resolve_rank(ctx.rank),
             vera_dropout=opts.dropout,
             d_initial=opts.d_initial,
             projection_prng_key=opts.projection_seed,

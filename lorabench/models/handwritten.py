@@ -16,12 +16,15 @@ in a suite is the ``full`` method. Weights start from a seeded initialisation
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from lorabench.vocab import QUANTIZED
+
+if TYPE_CHECKING:
+    from lorabench.suite.schema import ModelDef, QuantSettings
 
 MODEL_TYPE = "handwritten-classifier"
 
@@ -76,10 +79,10 @@ class HandwrittenClassifier(nn.Module):
 
 
 def load(
-    model: dict[str, Any],
+    model: ModelDef,
     family: str,
     precision: str,
-    quant: dict[str, Any],
+    quant: QuantSettings,
     device: str,
     model_kwargs: dict[str, Any] | None = None,
 ) -> tuple[HandwrittenClassifier, Any, dict[str, Any]]:
@@ -89,29 +92,29 @@ def load(
     from lorabench.models.loading import DTYPES, ModelLoadError
     from lorabench.models.ref import ModelRef
 
-    spec = BUILTIN_MODELS.get(ModelRef.parse(model["path"]).name)
+    builtin = BUILTIN_MODELS.get(ModelRef.parse(model.path).name)
     if family != "classification":
-        raise ModelLoadError(f"builtin:{spec.name} is a text classifier; it cannot serve a {family} task")
+        raise ModelLoadError(f"builtin:{builtin.name} is a text classifier; it cannot serve a {family} task")
     if precision in QUANTIZED:
         raise ModelLoadError(
-            f"builtin:{spec.name} is a plain PyTorch model, not a transformers one; bitsandbytes {precision} "
+            f"builtin:{builtin.name} is a plain PyTorch model, not a transformers one; bitsandbytes {precision} "
             "loading does not apply (use fp32, bf16 or fp16)"
         )
     tokenizer = build_tokenizer()
     config = Config(
         vocab_size=len(tokenizer),
-        embedding_dim=int(spec.config.get("embedding_dim", 64)),
+        embedding_dim=int(builtin.config.get("embedding_dim", 64)),
         num_labels=int((model_kwargs or {}).get("num_labels", 2)),
         pad_token_id=tokenizer.pad_token_id,
     )
     with torch.random.fork_rng():  # the same base in every run, whatever the run's seed
-        torch.manual_seed(spec.seed)
+        torch.manual_seed(builtin.seed)
         net = HandwrittenClassifier(config)
     net.to(device=device, dtype=getattr(torch, DTYPES[precision]))
     info = {
         "model_type": MODEL_TYPE,
-        "resolved_path": model["path"],
+        "resolved_path": model.path,
         "auto_class": None,
-        "init": f"seeded random initialisation (seed {spec.seed}); no pretraining",
+        "init": f"seeded random initialisation (seed {builtin.seed}); no pretraining",
     }
     return net, tokenizer, info

@@ -7,13 +7,16 @@ revisions behave as users expect. Quantised bases use bitsandbytes via transform
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lorabench.errors import UsageError
 from lorabench.models import BUILTIN_MODELS
 from lorabench.models.adapt import quantizable
 from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.vocab import QUANTIZED, TaskFamily
+
+if TYPE_CHECKING:
+    from lorabench.suite.schema import ModelDef, QuantSettings
 
 AUTO_CLASSES = {
     TaskFamily.CAUSAL_LM.value: "AutoModelForCausalLM",
@@ -27,9 +30,9 @@ class ModelLoadError(UsageError):
     """A model could not be loaded; the message says why and what to do."""
 
 
-def resolve_path(model: dict[str, Any]) -> str:
-    """The directory or hub id to load from; built-ins are materialised on first use."""
-    ref = ModelRef.parse(model["path"])
+def resolve_path(path: str) -> str:
+    """The directory or hub id to load ``path`` from; built-ins are materialised on first use."""
+    ref = ModelRef.parse(path)
     if ref.kind is ModelKind.BUILTIN:
         from lorabench.models.builtin import ensure_builtin  # pulls in torch and transformers
 
@@ -37,11 +40,10 @@ def resolve_path(model: dict[str, Any]) -> str:
     return ref.known_dir() or ref.path
 
 
-def compute_dtype(quant: dict[str, Any], device: str) -> str:
+def compute_dtype(quant: QuantSettings, device: str) -> str:
     """Resolve ``compute_dtype: auto``: bf16 on a GPU that supports it, else fp32."""
-    choice = quant.get("compute_dtype", "auto")
-    if choice != "auto":
-        return choice
+    if quant.compute_dtype != "auto":
+        return quant.compute_dtype
     import torch
 
     if device == "cuda" and torch.cuda.is_bf16_supported():
@@ -61,15 +63,15 @@ def _hub_error(path: str, exc: BaseException) -> ModelLoadError:
     )
 
 
-def is_encoder_decoder(model: dict[str, Any]) -> bool:
+def is_encoder_decoder(model: ModelDef) -> bool:
     """Whether ``model`` is an encoder-decoder (T5) rather than decoder-only, from its config alone."""
     if _custom_loader(model) is not None:
         return False
     from transformers import AutoConfig
 
-    path = resolve_path(model)
+    path = resolve_path(model.path)
     try:
-        config = AutoConfig.from_pretrained(path, revision=model.get("revision"))
+        config = AutoConfig.from_pretrained(path, revision=model.revision)
     except OSError as exc:
         raise _hub_error(path, exc) from None
     return bool(getattr(config, "is_encoder_decoder", False))
@@ -119,7 +121,7 @@ def check_tokenizer(tok: Any, path: str) -> None:
 CLASSIFIER_HEADS = ["classifier", "score"]
 
 
-def quantization_config(precision: str, quant: dict[str, Any], cdtype: str, skip: list[str] | None = None) -> Any:
+def quantization_config(precision: str, quant: QuantSettings, cdtype: str, skip: list[str] | None = None) -> Any:
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -128,17 +130,17 @@ def quantization_config(precision: str, quant: dict[str, Any], cdtype: str, skip
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=precision,
-        bnb_4bit_use_double_quant=bool(quant.get("double_quant", True)),
+        bnb_4bit_use_double_quant=quant.double_quant,
         bnb_4bit_compute_dtype=getattr(torch, DTYPES[cdtype]),
         llm_int8_skip_modules=skip,
     )
 
 
 def load_model(
-    model: dict[str, Any],
+    model: ModelDef,
     family: str,
     precision: str,
-    quant: dict[str, Any],
+    quant: QuantSettings,
     device: str,
     model_kwargs: dict[str, Any] | None = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
@@ -148,14 +150,14 @@ def load_model(
 
     custom = _custom_loader(model)
     if custom is not None:
-        if model.get("attn_implementation"):
+        if model.attn_implementation:
             raise ModelLoadError(
-                f"model {model['path']!r} is a hand-written built-in with its own attention; "
+                f"model {model.path!r} is a hand-written built-in with its own attention; "
                 "attn_implementation applies to transformers models only"
             )
         return custom(model, family, precision, quant, device, model_kwargs)
-    path = resolve_path(model)
-    revision = model.get("revision")
+    path = resolve_path(model.path)
+    revision = model.revision
     auto = getattr(transformers, AUTO_CLASSES[family])
     tokenizer = load_tokenizer(path, revision)
     kwargs: dict[str, Any] = dict(model_kwargs or {})
@@ -178,7 +180,7 @@ def load_model(
         kwargs["pad_token_id"] = tokenizer.pad_token_id
     try:
         with quantizable(_config_model_type(path, revision, precision), precision, QUANTIZED) as adaptations:
-            if model.get("weights") == "random":
+            if model.weights == "random":
                 net = random_model(auto, path, revision, kwargs, device)
             else:
                 net = auto.from_pretrained(path, revision=revision, **kwargs)
@@ -205,9 +207,9 @@ def load_model(
     return net, tokenizer, info
 
 
-def attn_implementation(model: dict[str, Any], device: str) -> str | None:
+def attn_implementation(model: ModelDef, device: str) -> str | None:
     """The suite's ``attn_implementation``, checked: a clear error where it cannot run."""
-    attn = model.get("attn_implementation")
+    attn = model.attn_implementation
     if attn == "flash_attention_2":
         import importlib.util
 
@@ -230,9 +232,9 @@ def _config_model_type(path: str, revision: str | None, precision: str) -> str |
     return AutoConfig.from_pretrained(path, revision=revision).model_type
 
 
-def _custom_loader(model: dict[str, Any]) -> Any:
+def _custom_loader(model: ModelDef) -> Any:
     """The loader of a built-in model that is not a transformers model, if any."""
-    ref = ModelRef.parse(model["path"])
+    ref = ModelRef.parse(model.path)
     if ref.kind is not ModelKind.BUILTIN:
         return None
     import importlib

@@ -131,6 +131,32 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _plain_log_labels(axis: Any) -> None:
+    """Log-axis labels as plain numbers (0.5, 2, 30), not 2×10⁰; minor ticks labelled only on short spans."""
+    from matplotlib.ticker import LogFormatter
+
+    class Plain(LogFormatter):
+        # LogFormatter decides which ticks get a label; the label itself is the plain number.
+        def __call__(self, x: float, pos: Any = None) -> str:
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    axis.set_major_formatter(Plain())
+    axis.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
+def _run_order(rec: dict[str, Any]) -> tuple[Any, ...]:
+    """Legend order: model, method, rank as a number (r4 before r16), precision, seed."""
+    spec = rec["spec"]
+    rank = spec.get("rank")
+    return (
+        spec["model"]["name"],
+        spec["method"],
+        -1 if rank is None else rank,
+        spec["precision"],
+        spec.get("seed") or 0,
+    )
+
+
 def _scatter_by_method(ax: Any, grp: pd.DataFrame, x: str, y: str, yerr: str | None = None) -> None:
     """One marker per point: colour = method, marker = precision; legend outside the axes."""
     import seaborn as sns
@@ -297,6 +323,7 @@ def trainable_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
         fig, ax = plt.subplots(figsize=(8, 5))
         _scatter_by_method(ax, grp, "trainable_pct_mean", col, f"{metric}_ci95" if f"{metric}_ci95" in grp else None)
         ax.set_xscale("log")
+        _plain_log_labels(ax.xaxis)
         ax.set(
             xlabel="trainable parameters, % of all (log)",
             ylabel=f"{metric} ({m.direction})",
@@ -330,7 +357,7 @@ def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Plot]:
     ok = [r for r in records if r["status"] == "success" and (r.get("curves") or {}).get("train_loss")]
     plots = []
     for task in sorted({r["spec"]["task"] for r in ok}):
-        runs = sorted((r for r in ok if r["spec"]["task"] == task), key=lambda r: r["label"])
+        runs = sorted((r for r in ok if r["spec"]["task"] == task), key=_run_order)
         metric = run_from_record(runs[0]).primary
         with_eval = [r for r in runs if r["curves"].get("eval") and metric in r["curves"]["eval"][0]]
         seeds = len({r["spec"]["seed"] for r in runs})

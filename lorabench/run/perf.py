@@ -80,25 +80,25 @@ def estimate_for_spec(spec: Any, method_options: Any, family: str, device: str, 
     """The memory estimate for this run's configuration (``lorabench estimate``'s numbers)."""
     from lorabench.accounting.estimate import estimate_model
 
-    tm = spec.model.get("target_modules")
+    tm = spec.model.target_modules
     est = estimate_model(
-        spec.model["path"],
+        spec.model.path,
         spec.method,
         spec.precision,
-        spec.train["batch_size"],
-        spec.train["max_seq_len"],
+        spec.train.batch_size,
+        spec.train.max_seq_len,
         rank=spec.rank,
         target_modules=list(tm) if tm else None,
-        grad_checkpointing=bool(spec.train["grad_checkpointing"]),
-        optimizer=spec.train["optimizer"],
-        attn=spec.model.get("attn_implementation"),
+        grad_checkpointing=spec.train.grad_checkpointing,
+        optimizer=spec.train.optimizer,
+        attn=spec.model.attn_implementation,
         device=device,
         compute_dtype=cdtype,
-        prepare_kbit=bool(spec.quantization.get("prepare_kbit", True)),
-        double_quant=bool(spec.quantization.get("double_quant", True)),
+        prepare_kbit=spec.quantization.prepare_kbit,
+        double_quant=spec.quantization.double_quant,
         task_type=HeadType.of(family).value,
         method_opts=method_options,
-        loss=spec.train.get("loss", "default"),
+        loss=spec.train.loss,
     )
     return {"allocated": est.allocated_bytes, "peak": est.peak_bytes, "breakdown": est.breakdown}
 

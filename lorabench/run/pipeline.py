@@ -1,4 +1,9 @@
-"""One run, start to finish: load model → apply method → train → evaluate, profiled.
+"""One run, start to finish, as named steps, profiled phase by phase.
+
+:func:`run_point` reads as the run: :func:`load_model` → :func:`build_data` →
+:func:`apply_method` (the *load* phase) → :func:`train` (the *train* phase) →
+:func:`evaluate` (the *eval* phase) → :func:`save`. Each phase is one
+``with monitor.track()`` block, so its peaks are its own.
 
 Runs inside the isolated child process. It returns plain data; the driver alone
 writes ``record.json`` and ``predictions.jsonl``.
@@ -9,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,20 +22,23 @@ import numpy as np
 import torch
 
 from lorabench.accounting.counting import count_parameters
-from lorabench.data.cache import prepare_cached
 from lorabench.errors import UsageError
-from lorabench.methods import method_class
-from lorabench.methods.base import MethodContext
-from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, load_model
-from lorabench.plan import RunSpec
+from lorabench.methods.base import Method, MethodContext
+from lorabench.methods.prepare import enable_grad_checkpointing, prepare_kbit, upcast_trainable
+from lorabench.models import loading
+from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, is_encoder_decoder
 from lorabench.preflight import positions_error
 from lorabench.provenance import run_environment
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, dir_bytes
-from lorabench.run.train import check_finite, total_steps, train
+from lorabench.run.train import TrainStats, check_finite, total_steps
+from lorabench.run.train import train as train_loop
 from lorabench.sanity import compute_flags
+from lorabench.spec import RunSpec
 from lorabench.tasks import TASK_TYPES
-from lorabench.vocab import QUANTIZED, resolve_device
+from lorabench.tasks.base import EvalResult, Task, TaskData
+from lorabench.tasks.cache import prepare_cached
+from lorabench.vocab import QUANTIZED, TaskFamily, resolve_device
 
 
 def seed_everything(seed: int) -> None:
@@ -71,77 +78,29 @@ def amp_dtype(spec: RunSpec, device: str) -> torch.dtype | None:
 
 def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     """Execute one run; returns metrics, profile, curves and predictions as plain data."""
-    ex = spec.execution
-    if ex.get("threads"):
-        torch.set_num_threads(ex["threads"])
-    device = resolve_device(ex["device"])
+    if spec.execution.threads:
+        torch.set_num_threads(spec.execution.threads)
+    device = resolve_device(spec.execution.device)
     seed_everything(spec.seed)
-    monitor = MemoryMonitor(device, ex.get("memory_sample_s", 0.02))
+    monitor = MemoryMonitor(device, spec.execution.memory_sample_s)
     task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
-    method = method_class(spec.method, spec.method_options)()
+    method = spec.method_cls()
     ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=spec.seed)
     try:
-        monitor.start_phase()
-        t_load = time.perf_counter()
-        family = task.resolve_family(spec.model)  # e.g. summarisation: seq2seq or decoder-only
-        model, tokenizer, info = load_model(
-            spec.model, family, spec.precision, spec.quantization, device, task.model_kwargs()
-        )
-        task.check_model(model)
-        too_long = positions_error(spec, model.config.to_dict())  # hub models not cached at validate time
-        if too_long:
-            raise ModelLoadError(too_long)
-        if spec.train.get("loss", "default") == "liger":
-            info["loss_kernel"] = apply_liger(model, device)  # before the method wraps the model
-        elif spec.train.get("loss", "default") == "chunked":
-            if task.family != "causal-lm":
-                raise UsageError(f"train.loss: chunked is for causal-LM tasks; {spec.task!r} is {task.family}")
-            info["loss_kernel"] = "chunked cross-entropy (plain torch, output head checkpointed per chunk)"
-        data = prepare_cached(task, tokenizer, spec.train)  # tokenised once per data set, then from disk
-        mctx = _method_context(spec, task, info, total_steps(spec.train, len(data.train)))
-        model = prepare_base(model, spec)
-        model = method.apply(model, mctx)
-        upcast_trainable(model)
-        if spec.train["grad_checkpointing"]:
-            enable_grad_checkpointing(model)
-        trainable, total = count_parameters(model)
-        load_s = time.perf_counter() - t_load
-        mem_load = monitor.end_phase()
-
-        def periodic_eval() -> dict[str, float]:
-            return task.evaluate(model, tokenizer, data, spec.eval, ctx).metrics
-
-        train_model = compile_model(model) if ex.get("compile") else model
-        monitor.start_phase()
-        host = HostCPU()
-        stats = train(
-            train_model,
-            task,
-            data.train,
-            tokenizer,
-            spec.train,
-            ctx,
-            after_step=lambda step: method.after_step(model, step),
-            evaluate=periodic_eval,
-            eval_every=spec.eval.get("every"),
-            forward=chunked_ce_forward(model) if spec.train.get("loss") == "chunked" else None,
-        )
-        mem_train = monitor.end_phase()
+        with monitor.track() as load:
+            model, tokenizer, info = load_model(spec, task, device)
+            data = build_data(spec, task, tokenizer)
+            mctx = spec.method_context(task.family, info["model_type"], total_steps(spec.train, len(data.train)))
+            model = apply_method(spec, method, model, mctx)
+            trainable, total = count_parameters(model)
+        with monitor.track() as training:
+            host = HostCPU()
+            stats = train(spec, task, method, model, tokenizer, data, ctx)
         host_train = host.finish()
-
-        monitor.start_phase()
-        model.eval()
-        with Stopwatch(ctx.sync) as sw:
-            result = task.evaluate(model, tokenizer, data, spec.eval, ctx)
-        mem_eval = monitor.end_phase()
+        with monitor.track() as evaluation:
+            result, eval_s = evaluate(spec, task, model, tokenizer, data, ctx)
         check_finite(result.metrics)
-
-        adapter_dir = run_dir / "adapter"
-        shutil.rmtree(adapter_dir, ignore_errors=True)
-        method.save(model, adapter_dir)
-        adapter_bytes = dir_bytes(str(adapter_dir))
-        if not ex.get("keep_adapter", True):
-            shutil.rmtree(adapter_dir, ignore_errors=True)
+        adapter_bytes = save(method, model, run_dir, spec.execution.keep_adapter)
     finally:
         monitor.close()
     env = run_environment(device)
@@ -160,12 +119,14 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         "step_s": [round(t, 6) for t in stats.step_s],
         "timed_tokens": stats.tokens,
         "train_steps": stats.steps,
-        "eval_s": sw.seconds,
+        "eval_s": eval_s,
         "periodic_eval_s": stats.eval_s,
         "eval_tokens": result.tokens,
-        "load_s": load_s,
+        "load_s": load.seconds,
         "adapter_bytes": adapter_bytes,
-        "memory_mb": {"load": mem_load, "train": mem_train, "eval": mem_eval},
+        "memory_mb": {
+            name: p.memory.to_dict() for name, p in (("load", load), ("train", training), ("eval", evaluation))
+        },
         "host_cpu_train": host_train,
         **perf,
         "notes": monitor.notes + perf_notes,
@@ -181,7 +142,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             "method": method.resolved(model, mctx),
             "data": data.info,
             "eval": result.info,
-            "compile": bool(ex.get("compile")),
+            "compile": spec.execution.compile,
             "attn_implementation": _attn_used(model, info),
             "loss_kernel": info.get("loss_kernel", "model default"),
             "sanity": sanity,
@@ -191,6 +152,92 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         "predictions": result.predictions,
         "env": env,
     }
+
+
+# --- the steps ------------------------------------------------------------------------
+
+
+def load_model(spec: RunSpec, task: Task, device: str) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, tokenizer, info): the base model, checked against the task and the sequence lengths.
+
+    The loss kernel is patched in here, before the method wraps the model.
+    """
+    family = task.resolve_family(lambda: is_encoder_decoder(spec.model))  # summarisation: seq2seq or decoder-only
+    model, tokenizer, info = loading.load_model(
+        spec.model, family, spec.precision, spec.quantization, device, task.model_kwargs()
+    )
+    task.check_model(model)
+    too_long = positions_error(spec, model.config.to_dict())  # hub models not cached at validate time
+    if too_long:
+        raise ModelLoadError(too_long)
+    if spec.train.loss == "liger":
+        info["loss_kernel"] = apply_liger(model, device)
+    elif spec.train.loss == "chunked":
+        if task.family != TaskFamily.CAUSAL_LM:
+            raise UsageError(f"train.loss: chunked is for causal-LM tasks; {spec.task!r} is {task.family}")
+        info["loss_kernel"] = "chunked cross-entropy (plain torch, output head checkpointed per chunk)"
+    return model, tokenizer, info
+
+
+def build_data(spec: RunSpec, task: Task, tokenizer: Any) -> TaskData:
+    """The task's tokenised examples: built once per data set and tokenizer, then read from disk."""
+    return prepare_cached(task, tokenizer, spec.train.max_seq_len)
+
+
+def apply_method(spec: RunSpec, method: Method, model: Any, mctx: MethodContext) -> Any:
+    """The model with exactly the method's parameters trainable, in fp32, checkpointed if asked."""
+    model = prepare_base(model, spec)
+    model = method.apply(model, mctx)
+    upcast_trainable(model)
+    if spec.train.grad_checkpointing:
+        enable_grad_checkpointing(model)
+    return model
+
+
+def train(
+    spec: RunSpec, task: Task, method: Method, model: Any, tokenizer: Any, data: TaskData, ctx: RunContext
+) -> TrainStats:
+    """The training loop (``run/train.py``), with periodic evaluation and the method's per-step hook."""
+
+    def periodic_eval() -> dict[str, float]:
+        return task.evaluate(model, tokenizer, data, spec.eval, ctx).metrics
+
+    return train_loop(
+        compile_model(model) if spec.execution.compile else model,  # the original stays for saving
+        task,
+        data.train,
+        tokenizer,
+        spec.train,
+        ctx,
+        after_step=lambda step: method.after_step(model, step),
+        evaluate=periodic_eval,
+        eval_every=spec.eval.every,
+        forward=chunked_ce_forward(model) if spec.train.loss == "chunked" else None,
+    )
+
+
+def evaluate(
+    spec: RunSpec, task: Task, model: Any, tokenizer: Any, data: TaskData, ctx: RunContext
+) -> tuple[EvalResult, float]:
+    """(the final evaluation, its wall seconds, device-synchronised)."""
+    model.eval()
+    with Stopwatch(ctx.sync) as sw:
+        result = task.evaluate(model, tokenizer, data, spec.eval, ctx)
+    return result, sw.seconds
+
+
+def save(method: Method, model: Any, run_dir: Path, keep: bool) -> int:
+    """Save what reproduces the fine-tune to ``run_dir/adapter``; its size in bytes (removed unless ``keep``)."""
+    adapter_dir = run_dir / "adapter"
+    shutil.rmtree(adapter_dir, ignore_errors=True)
+    method.save(model, adapter_dir)
+    adapter_bytes = dir_bytes(str(adapter_dir))
+    if not keep:
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+    return adapter_bytes
+
+
+# --- helpers ---------------------------------------------------------------------------
 
 
 def _performance(
@@ -211,13 +258,13 @@ def _performance(
         out, notes = flops_profile(
             model,
             config_d,
-            spec.train["max_seq_len"],
-            bool(spec.train["grad_checkpointing"]),
+            spec.train.max_seq_len,
+            spec.train.grad_checkpointing,
             stats.tokens_per_s,
             device,
             env.get("device_name"),
             ctx.amp_dtype in (torch.bfloat16, torch.float16),
-            spec.execution.get("peak_tflops"),
+            spec.execution.peak_tflops,
         )
     except Exception as exc:  # a model shape the FLOPs model does not know: say so, keep the run
         out, notes = {"model_flops_per_token": None, "mfu": None}, [f"FLOPs not computed: {exc!r}"]
@@ -235,43 +282,8 @@ def _attn_used(model: Any, info: dict[str, Any]) -> str | None:
     return getattr(config, "_attn_implementation", None) or info.get("attn_implementation")
 
 
-def _method_context(spec: RunSpec, task: Any, info: dict[str, Any], train_steps: int | None = None) -> MethodContext:
-    from lorabench.suite.typed import Collector, build
-
-    cls = method_class(spec.method, spec.method_options)
-    col = Collector("<spec>")
-    options = build(cls.Options, spec.method_options, col, "method_options")
-    if col.issues:  # the plan validated these options; failing here is a lorabench bug, said plainly
-        raise ValueError("; ".join(i.message for i in col.issues))
-    tm = spec.model.get("target_modules")
-    return MethodContext(
-        rank=spec.rank,
-        options=options,
-        task_family=task.family,
-        precision=spec.precision,
-        model_type=info["model_type"],
-        target_modules=tuple(tm) if tm else None,
-        train_steps=train_steps,
-    )
-
-
 def prepare_base(model: Any, spec: RunSpec) -> Any:
     """peft's k-bit preparation for quantised bases, when the suite asks for it."""
-    if spec.precision in QUANTIZED and spec.quantization.get("prepare_kbit", True):
-        from peft import prepare_model_for_kbit_training
-
-        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(spec.train["grad_checkpointing"]))
+    if spec.precision in QUANTIZED and spec.quantization.prepare_kbit:
+        return prepare_kbit(model, spec.train.grad_checkpointing)
     return model
-
-
-def upcast_trainable(model: Any) -> None:
-    """Keep trainable parameters in fp32 (master weights) whatever the base dtype."""
-    for p in model.parameters():
-        if p.requires_grad and p.dtype in (torch.float16, torch.bfloat16):
-            p.data = p.data.float()
-
-
-def enable_grad_checkpointing(model: Any) -> None:
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if hasattr(model, "enable_input_require_grads"):
-        model.enable_input_require_grads()

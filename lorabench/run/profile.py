@@ -9,9 +9,13 @@ recorded as null with the reason in ``profile.notes``, not silently dropped.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from lorabench.vocab import MiB
@@ -37,6 +41,27 @@ def _reset_hwm() -> bool:
         return True
     except OSError:
         return False
+
+
+@dataclass(frozen=True)
+class PhaseMemory:
+    """Peak memory of one phase in MiB, per source; None where a source does not apply (CPU)."""
+
+    rss: float
+    allocated: float | None
+    reserved: float | None
+    nvml: float | None
+
+    def to_dict(self) -> dict[str, float | None]:
+        return dataclasses.asdict(self)  # the record's profile.memory_mb.<phase>
+
+
+@dataclass
+class Phase:
+    """What :meth:`MemoryMonitor.track` yields: once the block ends, its peaks and wall time."""
+
+    memory: PhaseMemory | None = None
+    seconds: float | None = None
 
 
 class MemoryMonitor:
@@ -96,7 +121,7 @@ class MemoryMonitor:
                     self._peak_nvml = max(self._peak_nvml or 0, nv)
             self._stop.wait(self.interval)
 
-    def start_phase(self) -> None:
+    def _start_phase(self) -> None:
         """Reset every peak counter to the current level."""
         if self.device == "cuda":
             import torch
@@ -109,8 +134,23 @@ class MemoryMonitor:
             self._peak_rss = self._proc.memory_info().rss
             self._peak_nvml = None
 
-    def end_phase(self) -> dict[str, float | None]:
-        """Peaks since :meth:`start_phase`, in MiB."""
+    @contextlib.contextmanager
+    def track(self) -> Iterator[Phase]:
+        """``with monitor.track() as phase:``: the block's own peaks (counters reset on entry).
+
+        optimum-benchmark's ``track()``: one phase is one block, so a phase cannot be opened
+        and left unclosed, or closed twice. The phase's figures are set when the block ends
+        normally; a block that raises fails the run, which records no phase figures.
+        """
+        phase = Phase()
+        self._start_phase()
+        t0 = time.perf_counter()
+        yield phase
+        phase.seconds = time.perf_counter() - t0
+        phase.memory = self._end_phase()
+
+    def _end_phase(self) -> PhaseMemory:
+        """Peaks since :meth:`_start_phase`, in MiB."""
         alloc = reserved = None
         if self.device == "cuda":
             import torch
@@ -129,12 +169,12 @@ class MemoryMonitor:
         hwm = _read_hwm() if self._hwm_ok else None
         if hwm is not None:
             peak_rss = max(peak_rss, hwm)
-        return {
-            "rss": round(peak_rss / MiB, 2),
-            "allocated": None if alloc is None else round(alloc, 2),
-            "reserved": None if reserved is None else round(reserved, 2),
-            "nvml": None if nvml is None else round(nvml / MiB, 2),
-        }
+        return PhaseMemory(
+            rss=round(peak_rss / MiB, 2),
+            allocated=None if alloc is None else round(alloc, 2),
+            reserved=None if reserved is None else round(reserved, 2),
+            nvml=None if nvml is None else round(nvml / MiB, 2),
+        )
 
     def close(self) -> None:
         self._stop.set()

@@ -17,6 +17,7 @@ import torch
 
 from lorabench.run import progress
 from lorabench.run.profile import StepClock
+from lorabench.suite.schema import TrainSettings
 
 
 class Diverged(RuntimeError):
@@ -68,11 +69,11 @@ def lr_lambda(schedule: str, warmup: int, total: int) -> Any:
     return f
 
 
-def total_steps(cfg: dict[str, Any], n_rows: int) -> int:
-    if cfg["steps"] is not None:
-        return int(cfg["steps"])
-    per_epoch = math.ceil(n_rows / (cfg["batch_size"] * cfg["grad_accum"]))
-    return max(1, math.ceil(cfg["epochs"] * per_epoch))
+def total_steps(cfg: TrainSettings, n_rows: int) -> int:
+    if cfg.steps is not None:
+        return int(cfg.steps)
+    per_epoch = math.ceil(n_rows / (cfg.batch_size * cfg.grad_accum))
+    return max(1, math.ceil(cfg.epochs * per_epoch))
 
 
 def batches(rows: list[dict[str, Any]], batch_size: int, seed: int, collate: Any) -> Iterator[dict[str, Any]]:
@@ -89,7 +90,7 @@ def train(
     task: Any,
     rows: list[dict[str, Any]],
     tokenizer: Any,
-    cfg: dict[str, Any],
+    cfg: TrainSettings,
     ctx: Any,
     after_step: Callable[[int], None] | None = None,
     evaluate: Callable[[], dict[str, float]] | None = None,
@@ -107,16 +108,16 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the method left no trainable parameters")
-    if cfg["optimizer"] == "adamw":
-        opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    if cfg.optimizer == "adamw":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
-        opt = torch.optim.SGD(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+        opt = torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_steps = total_steps(cfg, len(rows))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg["schedule"], cfg["lr_warmup_steps"], n_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.schedule, cfg.lr_warmup_steps, n_steps))
     # fp16 needs loss scaling on CUDA; bf16 and fp32 do not.
     scaler = torch.amp.GradScaler("cuda", enabled=ctx.device == "cuda" and ctx.amp_dtype == torch.float16)
-    stream = batches(rows, cfg["batch_size"], ctx.seed, lambda b: task.collate(b, tokenizer))
-    warmup = min(cfg["warmup_steps"], n_steps - 1)
+    stream = batches(rows, cfg.batch_size, ctx.seed, lambda b: task.collate(b, tokenizer))
+    warmup = min(cfg.warmup_steps, n_steps - 1)
     # Pinned host memory makes the copy truly asynchronous (from pageable memory
     # `non_blocking` is a synchronous copy); on CPU the batch is used as it is.
     pin = ctx.device == "cuda"
@@ -149,7 +150,7 @@ def train(
             eval_s_at_timed = eval_s
             clock.start()
         step_loss = torch.zeros((), device=ctx.device)
-        for _ in range(cfg["grad_accum"]):
+        for _ in range(cfg.grad_accum):
             host = next(stream)
             if step >= warmup:
                 # Counted on the host copy: on the device, int(mask.sum()) would be a
@@ -158,12 +159,12 @@ def train(
                 samples += int(host["input_ids"].shape[0])
             batch = {k: v.pin_memory().to(ctx.device, non_blocking=True) if pin else v for k, v in host.items()}
             with ctx.autocast():
-                loss = (forward(batch) if forward is not None else model(**batch).loss) / cfg["grad_accum"]
+                loss = (forward(batch) if forward is not None else model(**batch).loss) / cfg.grad_accum
             scaler.scale(loss).backward()
             step_loss += loss.detach()
         scaler.unscale_(opt)
-        if cfg["max_grad_norm"]:
-            torch.nn.utils.clip_grad_norm_(params, cfg["max_grad_norm"])
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         scaler.step(opt)
         scaler.update()
         if after_step is not None:
@@ -172,7 +173,7 @@ def train(
         sched.step()
         opt.zero_grad(set_to_none=True)
         pending.append((step, step_loss, lr_now))
-        if (step + 1) % cfg["log_every"] == 0 or step == n_steps - 1:
+        if (step + 1) % cfg.log_every == 0 or step == n_steps - 1:
             flush()
         if step >= warmup:
             # Per-step times show the spread behind tokens/s on a shared machine; on GPU

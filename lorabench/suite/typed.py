@@ -55,6 +55,18 @@ def check_ranges(obj: Any, rules: dict[str, str]) -> list[tuple[str, str]]:
     return errors
 
 
+def check_fields(obj: Any, rules: dict[str, str], extra: list[tuple[str, str]] | None = None) -> None:
+    """``__post_init__``'s one line: raise :class:`FieldErrors` for every field outside its rule.
+
+    Method and task options declare their ranges this way, as the schema does, so each
+    error is reported at its own key's line. ``extra``: (field, message) pairs a rule
+    cannot state (one field against another).
+    """
+    errors = check_ranges(obj, rules) + list(extra or [])
+    if errors:
+        raise FieldErrors(errors)
+
+
 class Collector:
     """Accumulates :class:`Issue` objects for one file."""
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from lorabench.suite.typed import check_fields
+
+if TYPE_CHECKING:
+    from lorabench.suite.schema import EvalSettings
 
 
 @dataclass
@@ -38,8 +45,8 @@ class Task:
         self.task_name = task_name
         self.options = options
 
-    def resolve_family(self, model: dict[str, Any]) -> str:
-        """The model family this task runs with on ``model`` (a resolved model definition)."""
+    def resolve_family(self, encoder_decoder: Callable[[], bool]) -> str:
+        """The model family this task runs with; ``encoder_decoder()`` asks the model's config, if needed."""
         return self.family
 
     def model_kwargs(self) -> dict[str, Any]:
@@ -49,11 +56,11 @@ class Task:
     def check_model(self, model: Any) -> None:
         """Raise a clear error when the loaded model cannot serve this task (e.g. head size)."""
 
-    def prepare(self, tokenizer: Any, train: dict[str, Any]) -> TaskData:
+    def prepare(self, tokenizer: Any, max_seq_len: int) -> TaskData:
         """Load, subsample (by ``data_seed``) and tokenise the data.
 
-        It may depend only on the task options, the tokenizer and ``train['max_seq_len']``:
-        :func:`lorabench.data.cache.prepare_cached` keys its on-disk cache on exactly those.
+        It may depend only on the task options, the tokenizer and ``max_seq_len``:
+        :func:`lorabench.tasks.cache.prepare_cached` keys its on-disk cache on exactly those.
         """
         raise NotImplementedError
 
@@ -65,15 +72,15 @@ class Task:
         """Non-padding tokens the model processed (inputs, plus decoder labels for seq2seq)."""
         return int(batch["attention_mask"].sum())
 
-    def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: dict[str, Any], ctx: Any) -> EvalResult:
+    def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: EvalSettings, ctx: Any) -> EvalResult:
         raise NotImplementedError
 
 
 def check_counts(n_train: int | None, n_eval: int | None) -> None:
     """Shared option check (in ``Options.__post_init__``): ``n_train``/``n_eval`` are positive."""
-    for name, n in (("n_train", n_train), ("n_eval", n_eval)):
-        if n is not None and n < 1:
-            raise ValueError(f"`{name}` should be >= 1 (or null for all rows), got {n}")
+    check_fields(
+        SimpleNamespace(n_train=n_train, n_eval=n_eval), {"n_train": ">= 1", "n_eval": ">= 1"}
+    )  # null: all rows
 
 
 def pad_batch(rows: list[dict[str, Any]], pad_id: int, left: bool = False) -> dict[str, Any]:

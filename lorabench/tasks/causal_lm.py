@@ -11,10 +11,13 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lorabench.data.sources import DataError, DataSource, describe, load_columns
 from lorabench.tasks.base import EvalResult, Task, TaskData, check_counts
+
+if TYPE_CHECKING:
+    from lorabench.suite.schema import EvalSettings
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,9 @@ class CausalLM(Task):
             ids.extend(enc + ([eos] if eos is not None else []))
         return ids
 
-    def prepare(self, tokenizer: Any, train: dict[str, Any]) -> TaskData:
+    def prepare(self, tokenizer: Any, max_seq_len: int) -> TaskData:
         o = self.options
-        max_len = train["max_seq_len"]
+        max_len = max_seq_len
         train_ids = self._stream(self._texts("train", o["n_train"]), tokenizer)
         # Training packs the stream into full blocks: no padding, every token is a target.
         blocks = [train_ids[i : i + max_len] for i in range(0, len(train_ids) - max_len + 1, max_len)]
@@ -99,15 +102,15 @@ class CausalLM(Task):
         wins = windows(eval_ids, max_len, o["stride"])
         return TaskData(train=rows, eval=wins, info={"train_tokens": len(train_ids), "eval_tokens": len(eval_ids)})
 
-    def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: dict[str, Any], ctx: Any) -> EvalResult:
+    def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: EvalSettings, ctx: Any) -> EvalResult:
         import torch
 
         nll_sum, count, correct = 0.0, 0, 0
         preds = []
-        bs = eval_cfg["batch_size"]
+        bs = eval_cfg.batch_size
         wins = data.eval
-        if eval_cfg.get("max_batches"):
-            wins = wins[: eval_cfg["max_batches"] * bs]
+        if eval_cfg.max_batches:
+            wins = wins[: eval_cfg.max_batches * bs]
         for start in range(0, len(wins), bs):
             chunk = wins[start : start + bs]
             batch = self.collate([{"input_ids": x, "labels": y} for x, y in chunk], tokenizer)

@@ -9,10 +9,13 @@ encoders) or a hand-written PyTorch classifier registered as a built-in model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lorabench.data.sources import DataError, DataSource, describe, load_columns
 from lorabench.tasks.base import EvalResult, Task, TaskData, check_counts, pad_batch
+
+if TYPE_CHECKING:
+    from lorabench.suite.schema import EvalSettings
 
 INPUT_CHARS = 300  # how much of each input predictions.jsonl keeps, for inspecting failures
 
@@ -95,9 +98,9 @@ class Classification(Task):
             )
         return y
 
-    def prepare(self, tokenizer: Any, train: dict[str, Any]) -> TaskData:
+    def prepare(self, tokenizer: Any, max_seq_len: int) -> TaskData:
         o = self.options
-        max_len = train["max_seq_len"]
+        max_len = max_seq_len
         tr = self._examples("train", o["n_train"])
         classes = sorted({r["label"] for r in tr})
         if len(classes) < 2:
@@ -114,15 +117,15 @@ class Classification(Task):
         info = {"n_train": len(rows), "n_eval": len(evals), "train_label_counts": counts}
         return TaskData(train=rows, eval=evals, info=info)
 
-    def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: dict[str, Any], ctx: Any) -> EvalResult:
+    def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: EvalSettings, ctx: Any) -> EvalResult:
         import torch
 
         from lorabench.tasks.scoring import accuracy, macro_f1
 
-        bs = eval_cfg["batch_size"]
+        bs = eval_cfg.batch_size
         rows = data.eval
-        if eval_cfg.get("max_batches"):
-            rows = rows[: eval_cfg["max_batches"] * bs]
+        if eval_cfg.max_batches:
+            rows = rows[: eval_cfg.max_batches * bs]
         refs, preds, predictions, tokens = [], [], [], 0
         for start in range(0, len(rows), bs):
             chunk = rows[start : start + bs]

@@ -9,11 +9,15 @@ the summary tokens only, and generates after the prompt. Decoding (greedy or bea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lorabench.data.sources import DataError, DataSource, describe, load_columns
 from lorabench.tasks.base import EvalResult, Task, TaskData, check_counts, pad_batch
+
+if TYPE_CHECKING:
+    from lorabench.suite.schema import EvalSettings
 
 DEFAULT_PROMPTS = {"seq2seq": "summarize: {input}", "causal-lm": "{input}\nSummary:"}
 INPUT_CHARS = 300  # how much of each input predictions.jsonl keeps
@@ -64,12 +68,10 @@ class Summarization(Task):
     primary_metric = "rougeL"
     Options = SummarizationOptions
 
-    def resolve_family(self, model: dict[str, Any]) -> str:
+    def resolve_family(self, encoder_decoder: Callable[[], bool]) -> str:
         arch = self.options["architecture"]
         if arch == "auto":
-            from lorabench.models.loading import is_encoder_decoder
-
-            arch = "seq2seq" if is_encoder_decoder(model) else "causal-lm"
+            arch = "seq2seq" if encoder_decoder() else "causal-lm"
         self.family = arch
         return arch
 
@@ -93,9 +95,9 @@ class Summarization(Task):
         enc = tokenizer([lead + t for t in texts], add_special_tokens=False)["input_ids"]
         return [[*ids[:keep], tokenizer.eos_token_id] for ids in enc]
 
-    def prepare(self, tokenizer: Any, train: dict[str, Any]) -> TaskData:
+    def prepare(self, tokenizer: Any, max_seq_len: int) -> TaskData:
         o = self.options
-        max_len = train["max_seq_len"]
+        max_len = max_seq_len
         if tokenizer.eos_token_id is None:
             raise DataError(f"task {self.task_name!r}: the tokenizer has no EOS token to end summaries with")
         tr = self._examples("train", o["n_train"])
@@ -125,16 +127,16 @@ class Summarization(Task):
             n += int((batch["labels"] != -100).sum())  # the decoder processes the summary too
         return n
 
-    def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: dict[str, Any], ctx: Any) -> EvalResult:
+    def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: EvalSettings, ctx: Any) -> EvalResult:
         import torch
 
         from lorabench.tasks.scoring import rouge
 
-        gen = eval_cfg["generation"]
-        bs = eval_cfg["batch_size"]
+        gen = eval_cfg.generation
+        bs = eval_cfg.batch_size
         rows = data.eval
-        if eval_cfg.get("max_batches"):
-            rows = rows[: eval_cfg["max_batches"] * bs]
+        if eval_cfg.max_batches:
+            rows = rows[: eval_cfg.max_batches * bs]
         left = self.family == "causal-lm"
         predictions, generated = [], 0
         for start in range(0, len(rows), bs):
@@ -145,8 +147,8 @@ class Summarization(Task):
                 out = model.generate(
                     input_ids=batch["input_ids"],
                     attention_mask=batch["attention_mask"],
-                    max_new_tokens=gen["max_new_tokens"],
-                    num_beams=gen["num_beams"],
+                    max_new_tokens=gen.max_new_tokens,
+                    num_beams=gen.num_beams,
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=tokenizer.eos_token_id,
@@ -165,9 +167,9 @@ class Summarization(Task):
             "family": self.family,
             "prompt": self.template,
             "generation": {
-                "decoding": "greedy" if gen["num_beams"] == 1 else "beam",
-                "num_beams": gen["num_beams"],
-                "max_new_tokens": gen["max_new_tokens"],
+                "decoding": "greedy" if gen.num_beams == 1 else "beam",
+                "num_beams": gen.num_beams,
+                "max_new_tokens": gen.max_new_tokens,
                 "do_sample": False,
             },
             "mean_generated_tokens": generated / max(1, len(predictions)),

@@ -21,6 +21,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import lorabench.data
+import lorabench.tasks
+from lorabench.data.sources import expand_path
+from lorabench.models.builtin import cache_root
+from lorabench.tasks.base import TaskData
+
 CACHE_VERSION = 2  # 2: JSON entries (1 was pickle; those files are ignored, never read)
 
 
@@ -48,8 +54,6 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 
 def _files(source: dict[str, Any], task: str) -> list[Any]:
-    from lorabench.data.sources import expand_path
-
     out = []
     for key in ("file", "train_file", "eval_file"):
         if source.get(key):
@@ -61,9 +65,6 @@ def _files(source: dict[str, Any], task: str) -> list[Any]:
 
 def _code() -> str:
     """Source of the data and task modules: a changed generator or tokenisation rule is a new key."""
-    import lorabench.data
-    import lorabench.tasks
-
     h = hashlib.sha256()
     for pkg in (lorabench.data, lorabench.tasks):
         for path in sorted(Path(inspect.getfile(pkg)).parent.glob("*.py")):
@@ -71,14 +72,14 @@ def _code() -> str:
     return h.hexdigest()
 
 
-def cache_key(task: Any, tokenizer: Any, train: dict[str, Any]) -> str:
+def cache_key(task: Any, tokenizer: Any, max_seq_len: int) -> str:
     blob = json.dumps(
         {
             "version": CACHE_VERSION,
             "task": f"{type(task).__module__}.{type(task).__qualname__}",
             "family": task.family,
             "options": task.options,
-            "max_seq_len": train["max_seq_len"],
+            "max_seq_len": max_seq_len,
             "tokenizer": tokenizer_fingerprint(tokenizer),
             "files": _files(task.options["data"], task.task_name),
             "code": _code(),
@@ -91,8 +92,6 @@ def cache_key(task: Any, tokenizer: Any, train: dict[str, Any]) -> str:
 
 def cache_dir() -> Path:
     """``$LORABENCH_DATA_CACHE``, else ``data/`` under the built-in models' cache root."""
-    from lorabench.models.builtin import cache_root
-
     return Path(os.environ.get("LORABENCH_DATA_CACHE") or cache_root() / "data")
 
 
@@ -102,8 +101,6 @@ def _encode(data: Any) -> str:
 
 def _decode(text: str) -> Any:
     """The :class:`TaskData` of a cache entry; ``ValueError`` where it is not one lorabench wrote."""
-    from lorabench.tasks.base import TaskData
-
     blob = json.loads(text)
     if not isinstance(blob, dict) or blob.get("version") != CACHE_VERSION:
         raise ValueError("not a lorabench data-cache entry of this version")
@@ -115,15 +112,15 @@ def _decode(text: str) -> Any:
     return TaskData(train=train, eval=evals, info=info)
 
 
-def prepare_cached(task: Any, tokenizer: Any, train: dict[str, Any]) -> Any:
-    """``task.prepare(tokenizer, train)``, from the on-disk cache when an identical call ran before.
+def prepare_cached(task: Any, tokenizer: Any, max_seq_len: int) -> Any:
+    """``task.prepare(tokenizer, max_seq_len)``, from the on-disk cache when an identical call ran before.
 
     ``info['cache']`` says ``hit`` or ``miss`` and ``info['cache_key']`` names the entry.
     An unreadable entry is rebuilt, never trusted. A miss returns the data as read back
     from its JSON form, so a run behaves the same whether its data came from the cache or not
     (tuples become lists either way).
     """
-    key = cache_key(task, tokenizer, train)
+    key = cache_key(task, tokenizer, max_seq_len)
     path = cache_dir() / f"{key}.json"
     if path.is_file() and not path.is_symlink():
         try:
@@ -132,7 +129,7 @@ def prepare_cached(task: Any, tokenizer: Any, train: dict[str, Any]) -> Any:
             return data
         except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             pass  # rebuilt below and overwritten
-    text = _encode(task.prepare(tokenizer, train))
+    text = _encode(task.prepare(tokenizer, max_seq_len))
     data = _decode(text)
     data.info.update(cache="miss", cache_key=key)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

@@ -1,0 +1,138 @@
+"""The run specification: typed and frozen, built once by the planner, rebuilt once in the run.
+
+A :class:`RunSpec` holds the schema's own settings objects (``TrainSettings``,
+``QuantSettings``, ``EvalSettings``, ``ExecutionSettings``), the model definition with
+its parsed :class:`~lorabench.models.ref.ModelRef`, and the method's options object.
+So every default is the schema's: nothing downstream re-states one with
+``.get(key, default)``.
+
+The wire format (what crosses into the run's process and what a record's ``spec``
+holds) is :meth:`RunSpec.to_dict`: plain JSON, key for key what it was when the spec
+was a bag of dicts, so run_ids and records do not change. :meth:`RunSpec.from_dict`
+rebuilds the typed spec from it (a record written before a setting existed gets the
+schema's default for it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from lorabench.methods import method_class
+from lorabench.methods.base import Method, MethodContext, method_context
+from lorabench.models.ref import ModelRef
+from lorabench.suite.schema import EvalSettings, ExecutionSettings, ModelDef, QuantSettings, TrainSettings
+from lorabench.suite.typed import Collector, build
+from lorabench.vocab import QUANTIZED
+
+# Settings that change how a run is managed but not what it measures.
+_NOT_HASHED = ("timeout_s", "startup_timeout_s", "keep_adapter", "peak_tflops")
+# Settings added after run ids were in use: at their default they stay out of the hash,
+# so existing results keep their run ids (and resume) when the schema grows.
+_HASHED_UNLESS_DEFAULT = (
+    ("execution", "compile", False),
+    ("train", "loss", "default"),
+    ("model", "attn_implementation", None),
+    ("method_options", "alpha_ratio", None),
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec(ModelDef):
+    """A model definition as a run uses it: the suite's :class:`ModelDef` plus its display name."""
+
+    name: str = ""
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef.parse(self.path)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one isolated run needs, typed; :meth:`to_dict` is its JSON wire format."""
+
+    suite: str
+    model: ModelSpec
+    method: str
+    rank: int | None
+    method_options: Any  # the method's Options dataclass, validated by the planner
+    precision: str
+    quantization: QuantSettings
+    task: str
+    task_options: dict[str, Any]  # the task's Options as plain data (validated by the planner)
+    seed: int
+    train: TrainSettings
+    eval: EvalSettings
+    execution: ExecutionSettings
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        """Rebuild the typed spec from its wire format (a record's ``spec`` or what the executor sent).
+
+        The planner validated these values; one that fails here is a lorabench bug or a
+        hand-edited record, said plainly.
+        """
+        col = Collector("<spec>")
+        sections = {
+            "model": build(ModelSpec, d["model"], col, "model"),
+            "method_options": build(
+                method_class(d["method"], d["method_options"]).Options, d["method_options"], col, "method_options"
+            ),
+            "quantization": build(QuantSettings, d["quantization"], col, "quantization"),
+            "train": build(TrainSettings, d["train"], col, "train"),
+            "eval": build(EvalSettings, d["eval"], col, "eval"),
+            "execution": build(ExecutionSettings, d["execution"], col, "execution"),
+        }
+        if col.issues:
+            raise ValueError("invalid run spec: " + "; ".join(i.message for i in col.issues))
+        plain = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name not in sections}
+        return cls(**plain, **sections)
+
+    @property
+    def method_cls(self) -> type[Method]:
+        """The method's class: a registered one, or a peft-type entry's, built from its options."""
+        return method_class(self.method, dataclasses.asdict(self.method_options))
+
+    def method_context(self, task_family: str, model_type: str, train_steps: int | None = None) -> MethodContext:
+        """What the method needs to know about this run (the one builder: :func:`method_context`)."""
+        return method_context(
+            self.method_cls,
+            rank=self.rank,
+            options=self.method_options,
+            task_family=task_family,
+            precision=self.precision,
+            model_type=model_type,
+            target_modules=self.model.target_modules,
+            train_steps=train_steps,
+        )
+
+    @property
+    def run_id(self) -> str:
+        d = self.to_dict()
+        d.pop("suite")
+        d["execution"] = {k: v for k, v in d["execution"].items() if k not in _NOT_HASHED}
+        for section, key, default in _HASHED_UNLESS_DEFAULT:
+            if key in d[section] and d[section][key] == default:  # method options differ per method
+                d[section] = {k: v for k, v in d[section].items() if k != key}
+        if self.precision not in QUANTIZED:
+            d.pop("quantization")  # bnb settings cannot affect an unquantised run
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        """A human-readable point name, e.g. ``tiny-gpt2/lora-r8/nf4/synthetic-lm/s0``."""
+        method = self.method if self.rank is None else f"{self.method}-r{self.rank}"
+        return f"{self.model.name}/{method}/{self.precision}/{self.task}/s{self.seed}"
+
+    @property
+    def point(self) -> tuple[str, str, int | None, str, str]:
+        """The grid point, without the seed: what the leaderboard aggregates over."""
+        return (self.model.name, self.method, self.rank, self.precision, self.task)
