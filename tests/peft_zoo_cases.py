@@ -33,9 +33,12 @@ def base(family: str, precision: str = "fp32") -> Any:
 
 def _load(family: str, precision: str) -> Any:
     from lorabench.models.loading import load_model
+    from lorabench.suite.schema import ModelDef, QuantSettings
 
     kwargs = {"num_labels": 2} if family == "classification" else {}
-    return load_model({"path": MODELS[family]}, family, precision, {"double_quant": True}, "cpu", kwargs)[0]
+    return load_model(
+        ModelDef(path=MODELS[family]), family, precision, QuantSettings(double_quant=True), "cpu", kwargs
+    )[0]
 
 
 def batch(family: str, vocab: int) -> dict[str, torch.Tensor]:

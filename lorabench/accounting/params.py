@@ -202,7 +202,7 @@ def apply_on_meta(cls: Any, net: Any, ctx: Any, build_cpu: Any) -> Any:
             warnings.simplefilter("ignore", FutureWarning)
             return cls().apply(net, ctx)
     except (NotImplementedError, RuntimeError) as exc:
-        if "meta" not in str(exc):
+        if "meta" not in str(exc).lower():
             raise
         size = sum(p.numel() for p in net.parameters())
         if size > CPU_FALLBACK_PARAMS:
