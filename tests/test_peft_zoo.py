@@ -31,6 +31,7 @@ def test_every_peft_type_has_a_row_and_30_train() -> None:
     assert summary()["train_somewhere"] >= 30
 
 
+@pytest.mark.slow  # 135 in-process trainings: in make test, not in the drift rerun
 @pytest.mark.parametrize(("peft_type", "family"), ROWS, ids=[f"{t}-{f}" for t, f in ROWS])
 def test_case(peft_type: str, family: str, tmp_path: Path) -> None:
     case = CASES[peft_type][family]
@@ -75,6 +76,7 @@ def test_readme_table_is_generated_from_the_cases() -> None:
 KBIT = sorted(t for t in CASES if CASES[t]["classification"].outcome == "works")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["int8", "nf4"])
 @pytest.mark.parametrize("peft_type", KBIT)
 def test_kbit_base(peft_type: str, precision: str) -> None:

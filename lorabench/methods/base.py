@@ -36,9 +36,15 @@ class MethodContext:
     train_steps: int | None = None
 
 
-def resolve_alpha(alpha: float | None, rank: int) -> float:
-    """LoRA-style scaling numerator: the option, else 2 x rank (a common choice; the record keeps it)."""
-    return alpha if alpha is not None else 2 * rank
+def resolve_alpha(alpha: float | None, rank: int, alpha_ratio: float | None = None) -> float:
+    """LoRA-style scaling numerator, the one rule: ``alpha`` as given, else ``alpha_ratio`` x rank,
+    else 2 x rank (a common choice; the record keeps it).
+
+    The 2 x rank default stays an int, as records written before ``alpha_ratio`` hold it.
+    """
+    if alpha is not None:
+        return alpha
+    return alpha_ratio * rank if alpha_ratio is not None else 2 * rank
 
 
 def method_context(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from lorabench.methods.base import MethodContext
+from lorabench.methods.base import MethodContext, resolve_alpha
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
 from lorabench.suite.typed import check_fields
 
@@ -17,9 +17,7 @@ def lora_alpha(alpha: float | None, alpha_ratio: float | None, rank: int) -> flo
     over r = 4..32 at alpha 16); ``alpha_ratio`` keeps alpha/r fixed, which is what a rank
     sweep usually means. The resolved value is in the record (resolved.method.lora_alpha).
     """
-    if alpha is not None:
-        return alpha
-    return (alpha_ratio if alpha_ratio is not None else 2.0) * rank
+    return resolve_alpha(alpha, rank, alpha_ratio)
 
 
 def check_alpha(alpha: float | None, alpha_ratio: float | None) -> None:
