@@ -30,8 +30,7 @@ train: {{steps: 5}}
 def test_alpha_ratio_keeps_the_scale_fixed_across_ranks() -> None:
     specs = expand(parse_suite(SWEEP.format(opts="alpha_ratio: 2"), "s.yaml"))
     alphas = {
-        (s.method, s.rank): lora_alpha(s.method_options.alpha, s.method_options.alpha_ratio, s.rank)
-        for s in specs
+        (s.method, s.rank): lora_alpha(s.method_options.alpha, s.method_options.alpha_ratio, s.rank) for s in specs
     }
     assert {a / r for (_m, r), a in alphas.items()} == {2.0}
     fixed = expand(parse_suite(SWEEP.format(opts="alpha: 16"), "s.yaml"))

@@ -178,7 +178,7 @@ def test_startup_timeout_does_not_change_run_ids() -> None:
     text = "name: s\nmatrix: {model: [builtin:tiny-gpt2], method: [lora], task: [synthetic-lm]}\ntrain: {steps: 5}\n"
     plain = expand(parse_suite(text, "a.yaml"))
     bounded = expand(parse_suite(text + "execution: {startup_timeout_s: 7}\n", "b.yaml"))
-    assert bounded[0].execution["startup_timeout_s"] == 7
+    assert bounded[0].execution.startup_timeout_s == 7
     assert [s.run_id for s in plain] == [s.run_id for s in bounded]
 
 
@@ -189,6 +189,7 @@ def test_an_overflowing_eval_loss_is_infinite_perplexity_and_the_run_diverged() 
     import torch
 
     from lorabench.run.train import Diverged, check_finite
+    from lorabench.suite.schema import EvalSettings
     from lorabench.tasks.base import TaskData
     from lorabench.tasks.causal_lm import CausalLM
 
@@ -216,7 +217,7 @@ def test_an_overflowing_eval_loss_is_infinite_perplexity_and_the_run_diverged() 
 
     task = CausalLM("lm", {"stride": None})
     data = TaskData(train=[], eval=[([1, 2, 3, 4], [1, 2, 3, 4])])
-    result = task.evaluate(Huge(), Tok(), data, {"batch_size": 1}, Ctx())  # no OverflowError
+    result = task.evaluate(Huge(), Tok(), data, EvalSettings(batch_size=1), Ctx())  # no OverflowError
     assert result.metrics["perplexity"] == math.inf and result.metrics["eval_loss"] > 1e3
     with pytest.raises(Diverged, match="perplexity is inf"):
         check_finite(result.metrics)

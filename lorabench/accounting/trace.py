@@ -47,6 +47,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from lorabench.models.ref import ModelKind, ModelRef
+from lorabench.suite.schema import QuantSettings
 from lorabench.vocab import HeadType, MiB
 
 BLOCK_BYTES = 512  # the CUDA caching allocator rounds every allocation up to 512 bytes (kMinBlockSize)
@@ -518,7 +519,7 @@ def build_skeleton(
     quantizer = None
     if kbit:
         skip = CLASSIFIER_HEADS if family == "classification" else None
-        qc = quantization_config(cfg.precision, {"double_quant": cfg.double_quant}, cfg.compute_dtype, skip)
+        qc = quantization_config(cfg.precision, QuantSettings(double_quant=cfg.double_quant), cfg.compute_dtype, skip)
         quantizer = AutoHfQuantizer.from_config(qc, pre_quantized=False)
         quantizer.preprocess_model(net, device_map={"": 0}, dtype=dtype)
         net.hf_quantizer = quantizer
