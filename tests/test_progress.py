@@ -44,7 +44,9 @@ def test_status_line_shows_the_running_point_with_step_and_loss(tmp_path: Path) 
 
 def test_a_run_reports_its_steps_to_the_bar(write_suite, tmp_path: Path) -> None:
     head = "name: prog\nmatrix:\n  model: [builtin:tiny-gpt2]\n  method: [lora]\n  task: [synthetic-lm]\n"
-    suite = write_suite(head + TINY_TRAIN.replace("steps: 6", "steps: 6\n  log_every: 1"))
+    # 400 steps (a few seconds): the bar polls progress files once a second, and a 6-step run
+    # finished before the first poll on an idle machine.
+    suite = write_suite(head + TINY_TRAIN.replace("steps: 6", "steps: 400\n  log_every: 1"))
     out = tmp_path / "out"
     proc = run_cli("run", str(suite), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
