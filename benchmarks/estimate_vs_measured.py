@@ -111,34 +111,21 @@ def measure(row: dict[str, Any]) -> dict[str, Any]:
     device = "cuda" if args.device == "cuda" else "cpu"
     family = spec.task_options["type"]
     task_type = {"causal-lm": "causal-lm", "classification": "seq-cls"}[family]
-    est = estimate_model(
-        args.model,
-        args.method,
-        args.precision,
-        args.batch_size,
-        args.seq_len,
+    # The same shape for both predictions, so they differ only in how they count.
+    shape: dict[str, Any] = dict(
         rank=args.rank,
         target_modules=args.target_modules.split(",") if args.target_modules else None,
         grad_checkpointing=args.grad_checkpointing,
         device=device,
         task_type=task_type,
     )
+    point = (args.model, args.method, args.precision, args.batch_size, args.seq_len)
+    est = estimate_model(*point, **shape)
     out: dict[str, Any] = {"estimate_allocated": est.allocated_bytes, "breakdown": est.breakdown}
     from lorabench.accounting.trace import Untraceable, trace_model
 
     try:  # the traced step on fake tensors, before anything is allocated for real
-        traced = trace_model(
-            args.model,
-            args.method,
-            args.precision,
-            args.batch_size,
-            args.seq_len,
-            rank=args.rank,
-            target_modules=args.target_modules.split(",") if args.target_modules else None,
-            grad_checkpointing=args.grad_checkpointing,
-            device=device,
-            task_type=task_type,
-        )
+        traced = trace_model(*point, **shape)
         out["trace_allocated"] = traced.allocated_bytes
     except Untraceable as exc:
         out["trace_allocated"] = None
