@@ -41,7 +41,34 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.plan:
         for s in specs:
             print(f"  {s.run_id}  {s.label}")
+    if args.gpu_memory or any(s.execution.gpu_memory for s in specs):
+        _print_fit(specs, args.gpu_memory)
     return 0
+
+
+def _print_fit(specs: list, gpu_memory: str | None) -> None:
+    """Which points are predicted not to fit the GPU budget (``--gpu-memory`` or ``execution.gpu_memory``)."""
+    from lorabench.accounting.fit import budget_bytes
+    from lorabench.accounting.predict import oom_message, plan_fits
+
+    if gpu_memory:
+        budget_bytes(gpu_memory)  # a usage error before any tracing
+    planned = [s for s in specs if gpu_memory or s.execution.gpu_memory]
+    verdicts = plan_fits(planned, gpu_memory)
+    over = 0
+    print(f"memory check ({len(planned)} runs, traced on fake tensors as CUDA runs):")
+    for spec, v in zip(planned, verdicts):
+        budget = gpu_memory or spec.execution.gpu_memory or ""
+        if v.fits is None:
+            print(f"  ?    {spec.label}: not checked: {'; '.join(v.notes)}")
+        elif v.fits:
+            print(f"  fits {spec.label}: {(v.peak_bytes or 0) / 2**30:.1f} GiB allocated ({v.method})")
+        else:
+            over += 1
+            skip = spec.execution.skip_predicted_oom
+            then = "recorded as predicted_oom, not run" if skip else "run anyway (execution.skip_predicted_oom: false)"
+            print(f"  OOM  {spec.label}: {oom_message(v, budget)}: {then}")
+    print(f"{over} of {len(planned)} runs predicted not to fit")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -478,6 +505,12 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a suite (schema, names, combinations) without running it")
     v.add_argument("suite")
     v.add_argument("--plan", action="store_true", help="also list every run_id and point")
+    v.add_argument(
+        "--gpu-memory",
+        metavar="SIZE|CARD",
+        help="mark the runs predicted not to fit this GPU (80GiB, 40960MiB or a card such as A100-40GB; "
+        "default: the suite's execution.gpu_memory); traces each point on fake tensors (imports torch)",
+    )
     v.set_defaults(func=_cmd_validate)
 
     rep = sub.add_parser("report", help="rebuild runs.csv, leaderboard, plots and report from a results dir")

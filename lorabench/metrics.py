@@ -327,6 +327,26 @@ register_metric(
     ),
 )
 
+register_metric(
+    "predicted_mb",
+    higher_is_better=False,
+    description="the run's memory prediction (a trace of its training step on fake tensors, or the analytic "
+    "model: profile.predicted_method), torch allocated MiB",
+    kind="cost",
+    fmt=",.0f",
+    unit="MiB",
+    source=lambda p: None if not p.get("predicted_peak_bytes") else p["predicted_peak_bytes"] / MiB,
+)
+register_metric(
+    "mem_vs_predicted",
+    higher_is_better=False,
+    description="measured peak allocated (train, eval) over the prediction: 1.0 is exact, above 1 the prediction "
+    "was optimistic (null where no CUDA allocator measured)",
+    kind="cost",
+    fmt=".3f",
+    source=lambda p: p.get("measured_over_predicted"),
+)
+
 
 def quality_metrics() -> list[str]:
     return [n for n in METRICS if METRICS.get(n).kind == "quality"]

@@ -19,9 +19,10 @@ from lorabench.spec import RunSpec
 from lorabench.vocab import STATUSES, MiB, Status
 
 SCHEMA_VERSION = 1
-#: Statuses that say nothing about the run itself (a full disk, a quota): resume reruns
-#: them, where every other failure is reused (deterministic, and as costly again).
-TRANSIENT_STATUSES = (Status.FAILED_ENV.value,)
+#: Statuses that say nothing about the run itself (a full disk, a quota; a point never run
+#: because it was predicted not to fit): resume reruns them, where every other failure is
+#: reused (deterministic, and as costly again).
+TRANSIENT_STATUSES = (Status.FAILED_ENV.value, Status.PREDICTED_OOM.value)
 MEM_SOURCES = ("rss", "allocated", "reserved", "nvml")
 
 

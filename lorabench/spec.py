@@ -29,7 +29,7 @@ from lorabench.suite.typed import Collector, build
 from lorabench.vocab import QUANTIZED
 
 # Settings that change how a run is managed but not what it measures.
-_NOT_HASHED = ("timeout_s", "startup_timeout_s", "keep_adapter", "peak_tflops")
+_NOT_HASHED = ("timeout_s", "startup_timeout_s", "keep_adapter", "peak_tflops", "gpu_memory", "skip_predicted_oom")
 # Settings added after run ids were in use: at their default they stay out of the hash,
 # so existing results keep their run ids (and resume) when the schema grows.
 _HASHED_UNLESS_DEFAULT = (

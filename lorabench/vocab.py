@@ -82,6 +82,7 @@ class Status(StrEnum):
     TIMEOUT = "timeout"
     SKIPPED = "skipped"
     FAILED_ENV = "failed_env"  # the machine's fault (full disk, quota): resume reruns it
+    PREDICTED_OOM = "predicted_oom"  # not run: its traced peak exceeds execution.gpu_memory; resume re-decides
 
 
 STATUSES = tuple(s.value for s in Status)

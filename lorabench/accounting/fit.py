@@ -81,6 +81,18 @@ def gpu_memory(name: str) -> int:
     raise UsageError(f"unknown GPU {name!r}; known: {', '.join(GPU_MEMORY_MIB)} (or give --gpu-memory)")
 
 
+def budget_bytes(text: str) -> int:
+    """A card name ("A100-40GB") or a size ("80GiB") -> bytes; a usage error names both forms."""
+    if any(key.lower() == text.strip().lower() for key in GPU_MEMORY_MIB):
+        return gpu_memory(text.strip())
+    try:
+        return parse_memory(text)
+    except UsageError:
+        raise UsageError(
+            f"{text!r} is neither a size (24GiB, 80GB, 40960MiB) nor a known card ({', '.join(GPU_MEMORY_MIB)})"
+        ) from None
+
+
 def parse_methods(text: str) -> list[tuple[str, str]]:
     """'full,lora,lora@int8,lora@nf4' -> [(method, precision)]; no precision means bf16."""
     from lorabench.methods import METHODS

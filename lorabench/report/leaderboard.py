@@ -139,6 +139,8 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
     has_mfu = any("mfu" in p.aggs for p in points)
     has_alpha = any(p.alpha != "-" for p in points)  # the resolved LoRA alpha (alpha_ratio x rank, ...)
     has_estimate = any("estimate_mb" in p.aggs for p in points) and sources != ["rss"]
+    # The prediction beside the measurement where an allocator measured (never beside host RSS).
+    has_predicted = any("mem_vs_predicted" in p.aggs for p in points)
     rows = []
     for i, p in enumerate(points):
         _task, model, method, rank, precision = p.key
@@ -159,6 +161,9 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
         row[mem_header] = _cell(MEMORY, p, ci=False)
         if has_estimate:
             row["estimate MiB"] = _cell("estimate_mb", p, ci=False)
+        if has_predicted:
+            row["predicted MiB"] = _cell("predicted_mb", p, ci=False)
+            row["measured/predicted"] = _cell("mem_vs_predicted", p, ci=False)
         row["tokens/s"] = _cell("tokens_per_s", p, ci=True)
         if has_mfu:
             row["MFU"] = _cell("mfu", p, ci=False)

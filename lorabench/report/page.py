@@ -42,6 +42,8 @@ TABLE_COSTS = (
     "total_params",
     MEMORY,
     "estimate_mb",
+    "predicted_mb",
+    "mem_vs_predicted",
     "tokens_per_s",
     "step_ms",
     "mfu",
@@ -277,6 +279,8 @@ SHORT = {
     "total_params": "total params",
     MEMORY: "peak train MiB",
     "estimate_mb": "estimate MiB",
+    "predicted_mb": "predicted MiB",
+    "mem_vs_predicted": "measured/predicted",
     "tokens_per_s": "tokens/s",
     "step_ms": "step ms",
     "mfu": "MFU",
@@ -322,8 +326,9 @@ def page_data(
     for task, pts in tasks.items():
         metrics = _task_metrics(pts)
         costs = [c for c in TABLE_COSTS if any(c in p.aggs for p in pts)]
-        if "estimate_mb" in costs and all(p.mem_source == "rss" for p in pts if p.mem_source):
-            costs.remove("estimate_mb")  # an allocator estimate beside host RSS compares unlike things
+        if all(p.mem_source == "rss" for p in pts if p.mem_source):
+            # an allocator estimate beside host RSS compares unlike things
+            costs = [c for c in costs if c not in ("estimate_mb", "predicted_mb")]
         columns[task] = [{"key": n, **_metric_info(n)} for n in metrics + costs]
         ids = list(range(pid, pid + len(pts)))
         pid += len(pts)

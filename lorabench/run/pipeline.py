@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from lorabench.accounting.counting import count_parameters
+from lorabench.accounting.predict import predict_spec
+from lorabench.accounting.predict import profile_fields as prediction_fields
 from lorabench.errors import UsageError
 from lorabench.methods.base import Method, MethodContext
 from lorabench.methods.prepare import enable_grad_checkpointing, prepare_kbit, upcast_trainable
@@ -93,6 +95,8 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             mctx = spec.method_context(task.family, info["model_type"], total_steps(spec.train, len(data.train)))
             model = apply_method(spec, method, model, mctx)
             trainable, total = count_parameters(model)
+        # Between the phases, so neither's time or peaks include it; fake tensors allocate nothing.
+        prediction = predict_spec(spec, mctx.task_family, device, info.get("compute_dtype"), trace=device == "cuda")
         with monitor.track() as training:
             host = HostCPU()
             stats = train(spec, task, method, model, tokenizer, data, ctx)
@@ -106,6 +110,8 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     env = run_environment(device)
     perf, perf_notes = _performance(model, spec, mctx, task, info, stats, device, ctx, env)
     flags, sanity = compute_flags(spec.task_options["type"], stats.curve, result.predictions)
+    memory_mb = {name: p.memory.to_dict() for name, p in (("load", load), ("train", training), ("eval", evaluation))}
+    predicted, predict_notes = prediction_fields(prediction, memory_mb, device)
     profile = {
         "trainable_params": trainable,
         "total_params": total,
@@ -124,12 +130,11 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         "eval_tokens": result.tokens,
         "load_s": load.seconds,
         "adapter_bytes": adapter_bytes,
-        "memory_mb": {
-            name: p.memory.to_dict() for name, p in (("load", load), ("train", training), ("eval", evaluation))
-        },
+        "memory_mb": memory_mb,
+        **predicted,
         "host_cpu_train": host_train,
         **perf,
-        "notes": monitor.notes + perf_notes,
+        "notes": monitor.notes + perf_notes + predict_notes,
     }
     return {
         "metrics": result.metrics,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from lorabench.accounting.fit import budget_bytes  # the card table and size parsing (no torch)
 from lorabench.errors import Issue, SuiteError, UsageError
 from lorabench.suite.typed import MISSING, Collector, FieldErrors, build, check_ranges, convert, key_line
 from lorabench.suite.yamlnodes import LDict, LList, decode, load_yaml
@@ -137,6 +138,11 @@ class ExecutionSettings:
     compile: bool = False  # torch.compile the model before training
     # Peak dense TFLOP/s for MFU, overriding the built-in datasheet table (needed on CPU).
     peak_tflops: float | None = None
+    # The GPU's memory ("80GiB", "40960MiB" or a card name such as "A100-40GB"): before any
+    # run starts, each point's traced peak is checked against it (lorabench.accounting.predict).
+    gpu_memory: str | None = None
+    # Record points predicted not to fit as `predicted_oom` rows instead of running them.
+    skip_predicted_oom: bool = False
 
     def __post_init__(self) -> None:
         rules = {
@@ -147,6 +153,17 @@ class ExecutionSettings:
             "peak_tflops": "> 0",
         }
         errors = check_ranges(self, rules)
+        if self.gpu_memory is not None:
+            try:
+                budget_bytes(self.gpu_memory)
+            except UsageError as exc:
+                errors.append(("gpu_memory", f"`gpu_memory`: {exc}"))
+            if self.device == Device.CPU.value:
+                errors.append(("gpu_memory", "`gpu_memory` is a CUDA budget; `device` is cpu"))
+        elif self.skip_predicted_oom:
+            errors.append(
+                ("skip_predicted_oom", "`skip_predicted_oom` needs `gpu_memory` (the budget to check against)")
+            )
         if errors:
             raise FieldErrors(errors)
 
