@@ -183,6 +183,7 @@ class Profile(RecordPart):
     timed_tokens: int | None = optional()
     train_steps: int | None = optional()
     eval_s: float | None = optional()
+    val_eval_s: float | None = optional()  # the final evaluation on the validation split, where the task has one
     periodic_eval_s: float | None = optional()
     eval_tokens: int | None = optional()
     load_s: float | None = optional()
@@ -229,6 +230,7 @@ class Record(RecordPart):
     error: str | None = optional()
     recipe: str | None = optional()  # record.recipe_hash; absent in records before it existed
     metrics: dict[str, float | None] = optional(dict)
+    val_metrics: dict[str, float | None] = optional(dict)  # on the validation split, where the task has one
     profile: Profile = optional(Profile, parse=Profile.from_dict)
     resolved: dict[str, Any] = optional(dict)
     curves: dict[str, Any] = optional(dict)
