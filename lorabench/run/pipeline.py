@@ -139,6 +139,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     )
     return {
         "metrics": result.metrics,
+        **({"val_metrics": val_result.metrics} if val_result is not None else {}),
         "profile": profile.to_dict(),  # plain data across the process boundary
         "resolved": {
             **info,
