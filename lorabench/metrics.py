@@ -229,6 +229,23 @@ register_metric(
 )
 for _r in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
     register_metric(_r, higher_is_better=True, description=f"{_r} F-measure x100 (rouge-score)", fmt=".2f", tol_abs=3.0)
+# Forgetting (lorabench.tasks.forgetting): the change of a reference score the base model
+# already had, signed so that positive means lost ability. Lower is better, for both.
+register_metric(
+    "forgetting_perplexity",
+    higher_is_better=False,
+    description="perplexity on the task's forgetting reference after fine-tuning minus the base model's (positive: forgot)",
+    fmt="sig3",
+)
+register_metric(
+    "forgetting_pair_retrieval",
+    higher_is_better=False,
+    description=(
+        "pair-retrieval accuracy on the forgetting reference (first half of a text finds its second half, mean-pooled "
+        "hidden states), base minus fine-tuned (positive: forgot)"
+    ),
+    fmt=".3f",
+)
 
 # Single-seed timing differences below this share are machine noise (compare marks, Pareto):
 # on shared machines the same point has measured 10x apart under load.

@@ -199,6 +199,7 @@ class Profile(RecordPart):
     hfu: float | None = optional()
     estimate_bytes: dict[str, Any] | None = optional()  # accounting.estimate's answer for this run
     notes: list[str] = optional(list)  # why a figure is null, said in words
+    forgetting_s: float | None = optional()  # scoring the forgetting reference, where the task names one
     WHERE: ClassVar[str] = "profile"
 
     def figure(self, name: str) -> Any:

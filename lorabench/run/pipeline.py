@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from lorabench.accounting.counting import count_parameters
+from lorabench.data.sources import describe
 from lorabench.data.sources import has_val as data_has_val
 from lorabench.errors import UsageError
 from lorabench.methods.base import Method, MethodContext
@@ -37,9 +38,9 @@ from lorabench.run.train import TrainStats, check_finite, total_steps
 from lorabench.run.train import train as train_loop
 from lorabench.sanity import compute_flags
 from lorabench.spec import RunSpec
-from lorabench.tasks import TASK_TYPES
+from lorabench.tasks import TASK_TYPES, forgetting
 from lorabench.tasks.base import EvalResult, Task, TaskData
-from lorabench.tasks.cache import prepare_cached
+from lorabench.tasks.cache import prepare_cached, tokenizer_fingerprint
 from lorabench.vocab import QUANTIZED, TaskFamily, resolve_device
 
 
@@ -93,6 +94,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         with monitor.track() as load:
             model, tokenizer, info = load_model(spec, task, device)
             data = build_data(spec, task, tokenizer)
+            reference = forgetting_base(spec, task, model, tokenizer, info, ctx)
             mctx = spec.method_context(task.family, info["model_type"], total_steps(spec.train, len(data.train)))
             model = apply_method(spec, method, model, mctx)
             trainable, total = count_parameters(model)
@@ -102,6 +104,9 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         host_train = host.finish()
         with monitor.track() as evaluation:
             result, eval_s = evaluate(spec, task, model, tokenizer, data, ctx)
+            if reference is not None:
+                reference = forgetting_after(spec, task, model, tokenizer, ctx, reference)
+                result.metrics[f"forgetting_{reference['measure']}"] = reference["change"]
         check_finite(result.metrics)
         val_result, val_eval_s = None, None
         if has_val:  # the validation score model selection reads (the final score above is on test)
@@ -136,6 +141,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         host_cpu_train=host_train,
         **perf,
         notes=monitor.notes + perf_notes,
+        **({"forgetting_s": reference["seconds"]} if reference is not None else {}),
     )
     return {
         "metrics": result.metrics,
@@ -154,6 +160,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             "loss_kernel": info.get("loss_kernel", "model default"),
             "sanity": sanity,
             "splits": splits(has_val, bool(stats.eval_curve)),
+            **({"forgetting": {k: v for k, v in reference.items() if k != "seconds"}} if reference else {}),
         },
         "flags": flags,
         "curves": {"train_loss": stats.curve, **({"eval": stats.eval_curve} if stats.eval_curve else {})},
@@ -235,6 +242,44 @@ def evaluate(
     with Stopwatch(ctx.sync) as sw:
         result = task.evaluate(model, tokenizer, data, spec.eval, ctx)
     return result, sw.seconds
+
+
+def forgetting_base(
+    spec: RunSpec, task: Task, model: Any, tokenizer: Any, info: dict[str, Any], ctx: RunContext
+) -> dict[str, Any] | None:
+    """The base model's score on the task's forgetting reference (cached per model and reference), or None.
+
+    Measured before the method touches the model, so it is the base as loaded (at the
+    run's precision: a quantised run is compared with its quantised base).
+    """
+    options = spec.task_options.get("forgetting")  # left out of the spec when the suite sets none
+    if options is None:
+        return None
+    name = forgetting.measure_name(task.family)
+    where = describe(options["data"], "eval")
+    key = forgetting.base_key(spec, task.family, info.get("resolved_path"), tokenizer_fingerprint(tokenizer))
+
+    def compute() -> float:
+        return forgetting.measure(
+            model, tokenizer, task.family, options, spec.task, spec.train.max_seq_len, spec.eval, ctx
+        )
+
+    with Stopwatch(ctx.sync) as sw:
+        base, cache = forgetting.base_score(key, name, compute, where)
+    return {"measure": name, "reference": where, "base": base, "base_cache": cache, "key": key, "seconds": sw.seconds}
+
+
+def forgetting_after(
+    spec: RunSpec, task: Task, model: Any, tokenizer: Any, ctx: RunContext, reference: dict[str, Any]
+) -> dict[str, Any]:
+    """``reference`` completed with the fine-tuned model's score and the change (positive: forgot)."""
+    options = spec.task_options["forgetting"]
+    with Stopwatch(ctx.sync) as sw:
+        after = forgetting.measure(
+            model, tokenizer, task.family, options, spec.task, spec.train.max_seq_len, spec.eval, ctx
+        )
+    change = forgetting.change(task.family, reference["base"], after)
+    return {**reference, "after": after, "change": change, "seconds": reference["seconds"] + sw.seconds}
 
 
 def save(method: Method, model: Any, run_dir: Path, keep: bool) -> int:
