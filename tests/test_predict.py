@@ -79,12 +79,13 @@ def test_a_prediction_that_cannot_be_made_is_null_with_the_reason(monkeypatch) -
 
 def test_the_ratio_is_measured_over_predicted_on_cuda_only() -> None:
     from lorabench.accounting.predict import Prediction
+    from lorabench.record_data import PhaseMemory
 
     pred = Prediction(peak_bytes=1000 * MiB, method="trace", seconds=0.5)
     mem = {
-        "load": {"rss": 900.0, "allocated": 5000.0},  # loading's unquantised copy: not what is predicted
-        "train": {"rss": 900.0, "allocated": 1100.0},
-        "eval": {"rss": 900.0, "allocated": 400.0},
+        "load": PhaseMemory(rss=900.0, allocated=5000.0),  # loading's unquantised copy: not what is predicted
+        "train": PhaseMemory(rss=900.0, allocated=1100.0),
+        "eval": PhaseMemory(rss=900.0, allocated=400.0),
     }
     assert measured_peak_bytes(mem) == 1100 * MiB
     fields, notes = profile_fields(pred, mem, "cuda")
@@ -95,7 +96,7 @@ def test_the_ratio_is_measured_over_predicted_on_cuda_only() -> None:
         "predict_s": 0.5,
     }
     assert notes == []
-    cpu = {k: {"rss": 900.0, "allocated": None} for k in mem}
+    cpu = {k: PhaseMemory(rss=900.0, allocated=None) for k in mem}
     fields, notes = profile_fields(pred, cpu, "cpu")
     assert fields["measured_over_predicted"] is None and fields["predicted_peak_bytes"] == 1000 * MiB
     assert any("host RSS" in n for n in notes)
@@ -103,7 +104,7 @@ def test_the_ratio_is_measured_over_predicted_on_cuda_only() -> None:
 
 def test_the_leaderboard_shows_measured_vs_predicted_where_a_device_measured() -> None:
     from lorabench.report.leaderboard import leaderboard
-    from tests.test_gate import make_record
+    from tests.test_gate import make_record, typed
 
     def profile(allocated: float | None, ratio: float | None) -> dict:
         return {
@@ -117,11 +118,11 @@ def test_the_leaderboard_shows_measured_vs_predicted_where_a_device_measured() -
         }
 
     metrics = {"perplexity": 5.0, "token_accuracy": 0.4, "eval_loss": 1.6}
-    _, gpu = leaderboard([make_record("lora", metrics, profile=profile(1100.0, 1.1))])
+    _, gpu = leaderboard(typed([make_record("lora", metrics, profile=profile(1100.0, 1.1))]))
     assert "predicted MiB" in gpu and "measured/predicted" in gpu
     row = next(line for line in gpu.splitlines() if line.startswith("| m "))
     assert "1,000" in row and "1.100" in row
-    _, cpu = leaderboard([make_record("lora", metrics, profile=profile(None, None))])
+    _, cpu = leaderboard(typed([make_record("lora", metrics, profile=profile(None, None))]))
     assert "predicted MiB" not in cpu  # beside host RSS a prediction of the allocator compares unlike things
 
 
@@ -178,8 +179,8 @@ def test_points_predicted_not_to_fit_are_rows_or_warnings_never_dropped(tmp_path
     recorded, todo = _plan_memory(specs, tmp_path)
     assert recorded == 1 and [s.seed for s in todo] == [1]
     rec = read_record(tmp_path / specs[0].run_id / "record.json")
-    assert rec["status"] == "predicted_oom" and "gpu_memory 24GiB" in rec["error"] and "not run" in rec["error"]
-    assert rec["profile"]["predicted_peak_bytes"] == 30 * 2**30 and rec["profile"]["predicted_method"] == "trace"
+    assert rec.status == "predicted_oom" and "gpu_memory 24GiB" in rec.error and "not run" in rec.error
+    assert rec.profile.predicted_peak_bytes == 30 * 2**30 and rec.profile.predicted_method == "trace"
     assert "predicted_oom" in capsys.readouterr().err
     # Without skip_predicted_oom the point runs, and the warning says why it was not skipped.
     runs = expand(parse_suite(PLANNED.format(execution="gpu_memory: 24GiB"), "s.yaml"))

@@ -103,10 +103,11 @@ def predict_spec(
 def measured_peak_bytes(memory_mb: dict[str, Any]) -> int | None:
     """The measured figure the prediction is for: torch's allocated peak over training and evaluation.
 
-    The load phase is left out: it holds what loading alone allocates (a k-bit base's
-    unquantised copy), which the prediction does not cover.
+    ``memory_mb`` maps phases to ``record_data.PhaseMemory``. The load phase is left out:
+    it holds what loading alone allocates (a k-bit base's unquantised copy), which the
+    prediction does not cover.
     """
-    peaks = [(memory_mb.get(phase) or {}).get("allocated") for phase in ("train", "eval")]
+    peaks = [getattr(memory_mb.get(phase), "allocated", None) for phase in ("train", "eval")]
     peaks = [p for p in peaks if isinstance(p, (int, float))]
     return round(max(peaks) * MiB) if peaks else None
 
