@@ -24,8 +24,9 @@ from typing import Any
 from lorabench.vocab import HeadType, MiB
 
 # A run traces its step only where the measurement can confirm it: on a CPU the measured
-# figure is host RSS, and the trace (~1-3 s on a tiny model under load, fake-tensor
-# dispatch) would be a large share of a seconds-long smoke run; the analytic model takes ~0.1 s.
+# figure is host RSS, and the trace (2-6 s per tiny built-in run under load, nearly all
+# fake-tensor dispatch) would be a large share of a seconds-long smoke run; the analytic
+# model takes ~0.1 s.
 TRACE_SKIPPED = (
     "not traced on {device}: the measured figure there is host RSS, which no allocator prediction can confirm"
 )
