@@ -255,6 +255,11 @@ def flat_row(rec: dict[str, Any]) -> dict[str, Any]:
     row["mfu"] = prof.get("mfu")
     for name, value in sorted((rec.get("metrics") or {}).items()):
         row[name] = value
+    # The learning rate, and whether it is one of a sweep's (`select` chooses among those on val_*).
+    row["lr"] = (spec.get("train") or {}).get("lr")
+    row["sweep"] = ";".join(spec.get("sweep") or ())
+    for name, value in sorted((rec.get("val_metrics") or {}).items()):
+        row[f"val_{name}"] = value
     row["device"] = (rec.get("env") or {}).get("device_name")
     row["error"] = rec.get("error")
     return row
