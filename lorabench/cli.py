@@ -91,11 +91,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         run_ids = plan_run_ids(out)
         records = load_records(out)
         paths = build_report(out, records, run_ids=run_ids, baseline=baseline, raw_csv=args.raw_csv)
-    shown = [r for r in records if run_ids is None or r["run_id"] in run_ids]
+    shown = [r for r in records if run_ids is None or r.run_id in run_ids]
     print(f"lorabench: {len(shown)} records -> {paths['leaderboard']}, {paths['report']}")
     for rec in records:
         if rec not in shown:
-            print(f"  not in this suite: {rec['run_id']} {rec['label']} ({rec['status']})")
+            print(f"  not in this suite: {rec.run_id} {rec.label} ({rec.status})")
     return 0
 
 

@@ -95,6 +95,21 @@ def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> 
 
     out = dataclasses.asdict(opts)
     out["data"] = wire_source(out["data"])  # suites without validation keep their run ids
+    return task_wire(out)
+
+
+#: Task options added after run ids were in use: left out of a run's spec while unset, so a
+#: suite that does not use them keeps its run ids and its records stay as they were.
+TASK_KEYS_OMITTED_UNSET = ("forgetting",)
+
+
+def task_wire(options: dict[str, Any]) -> dict[str, Any]:
+    """A task's options as a run spec holds them (unset late-added keys left out)."""
+    from lorabench.data.sources import wire_source
+
+    out = {k: v for k, v in options.items() if not (k in TASK_KEYS_OMITTED_UNSET and v is None)}
+    if out.get("forgetting"):
+        out["forgetting"] = {**out["forgetting"], "data": wire_source(out["forgetting"]["data"])}
     return out
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from lorabench.methods.lora import LoraOptions, lora_alpha
 from lorabench.plan import expand
+from lorabench.record_data import Record
 from lorabench.validate import parse_suite
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,11 +61,12 @@ def test_resolved_alpha_is_in_the_leaderboard() -> None:
     records = [
         json.loads(p.read_text()) for p in (REPO / "results" / "baselines" / "smoke-cpu").glob("runs/*/record.json")
     ]
-    num, md = leaderboard(records)
+    typed = [Record.from_dict(r) for r in records]
+    num, md = leaderboard(typed)
     lm = md.split("## synthetic-lm")[1].split("## ")[0]
     header = [c.strip() for c in lm.splitlines()[2].strip("|").split("|")]
     row = next(line for line in lm.splitlines() if "| lora " in line and "| fp32 " in line)
     assert row.split("|")[1 + header.index("α")].strip() == "16"  # the suite's lora alpha, as resolved
     assert set(num.loc[num["method"] == "full", "alpha"]) == {"-"}
-    frame = runs_frame(records)
+    frame = runs_frame(typed)
     assert frame.loc[(frame["method"] == "rslora"), "alpha"].tolist() == [16.0]
