@@ -80,6 +80,18 @@ def _differs(m: Metric, a: Agg, b: Agg) -> int:
     return 1 if m.better(b.mean, a.mean) else -1
 
 
+def inside_noise(values: list[float], metric: str) -> bool:
+    """Whether all of ``values`` lie within ``metric``'s registered noise of the smallest.
+
+    The plots' "inside the noise" notes read this, with the same noise as the Pareto mark
+    (:func:`_differs`), so a panel spanning 534-539 MiB of host RSS says so.
+    """
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if len(finite) < 2:
+        return False
+    return max(finite) - min(finite) <= METRICS.get(metric).noise(min(finite))
+
+
 def pareto_points(points: list[Point], metric: str, cost: str = MEMORY) -> set[int]:
     """Indices of the points no other point beats on (``cost``, ``metric``) beyond the noise."""
     mq, mc = METRICS.get(metric), METRICS.get(cost)
@@ -206,6 +218,9 @@ def numeric_frame(points: list[Point]) -> pd.DataFrame:
                 row[f"{name}_std"] = agg.std if agg and agg.std is not None else math.nan
                 row[f"{name}_ci95"] = agg.half if agg and agg.half is not None else math.nan
                 row[f"{name}_n"] = agg.n if agg else 0
+                # The band the tables and plots show (Agg.band: t95 from 3 seeds, min-max with 2).
+                lo, hi, _kind = agg.band() if agg else (math.nan, math.nan, "")
+                row[f"{name}_lo"], row[f"{name}_hi"] = (lo, hi) if agg and agg.n >= 2 else (math.nan, math.nan)
             row["task"] = task
             rows.append(row)
     df = pd.DataFrame(rows)
