@@ -227,13 +227,13 @@ def _check_select(suite: Suite, specs: dict[str, RunSpec], col: Collector) -> No
         if spec.task in seen:
             continue
         seen.add(spec.task)
-        if not has_val(spec.task_options["data"]):
+        if not has_val(spec.task_options.data):
             col.error(
                 line,
                 f"select: task {spec.task!r} has no validation split; selection never reads test. Add "
                 "`val_fraction` or `val_file` to its data",
             )
-        metrics = TASK_TYPES.get(spec.task_options["type"]).metrics
+        metrics = TASK_TYPES.get(spec.task_options.type).metrics
         if sel.metric not in metrics:
             col.error(line, f"select.metric: task {spec.task!r} reports {', '.join(metrics)}, not {sel.metric!r}")
 
