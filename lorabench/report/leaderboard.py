@@ -197,6 +197,10 @@ def numeric_frame(points: list[Point]) -> pd.DataFrame:
         front = pareto_points(pts, metrics[0]) if metrics else set()
         for i, p in enumerate(pts):
             row: dict[str, Any] = dict(zip(POINT, p.key))
+            if p.selection is not None:  # a row chosen out of a sweep: the plain method, the rate apart
+                row["method"] = p.selection.key[2]
+                row["lr"] = p.selection.chosen.lr if p.selection.chosen else math.nan
+                row["selected_on"] = f"val_{p.selection.metric}"
             row.update(
                 n=p.n,
                 seeds=len(p.runs),
@@ -256,7 +260,25 @@ def leaderboard_markdown(points: list[Point]) -> str:
     return "\n".join(out)
 
 
-def leaderboard(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, str]:
-    """(numeric frame, markdown) of the records' leaderboard."""
+def leaderboard(records: list[dict[str, Any]], select_metric: str | None = None) -> tuple[pd.DataFrame, str]:
+    """(numeric frame, markdown) of the records' leaderboard.
+
+    With ``select_metric`` (the suite's ``select.metric``), each learning-rate sweep is
+    one row: the rate chosen on that validation metric, with its test scores
+    (:mod:`lorabench.report.select`); every rate's figures follow the tables.
+    """
+    from lorabench.report.select import select, selection_markdown
+
     points = group([run_from_record(r) for r in records])
-    return numeric_frame(points), leaderboard_markdown(points)
+    if not select_metric:
+        return numeric_frame(points), leaderboard_markdown(points)
+    points, selections = select(points, select_metric)
+    board = leaderboard_markdown(points)
+    if selections:
+        m = METRICS.get(select_metric)
+        board += (
+            f"\n`(lr=… selected)`: the learning rate chosen out of the sweep on validation {select_metric} "
+            f"({m.direction}, mean over seeds); the row's scores are that rate's test scores.\n\n"
+            + selection_markdown(selections)
+        )
+    return numeric_frame(points), board
