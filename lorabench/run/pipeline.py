@@ -31,6 +31,7 @@ from lorabench.models import loading
 from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, is_encoder_decoder
 from lorabench.preflight import positions_error
 from lorabench.provenance import run_environment
+from lorabench.run.energy import EnergyMeter
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, dir_bytes
 from lorabench.run.train import TrainStats, check_finite, total_steps
@@ -99,7 +100,8 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             trainable, total = count_parameters(model)
         with monitor.track() as training:
             host = HostCPU()
-            stats = train(spec, task, method, model, tokenizer, data, ctx)
+            meter = EnergyMeter(device)
+            stats = train(spec, task, method, model, tokenizer, data, ctx, meter)
         host_train = host.finish()
         with monitor.track() as evaluation:
             result, eval_s = evaluate(spec, task, model, tokenizer, data, ctx)
@@ -140,6 +142,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             name: p.memory.to_dict() for name, p in (("load", load), ("train", training), ("eval", evaluation))
         },
         "host_cpu_train": host_train,
+        "energy": meter.describe(stats.energy_j),
         **perf,
         "notes": monitor.notes + perf_notes,
         **({"forgetting_s": reference["seconds"]} if reference is not None else {}),
@@ -211,7 +214,14 @@ def apply_method(spec: RunSpec, method: Method, model: Any, mctx: MethodContext)
 
 
 def train(
-    spec: RunSpec, task: Task, method: Method, model: Any, tokenizer: Any, data: TaskData, ctx: RunContext
+    spec: RunSpec,
+    task: Task,
+    method: Method,
+    model: Any,
+    tokenizer: Any,
+    data: TaskData,
+    ctx: RunContext,
+    energy: EnergyMeter | None = None,
 ) -> TrainStats:
     """The training loop (``run/train.py``), with periodic evaluation and the method's per-step hook."""
 
@@ -232,6 +242,7 @@ def train(
         evaluate=periodic_eval,
         eval_every=spec.eval.every,
         forward=chunked_ce_forward(model) if spec.train.loss == "chunked" else None,
+        energy=energy,
     )
 
 
