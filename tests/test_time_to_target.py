@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lorabench.metrics import METRICS, record_values
+from lorabench.record_data import Record
 from lorabench.report.target import Target, default_target, task_targets, time_to_target, with_time_to_target
 from lorabench.run.energy import EnergyMeter
 from tests.report_fixture import build_result_set
@@ -62,7 +63,7 @@ def test_time_to_target_figures_are_registered_costs_lower_is_better() -> None:
         assert METRICS.get(name).kind == "quality" and not METRICS.get(name).higher_is_better
 
 
-def _lm_records(tmp_path: Path) -> tuple[Path, list[dict]]:
+def _lm_records(tmp_path: Path) -> tuple[Path, list[Record]]:
     """The report fixture with hand-made eval curves on synthetic-lm: each run's final perplexity is known."""
     out, records = build_result_set(tmp_path / "set", seeds=2)
     lm = [r for r in records if r["spec"]["task"] == "synthetic-lm" and r["status"] == "success"]
@@ -74,7 +75,7 @@ def _lm_records(tmp_path: Path) -> tuple[Path, list[dict]]:
             {"step": 29, "perplexity": final, "train_tokens": 1920, "train_s": 3.0},
         ]
         (out / "runs" / rec["run_id"] / "record.json").write_text(json.dumps(rec))
-    return out, records
+    return out, [Record.from_dict(r) for r in records]
 
 
 def test_targets_and_times_come_from_the_records_curves(tmp_path: Path) -> None:
@@ -84,13 +85,13 @@ def test_targets_and_times_come_from_the_records_curves(tmp_path: Path) -> None:
     assert targets["synthetic-lm"].value == pytest.approx(4.0 / 0.95)
     by_final = {}
     for rec in with_time_to_target(records):
-        ttt = rec["profile"].get("time_to_target")
+        ttt = rec.profile.time_to_target
         if ttt:
-            by_final[rec["curves"]["eval"][-1]["perplexity"]] = ttt
+            by_final[rec.curves["eval"][-1]["perplexity"]] = ttt
     # final 4.0: 4.2 at step 19 reaches 4.2105 -> 20 steps, 1280 tokens; final 5.0 never does.
     assert (by_final[4.0]["steps"], by_final[4.0]["tokens"], by_final[4.0]["seconds"]) == (20, 1280, 2.0)
     assert by_final[5.0]["reached"] is False
-    assert all("time_to_target" not in r["profile"] for r in records)  # the records themselves are not changed
+    assert all(not r.profile.has("time_to_target") for r in records)  # the records themselves are not changed
     assert task_targets(records, {"synthetic-lm": 7.0})["synthetic-lm"] == Target("perplexity", 7.0, "select.target")
 
 
@@ -110,7 +111,7 @@ def test_leaderboard_report_page_and_plot_show_time_to_target(tmp_path: Path) ->
     assert series and all(s["tokens"] == [640, 1280, 1920] for s in series)
     assert (out / "plots" / "time_to_quality_synthetic-lm.png").is_file()
     assert 'id="ttq-chart"' in html
-    row = next(r for r in with_time_to_target(records) if r["profile"].get("time_to_target", {}).get("reached"))
+    row = next(r for r in with_time_to_target(records) if (r.profile.time_to_target or {}).get("reached"))
     assert record_values(row)["tokens_to_target"] == 1280
 
 

@@ -17,12 +17,12 @@ report reads it (runs.csv, leaderboard, report.html). Nothing here imports torch
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from lorabench.metrics import METRICS
+from lorabench.record_data import Profile, Record
 
 DEFAULT_SHARE = 0.95
 
@@ -69,24 +69,24 @@ def time_to_target(curve: list[dict[str, Any]], target: Target) -> dict[str, Any
     return out
 
 
-def _primary(rec: dict[str, Any]) -> str | None:
+def _primary(rec: Record) -> str | None:
     from lorabench.report.results import run_from_record
 
     return run_from_record(rec).primary
 
 
-def task_targets(records: list[dict[str, Any]], explicit: dict[str, float] | None = None) -> dict[str, Target]:
+def task_targets(records: list[Record], explicit: dict[str, float] | None = None) -> dict[str, Target]:
     """Per task: the explicit target (``explicit[task]``, on the primary metric) or the default one.
 
     Only successful runs with an evaluation curve holding the primary metric count.
     """
     finals: dict[str, tuple[str, list[float]]] = {}
     for rec in records:
-        curve = (rec.get("curves") or {}).get("eval") or []
+        curve = rec.curves.get("eval") or []
         metric = _primary(rec)
-        if rec.get("status") != "success" or not curve or metric is None or metric not in curve[-1]:
+        if not rec.ok or not curve or metric is None or metric not in curve[-1]:
             continue
-        task = rec["spec"]["task"]
+        task = rec.spec["task"]
         finals.setdefault(task, (metric, []))[1].append(float(curve[-1][metric]))
     out: dict[str, Target] = {}
     for task, (metric, values) in finals.items():
@@ -100,31 +100,32 @@ def task_targets(records: list[dict[str, Any]], explicit: dict[str, float] | Non
     return out
 
 
-def with_time_to_target(
-    records: list[dict[str, Any]], explicit: dict[str, float] | None = None
-) -> list[dict[str, Any]]:
-    """Copies of ``records`` with ``profile.time_to_target`` set wherever the run has a curve and its task a target."""
+def with_time_to_target(records: list[Record], explicit: dict[str, float] | None = None) -> list[Record]:
+    """Copies of ``records`` with ``profile.time_to_target`` set wherever the run has a curve and its task a target.
+
+    The records on disk are not changed: the default target depends on every run of the task.
+    """
     targets = task_targets(records, explicit)
     out = []
     for rec in records:
-        curve = (rec.get("curves") or {}).get("eval") or []
-        target = targets.get(rec["spec"]["task"])
-        if target is None or not curve or rec.get("status") != "success":
+        curve = rec.curves.get("eval") or []
+        target = targets.get(rec.spec["task"])
+        if target is None or not curve or not rec.ok:
             out.append(rec)
             continue
-        rec = copy.copy(rec)
-        rec["profile"] = {**(rec.get("profile") or {}), "time_to_target": time_to_target(curve, target)}
-        out.append(rec)
+        # Through the wire form, so absent fields stay absent (dataclasses.replace would write them as null).
+        profile = Profile.from_dict({**rec.profile.to_dict(), "time_to_target": time_to_target(curve, target)})
+        out.append(Record.from_dict({**rec.to_dict(), "profile": profile.to_dict()}))
     return out
 
 
-def target_notes(records: list[dict[str, Any]]) -> str:
+def target_notes(records: list[Record]) -> str:
     """Markdown saying each task's time-to-target target (appended to leaderboard.md), or ''."""
     seen: dict[str, dict[str, Any]] = {}
     for rec in records:
-        ttt = (rec.get("profile") or {}).get("time_to_target")
+        ttt = rec.profile.time_to_target
         if isinstance(ttt, dict):
-            seen.setdefault(rec["spec"]["task"], ttt)
+            seen.setdefault(rec.spec["task"], ttt)
     if not seen:
         return ""
     lines = ["", "## Time to target", ""]

@@ -5,8 +5,8 @@
 :func:`evaluate` (the *eval* phase) → :func:`save`. Each phase is one
 ``with monitor.track()`` block, so its peaks are its own.
 
-Runs inside the isolated child process. It returns plain data; the driver alone
-writes ``record.json`` and ``predictions.jsonl``.
+Runs inside the isolated child process. It returns plain data (the profile as
+``record_data.Profile.to_dict()``); the driver alone writes ``record.json`` and ``predictions.jsonl``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from lorabench.models import loading
 from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, is_encoder_decoder
 from lorabench.preflight import positions_error
 from lorabench.provenance import run_environment
+from lorabench.record_data import Profile
 from lorabench.run.energy import EnergyMeter
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, dir_bytes
@@ -119,38 +120,36 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     env = run_environment(device)
     perf, perf_notes = _performance(model, spec, mctx, task, info, stats, device, ctx, env)
     flags, sanity = compute_flags(spec.task_options["type"], stats.curve, result.predictions)
-    profile = {
-        "trainable_params": trainable,
-        "total_params": total,
-        "trainable_pct": 100.0 * trainable / total if total else None,
-        "param_convention": "peft get_nb_trainable_parameters (tied once; Params4bit x2 x itemsize)",
-        "tokens_per_s": stats.tokens_per_s,
-        "samples_per_s": stats.samples_per_s,
-        "train_s": stats.train_s,
-        "timed_s": stats.timed_s,
-        "timed_steps": stats.timed_steps,
-        "step_s": [round(t, 6) for t in stats.step_s],
-        "timed_tokens": stats.tokens,
-        "train_steps": stats.steps,
-        "eval_s": eval_s,
+    profile = Profile(
+        trainable_params=trainable,
+        total_params=total,
+        trainable_pct=100.0 * trainable / total if total else None,
+        param_convention="peft get_nb_trainable_parameters (tied once; Params4bit x2 x itemsize)",
+        tokens_per_s=stats.tokens_per_s,
+        samples_per_s=stats.samples_per_s,
+        train_s=stats.train_s,
+        timed_s=stats.timed_s,
+        timed_steps=stats.timed_steps,
+        step_s=[round(t, 6) for t in stats.step_s],
+        timed_tokens=stats.tokens,
+        train_steps=stats.steps,
+        eval_s=eval_s,
         **({"val_eval_s": val_eval_s} if has_val else {}),
-        "periodic_eval_s": stats.eval_s,
-        "eval_tokens": result.tokens,
-        "load_s": load.seconds,
-        "adapter_bytes": adapter_bytes,
-        "memory_mb": {
-            name: p.memory.to_dict() for name, p in (("load", load), ("train", training), ("eval", evaluation))
-        },
-        "host_cpu_train": host_train,
-        "energy": meter.describe(stats.energy_j),
+        periodic_eval_s=stats.eval_s,
+        eval_tokens=result.tokens,
+        load_s=load.seconds,
+        adapter_bytes=adapter_bytes,
+        memory_mb={name: p.memory for name, p in (("load", load), ("train", training), ("eval", evaluation))},
+        host_cpu_train=host_train,
+        energy=meter.describe(stats.energy_j),
         **perf,
-        "notes": monitor.notes + perf_notes,
+        notes=monitor.notes + perf_notes,
         **({"forgetting_s": reference["seconds"]} if reference is not None else {}),
-    }
+    )
     return {
         "metrics": result.metrics,
         **({"val_metrics": val_result.metrics} if val_result is not None else {}),
-        "profile": profile,
+        "profile": profile.to_dict(),  # plain data across the process boundary
         "resolved": {
             **info,
             "device": device,
