@@ -14,7 +14,14 @@ import pytest
 
 from lorabench.metrics import METRICS, record_values
 from lorabench.record_data import Record
-from lorabench.report.target import Target, default_target, task_targets, time_to_target, with_time_to_target
+from lorabench.report.target import (
+    Target,
+    default_target,
+    load_target,
+    task_targets,
+    time_to_target,
+    with_time_to_target,
+)
 from lorabench.run.energy import EnergyMeter
 from tests.report_fixture import build_result_set
 
@@ -92,7 +99,16 @@ def test_targets_and_times_come_from_the_records_curves(tmp_path: Path) -> None:
     assert (by_final[4.0]["steps"], by_final[4.0]["tokens"], by_final[4.0]["seconds"]) == (20, 1280, 2.0)
     assert by_final[5.0]["reached"] is False
     assert all(not r.profile.has("time_to_target") for r in records)  # the records themselves are not changed
-    assert task_targets(records, {"synthetic-lm": 7.0})["synthetic-lm"] == Target("perplexity", 7.0, "select.target")
+    assert task_targets(records, ("perplexity", 7.0))["synthetic-lm"] == Target("perplexity", 7.0, "select.target")
+
+
+def test_select_target_is_read_from_the_results_suite_copy(tmp_path: Path) -> None:
+    (tmp_path / "suite.yaml").write_text("select: {metric: accuracy, over: [lr], target: 0.8}\n")
+    assert load_target(tmp_path) == ("accuracy", 0.8)
+    (tmp_path / "suite.yaml").write_text("select: {metric: accuracy, over: [lr]}\n")
+    assert load_target(tmp_path) is None  # no target: the default rule
+    (tmp_path / "suite.yaml").write_text("select: [broken\n")
+    assert load_target(tmp_path) is None
 
 
 def test_leaderboard_report_page_and_plot_show_time_to_target(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lorabench.metrics import METRICS
@@ -75,8 +76,8 @@ def _primary(rec: Record) -> str | None:
     return run_from_record(rec).primary
 
 
-def task_targets(records: list[Record], explicit: dict[str, float] | None = None) -> dict[str, Target]:
-    """Per task: the explicit target (``explicit[task]``, on the primary metric) or the default one.
+def task_targets(records: list[Record], explicit: tuple[str, float] | None = None) -> dict[str, Target]:
+    """Per task: the explicit target (``(metric, value)``, the suite's ``select.target``) or the default one.
 
     Only successful runs with an evaluation curve holding the primary metric count.
     """
@@ -90,8 +91,8 @@ def task_targets(records: list[Record], explicit: dict[str, float] | None = None
         finals.setdefault(task, (metric, []))[1].append(float(curve[-1][metric]))
     out: dict[str, Target] = {}
     for task, (metric, values) in finals.items():
-        if explicit and task in explicit:
-            out[task] = Target(metric, float(explicit[task]), "select.target")
+        if explicit is not None:
+            out[task] = Target(explicit[0], float(explicit[1]), "select.target")
             continue
         value = default_target(values, METRICS.get(metric).higher_is_better)
         if value is not None:
@@ -100,7 +101,7 @@ def task_targets(records: list[Record], explicit: dict[str, float] | None = None
     return out
 
 
-def with_time_to_target(records: list[Record], explicit: dict[str, float] | None = None) -> list[Record]:
+def with_time_to_target(records: list[Record], explicit: tuple[str, float] | None = None) -> list[Record]:
     """Copies of ``records`` with ``profile.time_to_target`` set wherever the run has a curve and its task a target.
 
     The records on disk are not changed: the default target depends on every run of the task.
@@ -117,6 +118,32 @@ def with_time_to_target(records: list[Record], explicit: dict[str, float] | None
         profile = Profile.from_dict({**rec.profile.to_dict(), "time_to_target": time_to_target(curve, target)})
         out.append(Record.from_dict({**rec.to_dict(), "profile": profile.to_dict()}))
     return out
+
+
+def load_target(out_dir: Path) -> tuple[str, float] | None:
+    """``(select.metric, select.target)`` of the suite last run into ``out_dir`` (its ``suite.yaml``), else None.
+
+    Read as :func:`lorabench.report.select.load_select` reads the metric: only these keys, and a
+    copy that cannot be read gives the default target, never a guess.
+    """
+    import yaml
+
+    path = Path(out_dir) / "suite.yaml"
+    if not path.is_file() or path.is_symlink():
+        return None
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    sel = raw.get("select") if isinstance(raw, dict) else None
+    if not isinstance(sel, dict):
+        return None
+    metric, value = sel.get("metric"), sel.get("target")
+    if not isinstance(metric, str) or metric not in METRICS or isinstance(value, bool):
+        return None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return metric, float(value)
 
 
 def target_notes(records: list[Record]) -> str:
