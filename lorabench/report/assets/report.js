@@ -115,7 +115,10 @@ function renderBoards() {
         // The primary metric and tokens/s show their seed band; other columns the mean (band on hover).
         if (!v) return el("td", { text: "-" });
         const full = c.key === primary || c.key === "tokens_per_s";
-        return el("td", { class: c.key === primary ? "primary" : null, text: full ? v.t : v.m, title: v.t });
+        // The band goes on its own line under the mean: the table keeps to the page's width.
+        const band = full && v.t.startsWith(v.m) ? v.t.slice(v.m.length).trim() : "";
+        return el("td", { class: c.key === primary ? "primary" : null, title: v.t }, v.m,
+          ...(band ? [el("span", { class: "band", text: band })] : []));
       });
       const cls = p.status !== "success" ? "failed" : p.flags.includes("did_not_learn") ? "dnl" : null;
       const tr = el("tr", { class: cls, "data-point": p.id, tabindex: "0" }, ...tds);
