@@ -32,6 +32,7 @@ from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, is_e
 from lorabench.preflight import positions_error
 from lorabench.provenance import run_environment
 from lorabench.record_data import Profile
+from lorabench.run.energy import EnergyMeter
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, dir_bytes
 from lorabench.run.train import TrainStats, check_finite, total_steps
@@ -100,7 +101,8 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             trainable, total = count_parameters(model)
         with monitor.track() as training:
             host = HostCPU()
-            stats = train(spec, task, method, model, tokenizer, data, ctx)
+            meter = EnergyMeter(device)
+            stats = train(spec, task, method, model, tokenizer, data, ctx, meter)
         host_train = host.finish()
         with monitor.track() as evaluation:
             result, eval_s = evaluate(spec, task, model, tokenizer, data, ctx)
@@ -139,6 +141,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         adapter_bytes=adapter_bytes,
         memory_mb={name: p.memory for name, p in (("load", load), ("train", training), ("eval", evaluation))},
         host_cpu_train=host_train,
+        energy=meter.describe(stats.energy_j),
         **perf,
         notes=monitor.notes + perf_notes,
         **({"forgetting_s": reference["seconds"]} if reference is not None else {}),
@@ -214,7 +217,14 @@ def apply_method(spec: RunSpec, method: Method, model: Any, mctx: MethodContext)
 
 
 def train(
-    spec: RunSpec, task: Task, method: Method, model: Any, tokenizer: Any, data: TaskData, ctx: RunContext
+    spec: RunSpec,
+    task: Task,
+    method: Method,
+    model: Any,
+    tokenizer: Any,
+    data: TaskData,
+    ctx: RunContext,
+    energy: EnergyMeter | None = None,
 ) -> TrainStats:
     """The training loop (``run/train.py``), with periodic evaluation and the method's per-step hook."""
 
@@ -237,6 +247,7 @@ def train(
         # The task loss; a method's regularisers (AdaLoRA's) are added, and logged, by the loop.
         forward=chunked_ce_forward(model) if spec.train.loss == "chunked" else method.task_forward(model),
         regularisers=(lambda: method.regularisers(model)) if method.regularisers(model) else None,
+        energy=energy,
     )
 
 
