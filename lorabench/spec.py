@@ -2,7 +2,8 @@
 
 A :class:`RunSpec` holds the schema's own settings objects (``TrainSettings``,
 ``QuantSettings``, ``EvalSettings``, ``ExecutionSettings``), the model definition with
-its parsed :class:`~lorabench.models.ref.ModelRef`, and the method's options object.
+its parsed :class:`~lorabench.models.ref.ModelRef`, and the method's and the task's
+options objects.
 So every default is the schema's: nothing downstream re-states one with
 ``.get(key, default)``.
 
@@ -26,6 +27,8 @@ from lorabench.methods.base import Method, MethodContext, method_context
 from lorabench.models.ref import ModelRef
 from lorabench.suite.schema import EvalSettings, ExecutionSettings, ModelDef, QuantSettings, TrainSettings
 from lorabench.suite.typed import Collector, build
+from lorabench.tasks import TASK_TYPES
+from lorabench.tasks.base import options_wire
 from lorabench.vocab import QUANTIZED
 
 # Settings that change how a run is managed but not what it measures.
@@ -38,6 +41,12 @@ _HASHED_UNLESS_DEFAULT = (
     ("model", "attn_implementation", None),
     ("method_options", "alpha_ratio", None),
 )
+
+
+def _no_empty_lists(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` without keys holding ``[]``: an empty tuple on the wire (``data.clean``), which a suite
+    may not write but which is its field's default."""
+    return {k: _no_empty_lists(v) if isinstance(v, dict) else v for k, v in d.items() if v != []}
 
 
 @dataclass(frozen=True)
@@ -63,14 +72,23 @@ class RunSpec:
     precision: str
     quantization: QuantSettings
     task: str
-    task_options: dict[str, Any]  # the task's Options as plain data (validated by the planner)
+    task_options: Any  # the task type's Options dataclass, validated by the planner
     seed: int
     train: TrainSettings
     eval: EvalSettings
     execution: ExecutionSettings
+    # Axes this run's point is swept over (``("lr",)``): its learning rate is one of
+    # several for the same point, so reports keep the rates apart and ``select`` picks
+    # one. Not part of the run_id (the run is the same run either way) and left out of
+    # the wire format when empty, so records without sweeps keep their shape.
+    sweep: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["task_options"] = options_wire(self.task_options)  # late-added keys stay out while unset
+        if not d["sweep"]:
+            d.pop("sweep")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
@@ -85,6 +103,12 @@ class RunSpec:
             "method_options": build(
                 method_class(d["method"], d["method_options"]).Options, d["method_options"], col, "method_options"
             ),
+            "task_options": build(
+                TASK_TYPES.get(d["task_options"]["type"]).Options,
+                _no_empty_lists(d["task_options"]),
+                col,
+                "task_options",
+            ),
             "quantization": build(QuantSettings, d["quantization"], col, "quantization"),
             "train": build(TrainSettings, d["train"], col, "train"),
             "eval": build(EvalSettings, d["eval"], col, "eval"),
@@ -92,8 +116,8 @@ class RunSpec:
         }
         if col.issues:
             raise ValueError("invalid run spec: " + "; ".join(i.message for i in col.issues))
-        plain = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name not in sections}
-        return cls(**plain, **sections)
+        plain = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name not in sections and f.name != "sweep"}
+        return cls(**plain, **sections, sweep=tuple(d.get("sweep") or ()))
 
     @property
     def method_cls(self) -> type[Method]:
@@ -117,6 +141,7 @@ class RunSpec:
     def run_id(self) -> str:
         d = self.to_dict()
         d.pop("suite")
+        d.pop("sweep", None)
         d["execution"] = {k: v for k, v in d["execution"].items() if k not in _NOT_HASHED}
         for section, key, default in _HASHED_UNLESS_DEFAULT:
             if key in d[section] and d[section][key] == default:  # method options differ per method
@@ -130,6 +155,8 @@ class RunSpec:
     def label(self) -> str:
         """A human-readable point name, e.g. ``tiny-gpt2/lora-r8/nf4/synthetic-lm/s0``."""
         method = self.method if self.rank is None else f"{self.method}-r{self.rank}"
+        if "lr" in self.sweep:
+            method += f"@lr{self.train.lr:g}"
         return f"{self.model.name}/{method}/{self.precision}/{self.task}/s{self.seed}"
 
     @property

@@ -151,7 +151,7 @@ def _family(spec: Any) -> str:
     from lorabench.models.loading import is_encoder_decoder
     from lorabench.tasks import TASK_TYPES
 
-    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
     return task.resolve_family(lambda: is_encoder_decoder(spec.model))
 
 

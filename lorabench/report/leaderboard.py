@@ -25,6 +25,14 @@ MEMORY = "peak_mem_train_mb"
 # Cost columns of every task table, after the task's own metrics.
 COST_COLUMNS = ("trainable_pct", "trainable_params", "total_params", MEMORY, "tokens_per_s", "train_s", "adapter_bytes")
 
+# Time-to-target columns (shown where some run has them) and their short headers.
+TARGET_COLUMNS = {
+    "steps_to_target": "steps",
+    "tokens_to_target": "tokens",
+    "seconds_to_target": "s",
+    "joules_to_target": "J",
+}
+
 
 def flag_meanings() -> dict[str, str]:
     return {**FLAG_MEANINGS, **REPORT_FLAGS}
@@ -78,6 +86,18 @@ def _differs(m: Metric, a: Agg, b: Agg) -> int:
         if alo <= bhi and blo <= ahi:
             return 0
     return 1 if m.better(b.mean, a.mean) else -1
+
+
+def inside_noise(values: list[float], metric: str) -> bool:
+    """Whether all of ``values`` lie within ``metric``'s registered noise of the smallest.
+
+    The plots' "inside the noise" notes read this, with the same noise as the Pareto mark
+    (:func:`_differs`), so a panel spanning 534-539 MiB of host RSS says so.
+    """
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if len(finite) < 2:
+        return False
+    return max(finite) - min(finite) <= METRICS.get(metric).noise(min(finite))
 
 
 def pareto_points(points: list[Point], metric: str, cost: str = MEMORY) -> set[int]:
@@ -142,6 +162,8 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
     has_estimate = any("estimate_mb" in p.aggs for p in points) and sources != ["rss"]
     # The prediction beside the measurement where an allocator measured (never beside host RSS).
     has_predicted = any("mem_vs_predicted" in p.aggs for p in points)
+    # Time-to-target (lorabench.report.target): where some run of the task has an eval curve.
+    to_target = [n for n in TARGET_COLUMNS if any(n in p.aggs for p in points)]
     rows = []
     for i, p in enumerate(points):
         _task, model, method, rank, precision = p.key
@@ -173,6 +195,10 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
         row["step ms (spread)"] = step if spread is None or step == "-" else f"{step} ({spread:.0%})"
         row["train s"] = _cell("train_s", p, ci=False)
         row["adapter bytes"] = _cell("adapter_bytes", p, ci=False)
+        for name in to_target:
+            reached = sum(1 for r in p.ok if name in r.values)
+            cell = _cell(name, p, ci=False)
+            row[f"to target: {TARGET_COLUMNS[name]}"] = cell if reached == p.n else f"{cell} ({reached}/{p.n} reached)"
         row["pareto"] = "*" if i in front else ""
         for f in p.flags:
             if f not in flags_used:
@@ -190,6 +216,10 @@ def numeric_frame(points: list[Point]) -> pd.DataFrame:
         front = pareto_points(pts, metrics[0]) if metrics else set()
         for i, p in enumerate(pts):
             row: dict[str, Any] = dict(zip(POINT, p.key))
+            if p.selection is not None:  # a row chosen out of a sweep: the plain method, the rate apart
+                row["method"] = p.selection.key[2]
+                row["lr"] = p.selection.chosen.lr if p.selection.chosen else math.nan
+                row["selected_on"] = f"val_{p.selection.metric}"
             row.update(
                 n=p.n,
                 seeds=len(p.runs),
@@ -207,6 +237,9 @@ def numeric_frame(points: list[Point]) -> pd.DataFrame:
                 row[f"{name}_std"] = agg.std if agg and agg.std is not None else math.nan
                 row[f"{name}_ci95"] = agg.half if agg and agg.half is not None else math.nan
                 row[f"{name}_n"] = agg.n if agg else 0
+                # The band the tables and plots show (Agg.band: t95 from 3 seeds, min-max with 2).
+                lo, hi, _kind = agg.band() if agg else (math.nan, math.nan, "")
+                row[f"{name}_lo"], row[f"{name}_hi"] = (lo, hi) if agg and agg.n >= 2 else (math.nan, math.nan)
             row["task"] = task
             rows.append(row)
     df = pd.DataFrame(rows)
@@ -246,7 +279,25 @@ def leaderboard_markdown(points: list[Point]) -> str:
     return "\n".join(out)
 
 
-def leaderboard(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, str]:
-    """(numeric frame, markdown) of the records' leaderboard."""
+def leaderboard(records: list[dict[str, Any]], select_metric: str | None = None) -> tuple[pd.DataFrame, str]:
+    """(numeric frame, markdown) of the records' leaderboard.
+
+    With ``select_metric`` (the suite's ``select.metric``), each learning-rate sweep is
+    one row: the rate chosen on that validation metric, with its test scores
+    (:mod:`lorabench.report.select`); every rate's figures follow the tables.
+    """
+    from lorabench.report.select import select, selection_markdown
+
     points = group([run_from_record(r) for r in records])
-    return numeric_frame(points), leaderboard_markdown(points)
+    if not select_metric:
+        return numeric_frame(points), leaderboard_markdown(points)
+    points, selections = select(points, select_metric)
+    board = leaderboard_markdown(points)
+    if selections:
+        m = METRICS.get(select_metric)
+        board += (
+            f"\n`(lr=… selected)`: the learning rate chosen out of the sweep on validation {select_metric} "
+            f"({m.direction}, mean over seeds); the row's scores are that rate's test scores.\n\n"
+            + selection_markdown(selections)
+        )
+    return numeric_frame(points), board

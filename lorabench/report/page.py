@@ -50,6 +50,10 @@ TABLE_COSTS = (
     "mfu",
     "train_s",
     "adapter_bytes",
+    "steps_to_target",
+    "tokens_to_target",
+    "seconds_to_target",
+    "joules_to_target",
 )
 PREDICTIONS_PER_RUN = 3
 # Training-recipe fields shown in the configuration table (spec.train keys and labels).
@@ -191,6 +195,40 @@ def _curve(runs: list[dict[str, Any]], pick: Any) -> dict[str, list[Any]] | None
     return {"step": steps, "mean": mean, "lo": lo, "hi": hi}
 
 
+def _quality_cost(runs: list[Record], metric: str) -> dict[str, list[float]] | None:
+    """The eval curve against cost, mean over seeds at each step: {x-axis: values, "value": quality}.
+
+    x-axes are ``tokens`` and ``seconds`` (and ``joules`` where every seed measured them);
+    the report's time-to-quality chart plots ``value`` against the one chosen.
+    """
+    keys = {"tokens": "train_tokens", "seconds": "train_s", "joules": "train_j"}
+    at: dict[float, list[dict[str, Any]]] = {}
+    for r in runs:
+        for e in r.curves.get("eval") or []:
+            if isinstance(e.get(metric), (int, float)) and "train_tokens" in e:
+                at.setdefault(e["step"], []).append(e)
+    if not at:
+        return None
+    out: dict[str, list[float]] = {"value": [], **{k: [] for k in keys}}
+    for step in sorted(at):
+        pts = at[step]
+        out["value"].append(sum(p[metric] for p in pts) / len(pts))
+        for axis, key in keys.items():
+            vals = [p[key] for p in pts if isinstance(p.get(key), (int, float))]
+            out[axis].append(sum(vals) / len(vals) if len(vals) == len(pts) else None)  # type: ignore[arg-type]
+    return {k: v for k, v in out.items() if all(x is not None for x in v)}
+
+
+def _targets(records: list[Record]) -> dict[str, dict[str, Any]]:
+    """Per task, the time-to-target target the records were measured against (lorabench.report.target)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        ttt = rec.profile.time_to_target
+        if isinstance(ttt, dict) and rec.spec["task"] not in out:
+            out[rec.spec["task"]] = {k: ttt.get(k) for k in ("metric", "target", "rule")}
+    return out
+
+
 def _train_loss(r: Record) -> list[tuple[float, float]]:
     return [(c[0], c[1]) for c in r.curves.get("train_loss") or []]
 
@@ -227,6 +265,7 @@ def _run_detail(out_dir: Path, rec: Record) -> dict[str, Any]:
         "env": rec.env,
         "profile": profile,
         "metrics": rec.metrics,
+        "val_metrics": rec.val_metrics or None,
         "train_loss": _train_loss(rec),
         "eval": rec.curves.get("eval") or [],
         "predictions": _predictions(out_dir, rec.run_id),
@@ -312,10 +351,19 @@ def page_data(
     baseline: str | None = None,
     others: list[Record] | None = None,
     plots: list[Any] | None = None,
+    select_metric: str | None = None,
 ) -> dict[str, Any]:
-    """Everything report.html shows, as JSON-ready data."""
+    """Everything report.html shows, as JSON-ready data.
+
+    With ``select_metric`` a learning-rate sweep is one point (the rate chosen on
+    validation), and its drill-down lists every rate (:mod:`lorabench.report.select`).
+    """
+    from lorabench.report.select import select, sweep_rows
+
     runs = [run_from_record(r) for r in records]
     points = group(runs)
+    if select_metric:
+        points, _ = select(points, select_metric)
     recs = {r.run_id: r for r in records}
     meanings = flag_meanings()
     tasks = by_task(points)
@@ -364,6 +412,7 @@ def page_data(
                     "pareto": i in front,
                     "values": {n: v for n in metrics + costs if (v := _value(METRICS.get(n), p, n)) is not None},
                     "runs": [r.run_id for r in p.runs],
+                    "sweep": sweep_rows(p.selection) if p.selection is not None else None,
                     "loss": _curve(ok, _train_loss),
                     "eval": _curve(
                         ok,
@@ -373,6 +422,7 @@ def page_data(
                     )
                     if metrics
                     else None,
+                    "quality_cost": _quality_cost(ok, metrics[0]) if metrics else None,
                 }
             )
     created = sorted(r.created_at for r in records if r.created_at)
@@ -413,6 +463,7 @@ def page_data(
         "baseline": baseline,
         "others": [{"label": r.label, "run_id": r.run_id, "status": r.status} for r in others or []],
         "plots": [{"file": f"plots/{p.path.name}", "title": p.title} for p in plots or []],
+        "targets": _targets(records),
     }
 
 
