@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lorabench.errors import Issue, SuiteError, UsageError
+from lorabench.metrics import METRICS, quality_metrics
 from lorabench.suite.typed import MISSING, Collector, FieldErrors, build, check_ranges, convert, key_line
 from lorabench.suite.yamlnodes import LDict, LList, decode, load_yaml
 from lorabench.vocab import Device, Precision
@@ -202,8 +203,6 @@ class SelectSettings:
     target: float | None = None
 
     def __post_init__(self) -> None:
-        from lorabench.metrics import METRICS, quality_metrics
-
         if self.metric not in quality_metrics():
             known = ", ".join(quality_metrics())
             hint = METRICS.unknown_message(self.metric) if self.metric not in METRICS else "a cost figure"
