@@ -7,6 +7,8 @@ with no traceback. ``--help``, ``validate`` and ``list`` never import torch.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -162,7 +164,6 @@ def _cmd_env(args: argparse.Namespace) -> int:
     Worth a look on a new machine before a suite: a preinstalled stack may differ from
     requirements.lock (an offline install lists the differences in the venv's lock-drift.txt).
     """
-    import json
 
     from lorabench.provenance import device_environment, static_environment
 
@@ -262,7 +263,6 @@ def _alpha_arg(text: str) -> float | str:
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
-    import json
 
     if args.own_process:  # a count on the meta device never builds a bitsandbytes layer
         from lorabench.accounting.slim import hide_bitsandbytes
@@ -312,7 +312,6 @@ def _estimate_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    import json
 
     if args.own_process and not (args.trace and args.precision in QUANTIZED):  # only a k-bit trace needs it
         from lorabench.accounting.slim import hide_bitsandbytes
@@ -417,7 +416,6 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    import json
 
     from lorabench.accounting.fit import fit, gpu_memory, parse_memory, parse_methods, rows_json, table
 
@@ -642,8 +640,6 @@ def main(argv: list[str] | None = None) -> int:
         print("\nlorabench: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # stdout closed early (`lorabench ... | head`): nothing left to tell
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 1
     except OSError as exc:  # a full disk, a read-only directory, a permission: one line, not a traceback

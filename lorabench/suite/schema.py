@@ -7,6 +7,7 @@ model is loaded, and raises one :class:`SuiteError` listing every problem.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -342,8 +343,6 @@ def parse_schema(text: str, file: str, default_name: str = "suite") -> tuple[Sui
         raise SuiteError([Issue(file, getattr(raw, "line", 1), "a suite must be a mapping of keys")])
     for key in raw:
         if key not in TOP_KEYS:
-            import difflib
-
             close = difflib.get_close_matches(key, TOP_KEYS, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             col.error(key_line(raw, key), f"unknown top-level key {key!r}{hint}; allowed: {', '.join(TOP_KEYS)}")
