@@ -91,7 +91,11 @@ def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> 
     opts = build(task_cls.Options, raw, col, where, line)
     if opts is MISSING:
         return None
-    return dataclasses.asdict(opts)
+    from lorabench.data.sources import wire_source
+
+    out = dataclasses.asdict(opts)
+    out["data"] = wire_source(out["data"])  # suites without validation keep their run ids
+    return out
 
 
 def _method_options(method: str, suite: Suite, col: Collector, cache: dict[str, Any]) -> Any:

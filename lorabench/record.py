@@ -68,6 +68,8 @@ def make_record(spec: RunSpec, result: dict[str, Any], base_env: dict[str, Any])
         "spec": spec.to_dict(),
         "recipe": recipe_hash(spec.to_dict()),
         "metrics": result.get("metrics") or {},
+        # Validation scores (`resolved.splits` says which split each figure is on); only where the task has one.
+        **({"val_metrics": result["val_metrics"]} if result.get("val_metrics") else {}),
         "profile": result.get("profile") or {},
         "resolved": result.get("resolved") or {},
         "curves": result.get("curves") or {},
@@ -155,13 +157,14 @@ def record_problem(rec: Any) -> str | None:
             return f"spec.{key} must be {' or '.join(t.__name__ for t in types)}, got {str(spec.get(key))[:60]!r}"
     if not isinstance(spec.get("task_options") or {}, dict):
         return "spec.task_options must be an object"
-    for key in ("metrics", "profile", "resolved", "curves", "env"):
+    for key in ("metrics", "val_metrics", "profile", "resolved", "curves", "env"):
         if not isinstance(rec.get(key) or {}, dict):
             return f"{key} must be an object, got {type(rec.get(key)).__name__}"
-    for name, value in (rec.get("metrics") or {}).items():
-        why = _number_problem(value)
-        if why:
-            return f"metric {name!r} {why}"
+    for key in ("metrics", "val_metrics"):
+        for name, value in (rec.get(key) or {}).items():
+            why = _number_problem(value)
+            if why:
+                return f"{key[:-1]} {name!r} {why}" if key == "metrics" else f"{key}.{name} {why}"
     if not isinstance(rec.get("flags") or [], list):
         return "flags must be a list"
     if not isinstance(rec.get("error"), (str, type(None))):

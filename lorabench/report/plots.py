@@ -368,6 +368,9 @@ def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Plot]:
             colour, ls = styles[r["run_id"]]
             axes[0][0].plot(steps, losses, label=_curve_label(r, seeds), lw=1.3, color=colour, ls=ls)
         axes[0][0].set(xlabel="optimizer step", ylabel="train loss", title=f"{task}: training loss")
+        # Which split the curves were measured on (`resolved.splits`): validation where the task has one.
+        on = {((r.get("resolved") or {}).get("splits") or {}).get("curves.eval", "test") for r in with_eval}
+        split = "/".join(sorted(on)) if on else "test"
         if with_eval and metric:
             m = METRICS.get(metric)
             for r in with_eval:
@@ -377,7 +380,9 @@ def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Plot]:
                     [p["step"] for p in pts], [p[metric] for p in pts], marker="o", ms=3, lw=1.3, color=colour, ls=ls
                 )
             axes[0][1].set(
-                xlabel="optimizer step", ylabel=f"eval {metric} ({m.direction})", title=f"{task}: eval {metric}"
+                xlabel="optimizer step",
+                ylabel=f"{split} {metric} ({m.direction})",
+                title=f"{task}: {metric} on the {split} split",
             )
         axes[0][-1].legend(
             *axes[0][0].get_legend_handles_labels(),
@@ -393,7 +398,7 @@ def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Plot]:
                 f"{task}: learning curves",
                 "Training loss per optimizer step for every successful run (colour and line style together identify a "
                 "run; the legend lists them)"
-                + (f"; right: eval {metric} every `eval.every` steps." if with_eval else ".")
+                + (f"; right: {metric} on the {split} split every `eval.every` steps." if with_eval else ".")
                 + " A curve that stays flat did not learn; compare where curves end, not where they start.",
             )
         )

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from lorabench.accounting.counting import count_parameters
+from lorabench.data.sources import has_val as data_has_val
 from lorabench.errors import UsageError
 from lorabench.methods.base import Method, MethodContext
 from lorabench.methods.prepare import enable_grad_checkpointing, prepare_kbit, upcast_trainable
@@ -85,6 +86,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     monitor = MemoryMonitor(device, spec.execution.memory_sample_s)
     task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
     method = spec.method_cls()
+    has_val = data_has_val(spec.task_options["data"])
     ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=spec.seed)
     try:
         with monitor.track() as load:
@@ -100,6 +102,10 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         with monitor.track() as evaluation:
             result, eval_s = evaluate(spec, task, model, tokenizer, data, ctx)
         check_finite(result.metrics)
+        val_result, val_eval_s = None, None
+        if has_val:  # the validation score model selection reads (the final score above is on test)
+            val_result, val_eval_s = evaluate(spec, task, model, tokenizer, data.split("val"), ctx)
+            check_finite(val_result.metrics)
         adapter_bytes = save(method, model, run_dir, spec.execution.keep_adapter)
     finally:
         monitor.close()
@@ -120,6 +126,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         "timed_tokens": stats.tokens,
         "train_steps": stats.steps,
         "eval_s": eval_s,
+        **({"val_eval_s": val_eval_s} if has_val else {}),
         "periodic_eval_s": stats.eval_s,
         "eval_tokens": result.tokens,
         "load_s": load.seconds,
@@ -133,6 +140,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     }
     return {
         "metrics": result.metrics,
+        **({"val_metrics": val_result.metrics} if val_result is not None else {}),
         "profile": profile,
         "resolved": {
             **info,
@@ -146,6 +154,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             "attn_implementation": _attn_used(model, info),
             "loss_kernel": info.get("loss_kernel", "model default"),
             "sanity": sanity,
+            "splits": splits(has_val, bool(stats.eval_curve)),
         },
         "flags": flags,
         "curves": {"train_loss": stats.curve, **({"eval": stats.eval_curve} if stats.eval_curve else {})},
@@ -199,8 +208,11 @@ def train(
 ) -> TrainStats:
     """The training loop (``run/train.py``), with periodic evaluation and the method's per-step hook."""
 
+    # Periodic evaluation reads validation where the task has it, so choosing by the curve never sees test.
+    curve_data = data.split("val") if data.val is not None else data
+
     def periodic_eval() -> dict[str, float]:
-        return task.evaluate(model, tokenizer, data, spec.eval, ctx).metrics
+        return task.evaluate(model, tokenizer, curve_data, spec.eval, ctx).metrics
 
     return train_loop(
         compile_model(model) if spec.execution.compile else model,  # the original stays for saving
@@ -238,6 +250,21 @@ def save(method: Method, model: Any, run_dir: Path, keep: bool) -> int:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def splits(has_val: bool, has_curve: bool) -> dict[str, str]:
+    """Which data split each of the record's quality figures was measured on.
+
+    ``metrics`` is always the test split. With a validation split, ``val_metrics`` and
+    the periodic ``curves.eval`` are on it (model selection reads only those); without
+    one, ``curves.eval`` is on test, as before validation splits existed.
+    """
+    out = {"metrics": "test"}
+    if has_val:
+        out["val_metrics"] = "validation"
+    if has_curve:
+        out["curves.eval"] = "validation" if has_val else "test"
+    return out
 
 
 def _performance(

@@ -55,7 +55,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 def _files(source: dict[str, Any], task: str) -> list[Any]:
     out = []
-    for key in ("file", "train_file", "eval_file"):
+    for key in ("file", "train_file", "eval_file", "val_file"):
         if source.get(key):
             path = expand_path(source[key], task)
             st = os.stat(path) if os.path.isfile(path) else None
@@ -96,7 +96,10 @@ def cache_dir() -> Path:
 
 
 def _encode(data: Any) -> str:
-    return json.dumps({"version": CACHE_VERSION, "train": data.train, "eval": data.eval, "info": data.info})
+    blob = {"version": CACHE_VERSION, "train": data.train, "eval": data.eval, "info": data.info}
+    if data.val is not None:
+        blob["val"] = data.val
+    return json.dumps(blob)
 
 
 def _decode(text: str) -> Any:
@@ -109,7 +112,10 @@ def _decode(text: str) -> Any:
         raise ValueError("`train` is not a list of rows")
     if not isinstance(evals, list) or not isinstance(info, dict):
         raise ValueError("`eval` is not a list or `info` not a mapping")
-    return TaskData(train=train, eval=evals, info=info)
+    val = blob.get("val")
+    if val is not None and not isinstance(val, list):
+        raise ValueError("`val` is not a list")
+    return TaskData(train=train, eval=evals, info=info, val=val)
 
 
 def prepare_cached(task: Any, tokenizer: Any, max_seq_len: int) -> Any:

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lorabench.data.sources import DataError, DataSource, describe, load_columns
+from lorabench.data.sources import DataError, DataSource, describe, has_val, load_columns
 from lorabench.tasks.base import EvalResult, Task, TaskData, check_counts
 
 if TYPE_CHECKING:
@@ -73,7 +73,8 @@ class CausalLM(Task):
 
     def _texts(self, split: Any, n: int | None) -> list[str]:
         o = self.options
-        rows = load_columns(o["data"], split, n, o["data_seed"], self.task_name, {"text": o["text_column"]}, ("text",))
+        cols = {"text": o["text_column"]}
+        rows = load_columns(o["data"], split, n, o["data_seed"], self.task_name, cols, ("text",), o["n_train"])
         texts = [r["text"] for r in rows if r["text"].strip()]
         if not texts:
             raise DataError(f"task {self.task_name!r}: every text of {describe(o['data'], split)} is empty")
@@ -100,7 +101,13 @@ class CausalLM(Task):
         rows = [{"input_ids": b, "labels": list(b)} for b in blocks]
         eval_ids = self._stream(self._texts("eval", o["n_eval"]), tokenizer)
         wins = windows(eval_ids, max_len, o["stride"])
-        return TaskData(train=rows, eval=wins, info={"train_tokens": len(train_ids), "eval_tokens": len(eval_ids)})
+        info = {"train_tokens": len(train_ids), "eval_tokens": len(eval_ids)}
+        val = None
+        if has_val(o["data"]):
+            val_ids = self._stream(self._texts("val", o["n_eval"]), tokenizer)
+            val = windows(val_ids, max_len, o["stride"])
+            info["val_tokens"] = len(val_ids)
+        return TaskData(train=rows, eval=wins, info=info, val=val)
 
     def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: EvalSettings, ctx: Any) -> EvalResult:
         import torch
