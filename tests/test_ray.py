@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,9 @@ def _by_id(out: Path) -> dict[str, dict]:
     return {r["run_id"]: r for r in recs}
 
 
-def test_ray_executor_records_match_the_local_executor(tmp_path: Path) -> None:
+def test_ray_executor_records_match_the_local_executor(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from lorabench.bench import run_suite
     from lorabench.execute.local import LocalExecutor
     from lorabench.execute.ray import RayExecutor
@@ -40,7 +43,20 @@ def test_ray_executor_records_match_the_local_executor(tmp_path: Path) -> None:
     local = run_suite(suite, tmp_path / "local", progress=False, executor=LocalExecutor())
     assert local.statuses == {"success": 2}
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    # A new local Ray turns on token auth and otherwise writes its token to ~/.ray/auth_token.
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", os.urandom(16).hex())
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    # On loopback, with a small object store: runs return their results, nothing large.
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=80 * 1024**2,
+        _node_ip_address="127.0.0.2",  # on loopback: Ray turns 127.0.0.1 into the routed address
+        _temp_dir=str(tmp_path_factory.mktemp("r")),  # short: Ray's unix sockets live under it (107 bytes)
+    )
     try:
         remote = run_suite(suite, tmp_path / "ray", progress=False, executor=RayExecutor())
     finally:
@@ -50,7 +66,8 @@ def test_ray_executor_records_match_the_local_executor(tmp_path: Path) -> None:
     a, b = _by_id(tmp_path / "local"), _by_id(tmp_path / "ray")
     assert a.keys() == b.keys()
     for run_id, rec in b.items():
-        assert rec["executor"]["name"] == "ray"
+        assert rec["executor"] == {"name": "ray", "address": None, "attempts": 1}
+        assert rec["env"]["node"]["ip"] == "127.0.0.2" and rec["env"]["node"]["id"]
         assert rec["spec"] == a[run_id]["spec"]
         # Same seed, same threads, one process per run: the same numbers, whoever ran it.
         assert rec["metrics"] == a[run_id]["metrics"], run_id
@@ -58,3 +75,21 @@ def test_ray_executor_records_match_the_local_executor(tmp_path: Path) -> None:
         assert rec["env"]["peft"] == a[run_id]["env"]["peft"] and rec["env"]["ray"]
         assert (tmp_path / "ray" / "runs" / run_id / "log.txt").is_file()
     assert (tmp_path / "ray" / "leaderboard.md").is_file()
+
+
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [("127.0.0.2:1", "no Ray head answers there"), ("head-without-port", "expected HOST:PORT")],
+)
+def test_an_address_where_no_head_answers_is_one_line_and_exit_2(tmp_path: Path, address: str, says: str) -> None:
+    """ray.init would retry such an address for minutes; the driver says so at once."""
+    from tests.conftest import run_cli
+
+    path = tmp_path / "tiny-ray.yaml"
+    path.write_text(SUITE)
+    proc = run_cli(
+        "run", str(path), "--out", str(tmp_path / "out"), "--executor", "ray", "--address", address, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+    assert not list((tmp_path / "out").glob("runs/*/record.json"))
