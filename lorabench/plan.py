@@ -95,6 +95,21 @@ def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> 
 
     out = dataclasses.asdict(opts)
     out["data"] = wire_source(out["data"])  # suites without validation keep their run ids
+    return task_wire(out)
+
+
+#: Task options added after run ids were in use: left out of a run's spec while unset, so a
+#: suite that does not use them keeps its run ids and its records stay as they were.
+TASK_KEYS_OMITTED_UNSET = ("forgetting",)
+
+
+def task_wire(options: dict[str, Any]) -> dict[str, Any]:
+    """A task's options as a run spec holds them (unset late-added keys left out)."""
+    from lorabench.data.sources import wire_source
+
+    out = {k: v for k, v in options.items() if not (k in TASK_KEYS_OMITTED_UNSET and v is None)}
+    if out.get("forgetting"):
+        out["forgetting"] = {**out["forgetting"], "data": wire_source(out["forgetting"]["data"])}
     return out
 
 
@@ -173,6 +188,8 @@ def method_train(method: str, suite: Suite, col: Collector, cache: dict[str, Any
             changes: dict[str, Any] = {}
             for key, value in raw.items():
                 kl = key_lines.get(key, line)
+                if key == "lr" and isinstance(value, list):
+                    continue  # a sweep axis: method_lrs reads it
                 if key not in TRAIN_OVERRIDE_KEYS:
                     close = difflib.get_close_matches(key, TRAIN_OVERRIDE_KEYS, n=1, cutoff=0.6)
                     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -196,6 +213,50 @@ def method_train(method: str, suite: Suite, col: Collector, cache: dict[str, Any
                     result = MISSING
     cache[method] = result
     return result
+
+
+def method_lrs(method: str, suite: Suite, col: Collector) -> tuple[float, ...] | None:
+    """The learning-rate sweep of ``methods.<method>.train.lr`` when it is a list, else None."""
+    raw_method = suite.methods.get(method)
+    raw = raw_method.get("train") if isinstance(raw_method, dict) else None
+    value = raw.get("lr") if isinstance(raw, dict) else None
+    if not isinstance(value, list):
+        return None
+    line = getattr(raw, "key_lines", {}).get("lr", key_line(raw_method, "train"))
+    where = f"methods.{method}.train.lr"
+    rates = convert(tuple[float, ...], value, col, where, line)
+    if rates is MISSING:
+        return None
+    if not rates or any(not r > 0 for r in rates) or len(set(rates)) != len(rates):
+        col.error(line, f"{where}: a sweep is a list of distinct rates > 0, got {list(value)}")
+        return None
+    return rates
+
+
+def _check_select(suite: Suite, specs: dict[str, RunSpec], col: Collector) -> None:
+    """``select`` needs a sweep to choose from, and a validation split holding its metric in every task."""
+    from lorabench.data.sources import has_val
+    from lorabench.tasks import TASK_TYPES
+
+    sel, line = suite.select, suite.lines.get("select")
+    if sel is None:
+        return
+    if not any(s.sweep for s in specs.values()):
+        col.error(line, "select: nothing to select from: no method sweeps `lr` (give a list of rates)")
+    seen: set[str] = set()
+    for spec in specs.values():
+        if spec.task in seen:
+            continue
+        seen.add(spec.task)
+        if not has_val(spec.task_options["data"]):
+            col.error(
+                line,
+                f"select: task {spec.task!r} has no validation split; selection never reads test. Add "
+                "`val_fraction` or `val_file` to its data",
+            )
+        metrics = TASK_TYPES.get(spec.task_options["type"]).metrics
+        if sel.metric not in metrics:
+            col.error(line, f"select.metric: task {spec.task!r} reports {', '.join(metrics)}, not {sel.metric!r}")
 
 
 def expand(suite: Suite) -> list[RunSpec]:
@@ -287,7 +348,24 @@ def expand(suite: Suite) -> list[RunSpec]:
                         col.error(line, f"matrix: {method} at rank {rank}: peft refuses it: {refused}")
                     if refused:
                         continue
-                for model_s, train_s, exec_s in _optimised_variants(block, models[model], suite, train_cfg):
+                swept = method_lrs(method, suite, col)
+                if swept is not None and block.lr is not None:
+                    if (method, "lr", line) not in bad_combos:
+                        bad_combos.add((method, "lr", line))
+                        col.error(line, f"matrix: `lr` is swept here and in methods.{method}.train.lr; give one")
+                    continue
+                rates = block.lr or swept
+                variants = [
+                    (
+                        m_s,
+                        dataclasses.replace(t_s, lr=lr) if rates else t_s,
+                        e_s,
+                        ("lr",) if rates and len(rates) > 1 else (),
+                    )
+                    for m_s, t_s, e_s in _optimised_variants(block, models[model], suite, train_cfg)
+                    for lr in (rates or (None,))
+                ]
+                for model_s, train_s, exec_s, sweep in variants:
                     spec = RunSpec(
                         suite=suite.name,
                         model=model_s,
@@ -302,11 +380,13 @@ def expand(suite: Suite) -> list[RunSpec]:
                         train=train_s,
                         eval=suite.eval,
                         execution=exec_s,
+                        sweep=sweep,
                     )
                     specs.setdefault(spec.run_id, spec)
     for i, (_rule, line) in enumerate(suite.exclude):
         if i not in matched_rules:
             col.error(line, f"exclude[{i}] matches no point of the matrix (a typo?)")
+    _check_select(suite, specs, col)
     if col.issues:
         raise SuiteError(_dedupe(col.issues))
     if not specs:

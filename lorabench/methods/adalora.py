@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lorabench.methods.base import MethodContext, resolve_alpha
+from lorabench.methods.base import MethodContext, resolve_alpha, settle_alpha
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, lora_default_targets, target_modules
 from lorabench.suite.typed import check_fields, check_ranges
 
@@ -22,7 +22,8 @@ from lorabench.suite.typed import check_fields, check_ranges
 @dataclass(frozen=True)
 class AdaLoraOptions:
     init_r: int | None = None  # None: 1.5 x the target rank, as in the paper's setups (12 -> 8)
-    alpha: float | None = None  # None: 2 x target rank, as for lora
+    alpha: float | str | None = None  # None: alpha_ratio x target rank, else 2 x; "2r" as for lora
+    alpha_ratio: float | None = None  # alpha = alpha_ratio x target rank, as for lora
     dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None  # None: peft's AdaLoRA default, else its LoRA default
     tinit_frac: float = 0.0  # share of steps before pruning starts (peft's tinit)
@@ -33,6 +34,7 @@ class AdaLoraOptions:
     RANGES: ClassVar[dict[str, str]] = {
         "init_r": ">= 1",
         "alpha": "> 0",
+        "alpha_ratio": "> 0",
         "dropout": ">= 0 and < 1",
         "tinit_frac": ">= 0 and < 1",
         "tfinal_frac": ">= 0 and < 1",
@@ -41,6 +43,7 @@ class AdaLoraOptions:
     }
 
     def __post_init__(self) -> None:
+        settle_alpha(self)
         bad = {name for name, _ in check_ranges(self, self.RANGES)}
         extra = []
         if not bad & {"tinit_frac", "tfinal_frac"} and self.tinit_frac + self.tfinal_frac >= 1.0:
@@ -76,7 +79,7 @@ class AdaLoRA(PeftMethod):
         return AdaLoraConfig(
             target_r=rank,
             init_r=opts.init_r if opts.init_r is not None else max(rank, (3 * rank) // 2),
-            lora_alpha=resolve_alpha(opts.alpha, rank),
+            lora_alpha=resolve_alpha(opts.alpha, rank, opts.alpha_ratio),
             lora_dropout=opts.dropout,
             target_modules=targets,
             total_step=total,
@@ -95,6 +98,23 @@ class AdaLoRA(PeftMethod):
             if ".ranknum." in n:
                 p.requires_grad_(False)
         return model
+
+    def task_forward(self, model: Any) -> Any:
+        """The task loss alone: the transformers model under peft's AdaLoRA tuner.
+
+        peft's ``AdaLoraModel.forward`` adds ``orth_reg_weight`` x the orthogonality
+        term to ``outputs.loss``; calling the model it wraps (what that forward calls
+        first) gives the same outputs without it. The term comes back from
+        :meth:`regularisers`, so training optimises exactly what peft's forward returns.
+        """
+        inner = model.get_base_model()
+        return lambda batch: inner(**batch).loss
+
+    def regularisers(self, model: Any) -> dict[str, Any]:
+        weight = model.peft_config["default"].orth_reg_weight
+        if not weight:
+            return {}
+        return {"orth_reg": weight * orthogonality(model.base_model, "default")}
 
     def after_step(self, model: Any, step: int) -> None:
         tuner = model.base_model
@@ -125,6 +145,27 @@ class AdaLoRA(PeftMethod):
         for p in model.parameters():
             p.requires_grad_(False)
         return model
+
+
+def orthogonality(tuner: Any, adapter: str) -> Any:
+    """peft's AdaLoRA orthogonal regulariser, unweighted: mean over A and B of ||P P^T - I||_F.
+
+    The formula of ``peft.tuners.adalora.AdaLoraModel.forward`` (as of peft 0.21), which
+    only exists there folded into ``outputs.loss``; ``tests/test_first_loss.py`` checks
+    that task loss + ``orth_reg_weight`` x this equals peft's own forward loss, so a peft
+    that changes the formula fails the test rather than the benchmark.
+    """
+    import torch
+
+    total, count = None, 0
+    for name, p in tuner.model.named_parameters():
+        if ("lora_A" in name or "lora_B" in name) and adapter in name:
+            cov = p @ p.T if "lora_A" in name else p.T @ p
+            eye = torch.eye(*cov.size(), out=torch.empty_like(cov))
+            term = torch.norm(cov - eye, p="fro")
+            total = term if total is None else total + term
+            count += 1
+    return total / count if count else torch.zeros(())
 
 
 def prune_masked_ranks(tuner: Any, rank_pattern: dict[str, Any]) -> None:

@@ -6,7 +6,12 @@ method classes to read their options and rules. Torch is imported inside methods
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import os
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -47,6 +52,41 @@ def resolve_alpha(alpha: float | None, rank: int, alpha_ratio: float | None = No
     return alpha_ratio * rank if alpha_ratio is not None else 2 * rank
 
 
+# k times the rank: "2r", "0.5r", "2*r", "2 r", "r".
+_RANK_MULTIPLE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)?\s*\*?\s*r\s*")
+
+
+def rank_multiple(text: str) -> float | None:
+    """The k of an alpha written as a multiple of the rank (``2r``, ``0.5r``, ``r``), else None."""
+    match = _RANK_MULTIPLE.fullmatch(text)
+    if match is None:
+        return None
+    return float(match.group(1)) if match.group(1) else 1.0
+
+
+def settle_alpha(options: Any) -> None:
+    """The alpha rule of every LoRA-style options class, first in its ``__post_init__``.
+
+    ``alpha: 2r`` means ``alpha_ratio: 2`` (alpha = 2 x rank, so a rank sweep keeps the
+    scale alpha/r fixed) and is stored as that: one run, one spelling, one run_id.
+    ``alpha`` and ``alpha_ratio`` together are an error; their ranges are the class's RANGES.
+    """
+    alpha, ratio = options.alpha, options.alpha_ratio
+    if isinstance(alpha, str):
+        k = rank_multiple(alpha)
+        if k is None or k <= 0:
+            raise ValueError(
+                f"`alpha` should be a number > 0 or a positive multiple of the rank such as `2r` or `0.5r`, "
+                f"got {alpha!r}"
+            )
+        if ratio is not None:
+            raise ValueError(f"set `alpha` ({alpha}) or `alpha_ratio` ({ratio}), not both")
+        object.__setattr__(options, "alpha", None)  # frozen dataclass: settled once, in __post_init__
+        object.__setattr__(options, "alpha_ratio", k)
+    elif alpha is not None and ratio is not None:
+        raise ValueError(f"set `alpha` ({alpha}) or `alpha_ratio` ({ratio}), not both")
+
+
 def method_context(
     cls: type[Method],
     *,
@@ -83,8 +123,51 @@ def head_parameter_names(model: torch.nn.Module, task_family: str) -> set[str]:
     return {n for n, _ in model.named_parameters() if any(n.startswith(h + ".") for h in heads)}
 
 
+@contextlib.contextmanager
+def environ_kept() -> Iterator[None]:
+    """Put ``os.environ`` back exactly as it was, whatever the block did to it.
+
+    Why: peft's BOFT builds its CUDA extension inside ``patch_environment(CC="gcc",
+    CXX="gcc")``, which restores nothing when the build fails (every CPU-only machine).
+    The leaked ``CXX=gcc`` then makes torch.compile link its C++ kernels without libstdc++
+    in that process and every child it starts (``undefined symbol: _ZTTNSt7__cxx1119
+    basic_ostringstream...`` at load): a BOFT run with ``compile: true``, or any
+    later compiled run started from the same process.
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        if dict(os.environ) != saved:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def _keeping_environ(fn: Callable[..., Any]) -> Callable[..., Any]:
+    if getattr(fn, "_environ_kept", False):
+        return fn
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with environ_kept():
+            return fn(*args, **kwargs)
+
+    wrapper._environ_kept = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class Method:
-    """Base class. Subclasses set the class attributes and implement :meth:`apply`."""
+    """Base class. Subclasses set the class attributes and implement :meth:`apply`.
+
+    Every subclass's ``apply`` and ``load`` run inside :func:`environ_kept`: they call into
+    libraries (peft) that may change the process environment as a side effect.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("apply", "load"):
+            if name in cls.__dict__:
+                setattr(cls, name, _keeping_environ(cls.__dict__[name]))
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -144,6 +227,20 @@ class Method:
 
     def after_step(self, model: torch.nn.Module, step: int) -> None:
         """Called after each optimizer step, before gradients are cleared (AdaLoRA's budget)."""
+
+    def task_forward(self, model: torch.nn.Module) -> Callable[[dict[str, Any]], torch.Tensor] | None:
+        """``batch -> task loss`` where the wrapped model's ``.loss`` holds more than the task loss.
+
+        None (most methods): ``model(**batch).loss`` is the task loss. A method whose
+        library folds a regulariser into ``.loss`` (peft's AdaLoRA) returns the task loss
+        here and the regulariser from :meth:`regularisers`, so every method's logged
+        ``train_loss`` is the same quantity.
+        """
+        return None
+
+    def regularisers(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Auxiliary loss terms (weighted) optimised beside the task loss, logged apart from it; {} for most."""
+        return {}
 
     def resolved(self, model: torch.nn.Module, ctx: MethodContext) -> dict[str, Any]:
         """Options as actually applied (e.g. resolved target modules), for the record."""

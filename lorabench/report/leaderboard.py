@@ -15,6 +15,7 @@ import pandas as pd
 
 from lorabench.metrics import METRICS, Metric, peak_memory, record_values, step_time_spread
 from lorabench.record import flat_row
+from lorabench.record_data import Record
 from lorabench.report.escape import md_cell, md_text
 from lorabench.report.results import POINT, REPORT_FLAGS, Point, group, run_from_record, sort_points
 from lorabench.sanity import FLAG_MEANINGS
@@ -23,6 +24,14 @@ from lorabench.stats import Agg
 MEMORY = "peak_mem_train_mb"
 # Cost columns of every task table, after the task's own metrics.
 COST_COLUMNS = ("trainable_pct", "trainable_params", "total_params", MEMORY, "tokens_per_s", "train_s", "adapter_bytes")
+
+# Time-to-target columns (shown where some run has them) and their short headers.
+TARGET_COLUMNS = {
+    "steps_to_target": "steps",
+    "tokens_to_target": "tokens",
+    "seconds_to_target": "s",
+    "joules_to_target": "J",
+}
 
 
 def flag_meanings() -> dict[str, str]:
@@ -34,7 +43,7 @@ def flag_marker(flag: str) -> str:
     return "".join(w[0] for w in flag.split("_") if w).upper() or flag
 
 
-def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def runs_frame(records: list[Record]) -> pd.DataFrame:
     """One row per run (runs.csv): every record field flat, every registered figure, integers as integers."""
     rows = []
     for rec in records:
@@ -44,8 +53,8 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         # over the profile's raw field of the same name: runs.csv agrees with the leaderboard.
         for name, value in record_values(rec).items():
             row[name] = value
-        row["mem_source"] = peak_memory(rec.get("profile") or {}, "train")[1]
-        row["step_spread"] = step_time_spread(rec.get("profile") or {})
+        row["mem_source"] = peak_memory(rec.profile, "train")[1]
+        row["step_spread"] = step_time_spread(rec.profile)
         row["status"], row["error"] = run.status, run.error  # a NaN "success" is written as diverged
         row["primary_metric"] = run.primary
         row["task_metrics"] = ";".join(run.task_metrics)
@@ -77,6 +86,18 @@ def _differs(m: Metric, a: Agg, b: Agg) -> int:
         if alo <= bhi and blo <= ahi:
             return 0
     return 1 if m.better(b.mean, a.mean) else -1
+
+
+def inside_noise(values: list[float], metric: str) -> bool:
+    """Whether all of ``values`` lie within ``metric``'s registered noise of the smallest.
+
+    The plots' "inside the noise" notes read this, with the same noise as the Pareto mark
+    (:func:`_differs`), so a panel spanning 534-539 MiB of host RSS says so.
+    """
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if len(finite) < 2:
+        return False
+    return max(finite) - min(finite) <= METRICS.get(metric).noise(min(finite))
 
 
 def pareto_points(points: list[Point], metric: str, cost: str = MEMORY) -> set[int]:
@@ -139,6 +160,8 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
     has_mfu = any("mfu" in p.aggs for p in points)
     has_alpha = any(p.alpha != "-" for p in points)  # the resolved LoRA alpha (alpha_ratio x rank, ...)
     has_estimate = any("estimate_mb" in p.aggs for p in points) and sources != ["rss"]
+    # Time-to-target (lorabench.report.target): where some run of the task has an eval curve.
+    to_target = [n for n in TARGET_COLUMNS if any(n in p.aggs for p in points)]
     rows = []
     for i, p in enumerate(points):
         _task, model, method, rank, precision = p.key
@@ -167,6 +190,10 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
         row["step ms (spread)"] = step if spread is None or step == "-" else f"{step} ({spread:.0%})"
         row["train s"] = _cell("train_s", p, ci=False)
         row["adapter bytes"] = _cell("adapter_bytes", p, ci=False)
+        for name in to_target:
+            reached = sum(1 for r in p.ok if name in r.values)
+            cell = _cell(name, p, ci=False)
+            row[f"to target: {TARGET_COLUMNS[name]}"] = cell if reached == p.n else f"{cell} ({reached}/{p.n} reached)"
         row["pareto"] = "*" if i in front else ""
         for f in p.flags:
             if f not in flags_used:
@@ -184,6 +211,10 @@ def numeric_frame(points: list[Point]) -> pd.DataFrame:
         front = pareto_points(pts, metrics[0]) if metrics else set()
         for i, p in enumerate(pts):
             row: dict[str, Any] = dict(zip(POINT, p.key))
+            if p.selection is not None:  # a row chosen out of a sweep: the plain method, the rate apart
+                row["method"] = p.selection.key[2]
+                row["lr"] = p.selection.chosen.lr if p.selection.chosen else math.nan
+                row["selected_on"] = f"val_{p.selection.metric}"
             row.update(
                 n=p.n,
                 seeds=len(p.runs),
@@ -201,6 +232,9 @@ def numeric_frame(points: list[Point]) -> pd.DataFrame:
                 row[f"{name}_std"] = agg.std if agg and agg.std is not None else math.nan
                 row[f"{name}_ci95"] = agg.half if agg and agg.half is not None else math.nan
                 row[f"{name}_n"] = agg.n if agg else 0
+                # The band the tables and plots show (Agg.band: t95 from 3 seeds, min-max with 2).
+                lo, hi, _kind = agg.band() if agg else (math.nan, math.nan, "")
+                row[f"{name}_lo"], row[f"{name}_hi"] = (lo, hi) if agg and agg.n >= 2 else (math.nan, math.nan)
             row["task"] = task
             rows.append(row)
     df = pd.DataFrame(rows)
@@ -240,7 +274,25 @@ def leaderboard_markdown(points: list[Point]) -> str:
     return "\n".join(out)
 
 
-def leaderboard(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, str]:
-    """(numeric frame, markdown) of the records' leaderboard."""
+def leaderboard(records: list[dict[str, Any]], select_metric: str | None = None) -> tuple[pd.DataFrame, str]:
+    """(numeric frame, markdown) of the records' leaderboard.
+
+    With ``select_metric`` (the suite's ``select.metric``), each learning-rate sweep is
+    one row: the rate chosen on that validation metric, with its test scores
+    (:mod:`lorabench.report.select`); every rate's figures follow the tables.
+    """
+    from lorabench.report.select import select, selection_markdown
+
     points = group([run_from_record(r) for r in records])
-    return numeric_frame(points), leaderboard_markdown(points)
+    if not select_metric:
+        return numeric_frame(points), leaderboard_markdown(points)
+    points, selections = select(points, select_metric)
+    board = leaderboard_markdown(points)
+    if selections:
+        m = METRICS.get(select_metric)
+        board += (
+            f"\n`(lr=… selected)`: the learning rate chosen out of the sweep on validation {select_metric} "
+            f"({m.direction}, mean over seeds); the row's scores are that rate's test scores.\n\n"
+            + selection_markdown(selections)
+        )
+    return numeric_frame(points), board

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lorabench.metrics import METRICS, Metric
+from lorabench.record_data import Record
 from lorabench.report.leaderboard import (
     MEMORY,
     _differs,
@@ -47,6 +48,10 @@ TABLE_COSTS = (
     "mfu",
     "train_s",
     "adapter_bytes",
+    "steps_to_target",
+    "tokens_to_target",
+    "seconds_to_target",
+    "joules_to_target",
 )
 PREDICTIONS_PER_RUN = 3
 # Training-recipe fields shown in the configuration table (spec.train keys and labels).
@@ -94,23 +99,23 @@ def _distinct(values: list[Any]) -> str:
     return " / ".join(seen)
 
 
-def _alpha(rec: dict[str, Any]) -> Any:
+def _alpha(rec: Record) -> Any:
     """The LoRA alpha the run used: resolved by the method, else as configured."""
-    resolved = ((rec.get("resolved") or {}).get("method") or {}).get("lora_alpha")
-    return resolved if resolved is not None else (rec["spec"].get("method_options") or {}).get("alpha")
+    resolved = (rec.resolved.get("method") or {}).get("lora_alpha")
+    return resolved if resolved is not None else (rec.spec.get("method_options") or {}).get("alpha")
 
 
-def config_rows(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+def config_rows(records: list[Record]) -> list[dict[str, str]]:
     """Per task: the training recipe (distinct values joined by " / " where runs differ)."""
     rows = []
-    for task in sorted({r["spec"]["task"] for r in records}):
-        recs = [r for r in records if r["spec"]["task"] == task]
+    for task in sorted({r.spec["task"] for r in records}):
+        recs = [r for r in records if r.spec["task"] == task]
         row = {"task": task}
         for key, label in TRAIN_FIELDS:
-            row[label] = _distinct([r["spec"].get("train", {}).get(key) for r in recs])
-        row["steps run"] = _distinct([(r.get("profile") or {}).get("train_steps") for r in recs])
+            row[label] = _distinct([r.spec.get("train", {}).get(key) for r in recs])
+        row["steps run"] = _distinct([r.profile.train_steps for r in recs])
         row["alpha"] = _distinct([_alpha(r) for r in recs])
-        row["seeds"] = ", ".join(str(s) for s in sorted({r["spec"].get("seed") for r in recs}, key=str))
+        row["seeds"] = ", ".join(str(s) for s in sorted({r.spec.get("seed") for r in recs}, key=str))
         rows.append(row)
     return rows
 
@@ -188,8 +193,42 @@ def _curve(runs: list[dict[str, Any]], pick: Any) -> dict[str, list[Any]] | None
     return {"step": steps, "mean": mean, "lo": lo, "hi": hi}
 
 
-def _train_loss(r: dict[str, Any]) -> list[tuple[float, float]]:
-    return [(c[0], c[1]) for c in (r.get("curves") or {}).get("train_loss") or []]
+def _quality_cost(runs: list[Record], metric: str) -> dict[str, list[float]] | None:
+    """The eval curve against cost, mean over seeds at each step: {x-axis: values, "value": quality}.
+
+    x-axes are ``tokens`` and ``seconds`` (and ``joules`` where every seed measured them);
+    the report's time-to-quality chart plots ``value`` against the one chosen.
+    """
+    keys = {"tokens": "train_tokens", "seconds": "train_s", "joules": "train_j"}
+    at: dict[float, list[dict[str, Any]]] = {}
+    for r in runs:
+        for e in r.curves.get("eval") or []:
+            if isinstance(e.get(metric), (int, float)) and "train_tokens" in e:
+                at.setdefault(e["step"], []).append(e)
+    if not at:
+        return None
+    out: dict[str, list[float]] = {"value": [], **{k: [] for k in keys}}
+    for step in sorted(at):
+        pts = at[step]
+        out["value"].append(sum(p[metric] for p in pts) / len(pts))
+        for axis, key in keys.items():
+            vals = [p[key] for p in pts if isinstance(p.get(key), (int, float))]
+            out[axis].append(sum(vals) / len(vals) if len(vals) == len(pts) else None)  # type: ignore[arg-type]
+    return {k: v for k, v in out.items() if all(x is not None for x in v)}
+
+
+def _targets(records: list[Record]) -> dict[str, dict[str, Any]]:
+    """Per task, the time-to-target target the records were measured against (lorabench.report.target)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        ttt = rec.profile.time_to_target
+        if isinstance(ttt, dict) and rec.spec["task"] not in out:
+            out[rec.spec["task"]] = {k: ttt.get(k) for k in ("metric", "target", "rule")}
+    return out
+
+
+def _train_loss(r: Record) -> list[tuple[float, float]]:
+    return [(c[0], c[1]) for c in r.curves.get("train_loss") or []]
 
 
 def _predictions(out_dir: Path, run_id: str) -> list[dict[str, Any]]:
@@ -209,24 +248,25 @@ def _predictions(out_dir: Path, run_id: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _run_detail(out_dir: Path, rec: dict[str, Any]) -> dict[str, Any]:
-    profile = {k: v for k, v in (rec.get("profile") or {}).items() if k != "step_s"}
+def _run_detail(out_dir: Path, rec: Record) -> dict[str, Any]:
+    profile = {k: v for k, v in rec.profile.to_dict().items() if k != "step_s"}
     return {
-        "run_id": rec["run_id"],
-        "label": rec.get("label"),
-        "seed": rec["spec"].get("seed"),
-        "status": rec["status"],
-        "error": rec.get("error"),
-        "flags": list(rec.get("flags") or []),
-        "created_at": rec.get("created_at"),
-        "spec": rec["spec"],
-        "resolved": rec.get("resolved"),
-        "env": rec.get("env"),
+        "run_id": rec.run_id,
+        "label": rec.label,
+        "seed": rec.spec.get("seed"),
+        "status": rec.status,
+        "error": rec.error,
+        "flags": list(rec.flags),
+        "created_at": rec.created_at,
+        "spec": rec.spec,
+        "resolved": rec.resolved,
+        "env": rec.env,
         "profile": profile,
-        "metrics": rec.get("metrics"),
+        "metrics": rec.metrics,
+        "val_metrics": rec.val_metrics or None,
         "train_loss": _train_loss(rec),
-        "eval": (rec.get("curves") or {}).get("eval") or [],
-        "predictions": _predictions(out_dir, rec["run_id"]),
+        "eval": rec.curves.get("eval") or [],
+        "predictions": _predictions(out_dir, rec.run_id),
     }
 
 
@@ -301,17 +341,26 @@ def _metric_info(name: str) -> dict[str, Any]:
 
 def page_data(
     out_dir: Path,
-    records: list[dict[str, Any]],
+    records: list[Record],
     env: list[str],
     compare_rows: list[dict[str, Any]] | None = None,
     baseline: str | None = None,
-    others: list[dict[str, Any]] | None = None,
+    others: list[Record] | None = None,
     plots: list[Any] | None = None,
+    select_metric: str | None = None,
 ) -> dict[str, Any]:
-    """Everything report.html shows, as JSON-ready data."""
+    """Everything report.html shows, as JSON-ready data.
+
+    With ``select_metric`` a learning-rate sweep is one point (the rate chosen on
+    validation), and its drill-down lists every rate (:mod:`lorabench.report.select`).
+    """
+    from lorabench.report.select import select, sweep_rows
+
     runs = [run_from_record(r) for r in records]
     points = group(runs)
-    recs = {r["run_id"]: r for r in records}
+    if select_metric:
+        points, _ = select(points, select_metric)
+    recs = {r.run_id: r for r in records}
     meanings = flag_meanings()
     tasks = by_task(points)
     data_points = []
@@ -337,7 +386,7 @@ def page_data(
         for i, p in zip(ids, pts):
             _t, model, method, rank, precision = p.key
             prs = [recs[r.run_id] for r in p.runs if r.run_id in recs]
-            ok = [r for r in prs if r["status"] == "success"]
+            ok = [r for r in prs if r.status == "success"]
             used.update(p.flags)
             data_points.append(
                 {
@@ -358,18 +407,20 @@ def page_data(
                     "pareto": i in front,
                     "values": {n: v for n in metrics + costs if (v := _value(METRICS.get(n), p, n)) is not None},
                     "runs": [r.run_id for r in p.runs],
+                    "sweep": sweep_rows(p.selection) if p.selection is not None else None,
                     "loss": _curve(ok, _train_loss),
                     "eval": _curve(
                         ok,
                         lambda r, q=metrics[0] if metrics else None: [
-                            (e["step"], e.get(q)) for e in (r.get("curves") or {}).get("eval") or []
+                            (e["step"], e.get(q)) for e in r.curves.get("eval") or []
                         ],
                     )
                     if metrics
                     else None,
+                    "quality_cost": _quality_cost(ok, metrics[0]) if metrics else None,
                 }
             )
-    created = sorted(r["created_at"] for r in records if r.get("created_at"))
+    created = sorted(r.created_at for r in records if r.created_at)
     sources = sorted({p.mem_source for p in points if p.mem_source})
     notes = [
         "Quality and tokens/s cells: mean over successful seeds; with 3 or more seeds ± the 95% Student-t "
@@ -385,7 +436,7 @@ def page_data(
             "adapter bytes beside it."
         )
     return {
-        "suite": records[0]["suite"] if records else out_dir.name,
+        "suite": records[0].suite if records else out_dir.name,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "created": [created[0], created[-1]] if created else None,
         "n_runs": len(records),
@@ -405,8 +456,9 @@ def page_data(
         "runs": {rid: _run_detail(out_dir, rec) for rid, rec in recs.items()},
         "compare": compare_rows,
         "baseline": baseline,
-        "others": [{"label": r.get("label"), "run_id": r["run_id"], "status": r["status"]} for r in others or []],
+        "others": [{"label": r.label, "run_id": r.run_id, "status": r.status} for r in others or []],
         "plots": [{"file": f"plots/{p.path.name}", "title": p.title} for p in plots or []],
+        "targets": _targets(records),
     }
 
 

@@ -20,9 +20,15 @@ from typing import Any
 import pandas as pd
 
 from lorabench.metrics import METRICS
+from lorabench.record_data import Record
+from lorabench.report.leaderboard import inside_noise
 
 MEM = "peak_mem_train_mb"
 LINESTYLES = ("-", "--", ":", "-.")
+DID_NOT_LEARN = "did_not_learn"
+# Series at the same rank are spread this far apart on the log-2 rank axis (a share of
+# one doubling), so their error bars do not hide each other.
+DODGE = 0.06
 
 
 @dataclass(frozen=True)
@@ -144,9 +150,9 @@ def _plain_log_labels(axis: Any) -> None:
     axis.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
-def _run_order(rec: dict[str, Any]) -> tuple[Any, ...]:
+def _run_order(rec: Record) -> tuple[Any, ...]:
     """Legend order: model, method, rank as a number (r4 before r16), precision, seed."""
-    spec = rec["spec"]
+    spec = rec.spec
     rank = spec.get("rank")
     return (
         spec["model"]["name"],
@@ -157,14 +163,44 @@ def _run_order(rec: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def _scatter_by_method(ax: Any, grp: pd.DataFrame, x: str, y: str, yerr: str | None = None) -> None:
-    """One marker per point: colour = method, marker = precision; legend outside the axes."""
+def band_err(grp: pd.DataFrame, metric: str) -> Any | None:
+    """Asymmetric error bars (below, above the mean) from the leaderboard's band columns.
+
+    The band is the table's (:meth:`lorabench.stats.Agg.band`): the 95% t interval from 3
+    seeds, the observed min-max with 2, nothing with 1; None when no point has one.
+    """
+    lo, hi, mean = f"{metric}_lo", f"{metric}_hi", f"{metric}_mean"
+    if lo not in grp or hi not in grp or grp[lo].isna().all():
+        return None
+    below = (grp[mean] - grp[lo]).fillna(0).clip(lower=0).to_numpy()
+    above = (grp[hi] - grp[mean]).fillna(0).clip(lower=0).to_numpy()
+    return [below, above]
+
+
+def did_not_learn(grp: pd.DataFrame) -> pd.Series:
+    """Rows whose point carries the did_not_learn flag (any seed), as the leaderboard's DNL marker."""
+    flags = grp["flags"] if "flags" in grp else pd.Series("", index=grp.index)
+    return flags.fillna("").astype(str).str.split(";").apply(lambda fs: DID_NOT_LEARN in fs)
+
+
+def _scatter_by_method(ax: Any, grp: pd.DataFrame, x: str, y: str, metric: str | None = None) -> None:
+    """One marker per point: colour = method, marker = precision, a red x where it did not learn;
+    error bars are the table's band of ``metric``; legend outside the axes."""
     import seaborn as sns
 
     sns.scatterplot(data=grp, x=x, y=y, hue="method", style="precision", s=70, ax=ax, zorder=3)
-    if yerr and yerr in grp and grp[yerr].notna().any():
-        ax.errorbar(grp[x], grp[y], yerr=grp[yerr].fillna(0), fmt="none", ecolor="0.5", lw=0.8, zorder=2)
+    err = band_err(grp, metric) if metric else None
+    if err is not None:
+        ax.errorbar(grp[x], grp[y], yerr=err, fmt="none", ecolor="0.5", lw=0.8, zorder=2)
+    dnl = grp[did_not_learn(grp)]
+    if len(dnl):
+        ax.scatter(dnl[x], dnl[y], marker="x", s=120, color="crimson", lw=1.8, zorder=5, label="did not learn")
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
+
+
+def dodge(n: int) -> list[float]:
+    """Multiplicative x offsets for ``n`` series on a log-2 axis, centred on the true value."""
+    return [2 ** (DODGE * (i - (n - 1) / 2)) for i in range(n)]
 
 
 def memory_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
@@ -182,16 +218,14 @@ def memory_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
         m = METRICS.get(metric)
         grp = grp.assign(point=grp.apply(_label, axis=1))
         fig, ax = plt.subplots(figsize=(8, 5))
-        _scatter_by_method(ax, grp, mcol, col, f"{metric}_ci95" if f"{metric}_ci95" in grp else None)
+        _scatter_by_method(ax, grp, mcol, col, metric)
         front = grp[grp["pareto"].astype(bool)].sort_values(mcol)
         if len(front):
             ax.scatter(front[mcol], front[col], s=220, facecolors="none", edgecolors="black", lw=1.2, zorder=4)
         if len(front) > 1:
             ax.plot(front[mcol], front[col], color="0.3", lw=1, ls="--", zorder=1)
         src = grp["mem_source"].dropna().iloc[0] if grp["mem_source"].notna().any() else "?"
-        spread = grp[mcol].max() - grp[mcol].min()
-        noise = METRICS.get(MEM).noise(grp[mcol].min())
-        note = "  (all memory differences inside the noise)" if spread <= noise else ""
+        note = "  (all memory differences inside the noise)" if inside_noise(list(grp[mcol]), MEM) else ""
         ax.set(
             xlabel=f"peak train memory, MiB ({src}){note}",
             ylabel=f"{metric} ({m.direction})",
@@ -203,9 +237,10 @@ def memory_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
                 _save(fig, out / f"memory_vs_{metric}_{_slug(task)}.png"),
                 f"{task}: memory vs {metric}",
                 f"Each point is a grid point (method, rank, precision). Circled points form the Pareto front: no other "
-                f"point uses less memory and scores better beyond the noise (95% intervals with >= 2 seeds, else "
-                f"{metric}'s tolerance and {METRICS.get(MEM).noise_rel:.0%} memory). {m.direction.capitalize()}; "
-                f"further left is cheaper. Memory is {src}"
+                f"point uses less memory and scores better beyond the noise ({metric}'s tolerance and "
+                f"{METRICS.get(MEM).noise_rel:.0%} memory, and with >= 2 seeds bands that do not overlap). Error bars "
+                f"are the table's band (95% t interval from 3 seeds, min-max with 2); a red x marks a point that did "
+                f"not learn. {m.direction.capitalize()}; further left is cheaper. Memory is {src}"
                 + (
                     " (host RSS on CPU: dominated by the imported libraries at tiny model sizes)."
                     if src == "rss"
@@ -236,72 +271,121 @@ def rank_sweep(num: pd.DataFrame, out: Path) -> list[Plot]:
         fig, axes = plt.subplots(1, 2 if has_mem else 1, figsize=(12 if has_mem else 7, 4.2), squeeze=False)
         styles = series_styles(len(swept))
         m = METRICS.get(metric)
-        for (colour, ls), series in zip(styles, swept):
+        for (colour, ls), series, shift in zip(styles, swept, dodge(len(swept))):
             g = grp[grp["series"] == series].sort_values("rank")
-            r = g["rank"].astype(int)
-            ci = g.get(f"{metric}_ci95")
-            axes[0][0].errorbar(
-                r, g[col], yerr=None if ci is None else ci.fillna(0), color=colour, ls=ls, marker="o", label=series
-            )
+            r = g["rank"].astype(int) * shift  # dodged: bars of two methods at one rank stay apart
+            axes[0][0].errorbar(r, g[col], yerr=band_err(g, metric), color=colour, ls=ls, marker="o", label=series)
+            dnl = g[did_not_learn(g)]
+            if len(dnl):
+                axes[0][0].scatter(
+                    dnl["rank"].astype(int) * shift, dnl[col], marker="x", s=120, color="crimson", lw=1.8, zorder=5
+                )
             if has_mem:
-                axes[0][1].plot(r, g[f"{MEM}_mean"], color=colour, ls=ls, marker="o", label=series)
+                axes[0][1].errorbar(
+                    r, g[f"{MEM}_mean"], yerr=band_err(g, MEM), color=colour, ls=ls, marker="o", label=series
+                )
         for ax in axes[0]:
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted(grp["rank"].astype(int).unique()))
             ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{int(v)}"))
             ax.set_xlabel("rank")
         axes[0][0].set(ylabel=f"{metric} ({m.direction})", title=f"{task}: {metric} vs rank")
+        mem_note = has_mem and inside_noise(list(grp[f"{MEM}_mean"]), MEM)
         if has_mem:
             src = grp["mem_source"].dropna().iloc[0] if grp["mem_source"].notna().any() else "?"
             axes[0][1].set(ylabel=f"peak train MiB ({src})", title=f"{task}: memory vs rank")
+            if mem_note:
+                axes[0][1].text(
+                    0.5,
+                    0.02,
+                    f"all differences inside the noise ({METRICS.get(MEM).noise_rel:.0%} of {src})",
+                    transform=axes[0][1].transAxes,
+                    ha="center",
+                    va="bottom",
+                    fontsize=8.5,
+                    color="0.25",
+                    bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"},
+                )
         axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         fig.tight_layout()
         plots.append(
             Plot(
                 _save(fig, out / f"rank_sweep_{_slug(task)}.png"),
                 f"{task}: rank sweep",
-                f"One line per method and precision run at two or more ranks (log-2 axis); error bars are 95% "
-                f"intervals where there are several seeds. Left: {metric} ({m.direction}); right: peak memory. "
-                "A flat quality line means the extra rank buys nothing.",
+                f"One line per method and precision run at two or more ranks (log-2 axis; lines are nudged sideways "
+                f"around each rank so their error bars do not hide each other). Error bars are the table's band "
+                f"(95% t interval from 3 seeds, min-max with 2); a red x marks a point that did not learn. "
+                f"Left: {metric} ({m.direction}); right: peak memory"
+                + (", all of it inside the noise here" if mem_note else "")
+                + ". A flat quality line means the extra rank buys nothing.",
             )
         )
     return plots
 
 
-def throughput(records: list[dict[str, Any]], out: Path) -> list[Plot]:
-    """Per-step tokens/s of each point (box: the spread over timed steps and seeds)."""
+def _throughput_label(spec: dict[str, Any], task_too: bool) -> str:
+    method = spec["method"] if spec["rank"] is None else f"{spec['method']}-r{spec['rank']}"
+    label = f"{spec['model']['name']} {method}@{spec['precision']}"
+    return f"{spec['task']}: {label}" if task_too else label
+
+
+def throughput(records: list[Record], out: Path, num: pd.DataFrame | None = None) -> list[Plot]:
+    """Per-step tokens/s of each point (box: the spread over timed steps and seeds), with the
+    leaderboard's figure for the point drawn on it (a diamond), so plot and table agree."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    rows = []
-    for r in records:
-        prof = r.get("profile") or {}
-        steps, tokens, timed = prof.get("step_s") or [], prof.get("timed_tokens"), prof.get("timed_steps")
-        if r["status"] != "success" or not steps or not tokens or not timed:
+    from lorabench.metrics import record_values
+
+    ok = [r for r in records if r.status == "success" and r.profile.step_s and r.profile.timed_tokens]
+    labels = {}
+    for r in ok:
+        labels.setdefault(_throughput_label(r.spec, False), set()).add(r.spec["task"])
+    task_too = any(len(tasks) > 1 for tasks in labels.values())  # one box per leaderboard row
+    rows, keys = [], {}
+    for r in ok:
+        prof, spec = r.profile, r.spec
+        if not prof.timed_steps or "tokens_per_s" not in record_values(r):
             continue
-        spec = r["spec"]
-        method = spec["method"] if spec["rank"] is None else f"{spec['method']}-r{spec['rank']}"
-        label = f"{spec['model']['name']} {method}@{spec['precision']}"
-        per_step = tokens / timed
-        rows += [{"point": label, "precision": spec["precision"], "tok_s": per_step / s} for s in steps if s > 0]
+        label = _throughput_label(spec, task_too)
+        keys[label] = (spec["task"], spec["model"]["name"], spec["method"], spec["rank"], spec["precision"])
+        per_step = prof.timed_tokens / prof.timed_steps  # the tokens of median_tokens_per_s, per step
+        rows += [{"point": label, "precision": spec["precision"], "tok_s": per_step / s} for s in prof.step_s if s > 0]
     if not rows:
         return []
     df = pd.DataFrame(rows)
     tps = METRICS.get("tokens_per_s")
-    order = sorted(df.groupby("point")["tok_s"].median().items(), key=lambda kv: tps.sort_key(kv[1]))
-    order = [k for k, _ in order]  # best first, in the registry's direction
+    table: dict[str, float] = {}
+    if num is not None and "tokens_per_s_mean" in num:
+        for label, (task, model, method, rank, precision) in keys.items():
+            hit = num[
+                (num["task"] == task)
+                & (num["model"] == model)
+                & (num["method"] == method)
+                & (num["rank"].isna() if rank is None else num["rank"] == rank)
+                & (num["precision"] == precision)
+            ]
+            if len(hit) and pd.notna(hit["tokens_per_s_mean"].iloc[0]):
+                table[label] = float(hit["tokens_per_s_mean"].iloc[0])
+    medians = df.groupby("point")["tok_s"].median().to_dict()
+    figure = {k: table.get(k, v) for k, v in medians.items()}
+    order = [k for k, _ in sorted(figure.items(), key=lambda kv: tps.sort_key(kv[1]))]  # best first
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(order) + 1.6))
     sns.boxplot(data=df, y="point", x="tok_s", hue="precision", order=order, dodge=False, showfliers=False, ax=ax)
+    if table:
+        ys = [i for i, k in enumerate(order) if k in table]
+        ax.scatter([table[order[i]] for i in ys], ys, marker="D", s=28, color="black", zorder=5, label="leaderboard")
     ax.set(xlabel=f"train tokens/s per step (warm-up excluded; {tps.direction})", ylabel="", title="throughput")
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.legend(title="precision", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return [
         Plot(
             _save(fig, out / "throughput.png"),
             "throughput per method and precision",
-            "Each box is one grid point: the median tokens/s over its timed steps (line), the middle half of the "
-            "steps (box) and the range without outliers (whiskers). A wide box means the machine's load moved "
-            "the timing; compare medians only where boxes are narrow.",
+            "Each box is one grid point's timed steps over its seeds: the middle half of the steps (box), the range "
+            "without outliers (whiskers) and their median (line). The black diamond is the leaderboard's tokens/s "
+            "(each seed's median step, averaged over seeds); points are sorted by it, best first. A wide box means "
+            "the machine's load moved the timing; compare only where boxes are narrow.",
         )
     ]
 
@@ -321,7 +405,7 @@ def trainable_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
         m = METRICS.get(metric)
         grp = grp.assign(point=grp.apply(_label, axis=1))
         fig, ax = plt.subplots(figsize=(8, 5))
-        _scatter_by_method(ax, grp, "trainable_pct_mean", col, f"{metric}_ci95" if f"{metric}_ci95" in grp else None)
+        _scatter_by_method(ax, grp, "trainable_pct_mean", col, metric)
         ax.set_xscale("log")
         _plain_log_labels(ax.xaxis)
         ax.set(
@@ -335,47 +419,48 @@ def trainable_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
                 _save(fig, out / f"trainable_vs_{metric}_{_slug(task)}.png"),
                 f"{task}: trainable share vs {metric}",
                 f"Quality bought per trained parameter: further left trains fewer parameters; {m.direction}. "
-                "The axis is logarithmic, so each step left is ten times fewer trainable parameters.",
+                "The axis is logarithmic, so each step left is ten times fewer trainable parameters. A red x marks "
+                "a point that did not learn.",
             )
         )
     return plots
 
 
-def _curve_label(rec: dict[str, Any], seeds: int) -> str:
-    spec = rec["spec"]
+def _curve_label(rec: Record, seeds: int) -> str:
+    spec = rec.spec
     method = spec["method"] if spec["rank"] is None else f"{spec['method']}-r{spec['rank']}"
     seed = f" s{spec['seed']}" if seeds > 1 else ""
     return f"{spec['model']['name']} {method}@{spec['precision']}{seed}"
 
 
-def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Plot]:
+def learning_curves(records: list[Record], out: Path) -> list[Plot]:
     """Per task: train loss per step, and the primary metric per step where runs set `eval.every`."""
     import matplotlib.pyplot as plt
 
     from lorabench.report.results import run_from_record
 
-    ok = [r for r in records if r["status"] == "success" and (r.get("curves") or {}).get("train_loss")]
+    ok = [r for r in records if r.status == "success" and r.curves.get("train_loss")]
     plots = []
-    for task in sorted({r["spec"]["task"] for r in ok}):
-        runs = sorted((r for r in ok if r["spec"]["task"] == task), key=_run_order)
+    for task in sorted({r.spec["task"] for r in ok}):
+        runs = sorted((r for r in ok if r.spec["task"] == task), key=_run_order)
         metric = run_from_record(runs[0]).primary
-        with_eval = [r for r in runs if r["curves"].get("eval") and metric in r["curves"]["eval"][0]]
-        seeds = len({r["spec"]["seed"] for r in runs})
+        with_eval = [r for r in runs if r.curves.get("eval") and metric in r.curves["eval"][0]]
+        seeds = len({r.spec["seed"] for r in runs})
         fig, axes = plt.subplots(1, 2 if with_eval else 1, figsize=(13 if with_eval else 8, 4.5), squeeze=False)
-        styles = dict(zip([r["run_id"] for r in runs], series_styles(len(runs))))
+        styles = dict(zip([r.run_id for r in runs], series_styles(len(runs))))
         for r in runs:
-            steps, losses = zip(*[(c[0], c[1]) for c in r["curves"]["train_loss"]])
-            colour, ls = styles[r["run_id"]]
+            steps, losses = zip(*[(c[0], c[1]) for c in r.curves["train_loss"]])
+            colour, ls = styles[r.run_id]
             axes[0][0].plot(steps, losses, label=_curve_label(r, seeds), lw=1.3, color=colour, ls=ls)
         axes[0][0].set(xlabel="optimizer step", ylabel="train loss", title=f"{task}: training loss")
         # Which split the curves were measured on (`resolved.splits`): validation where the task has one.
-        on = {((r.get("resolved") or {}).get("splits") or {}).get("curves.eval", "test") for r in with_eval}
+        on = {(r.resolved.get("splits") or {}).get("curves.eval", "test") for r in with_eval}
         split = "/".join(sorted(on)) if on else "test"
         if with_eval and metric:
             m = METRICS.get(metric)
             for r in with_eval:
-                pts = r["curves"]["eval"]
-                colour, ls = styles[r["run_id"]]
+                pts = r.curves["eval"]
+                colour, ls = styles[r.run_id]
                 axes[0][1].plot(
                     [p["step"] for p in pts], [p[metric] for p in pts], marker="o", ms=3, lw=1.3, color=colour, ls=ls
                 )
@@ -405,7 +490,68 @@ def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Plot]:
     return plots
 
 
-def make_plots(num: pd.DataFrame, out: Path, records: list[dict[str, Any]] | None = None) -> list[Plot]:
+def time_to_quality(records: list[Record], out: Path) -> list[Plot]:
+    """Per task: the eval curve against training tokens and seconds, one line per run, the target dotted.
+
+    Reads the cost each curve point recorded (``train_tokens``, ``train_s``) and the
+    target ``profile.time_to_target`` names (set by lorabench.report.target).
+    """
+    import matplotlib.pyplot as plt
+
+    from lorabench.report.results import run_from_record
+
+    def curve(r: Record) -> list[dict[str, Any]]:
+        return r.curves.get("eval") or []
+
+    ok = [r for r in records if r.ok and curve(r) and "train_tokens" in curve(r)[0]]
+    plots = []
+    for task in sorted({r.spec["task"] for r in ok}):
+        runs = sorted((r for r in ok if r.spec["task"] == task), key=_run_order)
+        metric = run_from_record(runs[0]).primary
+        runs = [r for r in runs if metric and metric in curve(r)[0]]
+        if not runs:
+            continue
+        seeds = len({r.spec["seed"] for r in runs})
+        target = next((r.profile.time_to_target for r in runs if r.profile.time_to_target), None)
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), squeeze=False)
+        styles = dict(zip([r.run_id for r in runs], series_styles(len(runs))))
+        for col, (key, label) in enumerate((("train_tokens", "training tokens"), ("train_s", "training seconds"))):
+            ax = axes[0][col]
+            for r in runs:
+                colour, ls = styles[r.run_id]
+                pts = [p for p in curve(r) if p.get(key) is not None]
+                ax.plot(
+                    [p[key] for p in pts],
+                    [p[metric] for p in pts],
+                    marker="o",
+                    ms=3,
+                    lw=1.3,
+                    color=colour,
+                    ls=ls,
+                    label=_curve_label(r, seeds),
+                )
+            if target and target.get("metric") == metric:
+                ax.axhline(target["target"], color="0.5", ls=":", lw=1)
+            ax.set(
+                xlabel=f"{label} (warm-up included, eval excluded)",
+                ylabel=f"{metric} ({METRICS.get(metric).direction})",
+            )
+        axes[0][0].set_title(f"{task}: quality against training cost")
+        axes[0][-1].legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        fig.tight_layout()
+        rule = f" Dotted: the target, {metric} {target['target']:.4g} ({target['rule']})." if target else ""
+        plots.append(
+            Plot(
+                _save(fig, out / f"time_to_quality_{_slug(task)}.png"),
+                f"{task}: time to quality",
+                f"The periodic-evaluation {metric} of every successful run against the training tokens (left) and "
+                f"seconds (right) spent to reach it.{rule} Where a line first crosses the target is its time to target.",
+            )
+        )
+    return plots
+
+
+def make_plots(num: pd.DataFrame, out: Path, records: list[Record] | None = None) -> list[Plot]:
     """Every plot the data supports (an empty series is never drawn)."""
     if num.empty:
         return []
@@ -416,6 +562,7 @@ def make_plots(num: pd.DataFrame, out: Path, records: list[dict[str, Any]] | Non
         *memory_vs_quality(num, out),
         *trainable_vs_quality(num, out),
         *rank_sweep(num, out),
-        *throughput(records, out),
+        *throughput(records, out, num),
         *learning_curves(records, out),
+        *time_to_quality(records, out),
     ]

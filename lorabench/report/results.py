@@ -18,6 +18,7 @@ from typing import Any
 from lorabench.errors import UsageError
 from lorabench.metrics import METRICS, peak_memory, quality_metrics, record_values, step_time_spread
 from lorabench.record import load_records, recipe_hash
+from lorabench.record_data import Record
 from lorabench.report.escape import csv_unneutralise
 from lorabench.stats import Agg, aggregate
 
@@ -55,6 +56,10 @@ class Run:
     error: str | None = None
     recipe: str | None = None  # lorabench.record.recipe_hash of the spec
     alpha: float | None = None  # the LoRA alpha the run used (resolved by the method), if it has one
+    lr: float | None = None  # the learning rate the run trained with
+    # Set for a run of a learning-rate sweep: the point without the rate (``key`` names the rate).
+    sweep_key: PointKey | None = None
+    val_values: dict[str, float] = field(default_factory=dict)  # validation metrics (record.val_metrics)
 
 
 @dataclass
@@ -64,6 +69,7 @@ class Point:
     key: PointKey
     runs: list[Run]
     aggs: dict[str, Agg] = field(default_factory=dict)
+    selection: Any = None  # lorabench.report.select.Selection, for a row chosen out of a sweep
 
     @property
     def task(self) -> str:
@@ -127,15 +133,15 @@ class Point:
         return f"{model}/{method if rank is None else f'{method}-r{rank}'}/{precision}/{task}"
 
 
-def _task_info(rec: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+def _task_info(rec: Record) -> tuple[str | None, tuple[str, ...]]:
     """(primary metric, the task's metrics in order) from the task type's declaration."""
     from lorabench.tasks import TASK_TYPES
 
-    ttype = (rec["spec"].get("task_options") or {}).get("type")
+    ttype = (rec.spec.get("task_options") or {}).get("type")
     if ttype in TASK_TYPES:
         cls = TASK_TYPES.get(ttype)
         return cls.primary_metric, tuple(cls.metrics)
-    names = tuple(rec.get("metrics") or ())
+    names = tuple(rec.metrics)
     return (names[0] if names else None), names
 
 
@@ -159,44 +165,67 @@ def _non_finite(status: str, error: str | None, metrics: dict[str, Any]) -> tupl
     return "diverged", f"recorded as success with a non-finite metric ({', '.join(bad)})"
 
 
-def _alpha(rec: dict[str, Any]) -> float | None:
+def _alpha(rec: Record) -> float | None:
     """The LoRA alpha a run used: resolved by the method (record.resolved.method.lora_alpha, or
     alpha), else as configured."""
-    method = (rec.get("resolved") or {}).get("method") or {}
+    method = rec.resolved.get("method") or {}
     value = method.get("lora_alpha", method.get("alpha"))
     if value is None:
-        value = (rec["spec"].get("method_options") or {}).get("alpha")
+        value = (rec.spec.get("method_options") or {}).get("alpha")
     try:
         return None if value is None else float(value)
     except (TypeError, ValueError):
         return None
 
 
-def run_from_record(rec: dict[str, Any], where: str = "") -> Run:
-    spec = rec["spec"]
-    profile = rec.get("profile") or {}
+def swept_key(key: PointKey, lr: float | None, sweep: Any) -> tuple[PointKey, PointKey | None]:
+    """(the run's point key, the point without the rate): a swept run's method cell names its rate."""
+    if not sweep or "lr" not in sweep or lr is None:
+        return key, None
+    task, model, method, rank, precision = key
+    return (task, model, f"{method} lr={lr:g}", rank, precision), key
+
+
+def _val_values(values: Any) -> dict[str, float]:
+    out = {}
+    for name, value in (values or {}).items():
+        if name in METRICS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+def run_from_record(rec: Record, where: str = "") -> Run:
+    spec, profile = rec.spec, rec.profile
     primary, task_metrics = _task_info(rec)
-    status, error = _non_finite(rec["status"], rec.get("error"), rec.get("metrics") or {})
-    flags = [str(f) for f in rec.get("flags") or []]
+    status, error = _non_finite(rec.status, rec.error, rec.metrics)
+    flags = [str(f) for f in rec.flags]
     spread = step_time_spread(profile)
     if spread is not None and spread > NOISY_TIMING_SPREAD:
         flags.append("noisy_timing")
-    other = (profile.get("host_cpu_train") or {}).get("other_cpu_share")
+    other = (profile.host_cpu_train or {}).get("other_cpu_share")
     if other is not None and other > BUSY_HOST_SHARE:
         flags.append("busy_host")
+    lr = (spec.get("train") or {}).get("lr")
+    lr = float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None
+    key, sweep_key = swept_key(
+        (spec["task"], spec["model"]["name"], spec["method"], spec["rank"], spec["precision"]), lr, spec.get("sweep")
+    )
     return Run(
-        run_id=rec["run_id"],
-        key=(spec["task"], spec["model"]["name"], spec["method"], spec["rank"], spec["precision"]),
+        run_id=rec.run_id,
+        key=key,
+        sweep_key=sweep_key,
+        lr=lr,
+        val_values=_val_values(rec.val_metrics),
         seed=spec.get("seed"),
         status=status,
-        values=record_values(rec, where or rec["run_id"]),
+        values=record_values(rec, where or rec.run_id),
         primary=primary,
         task_metrics=task_metrics,
         flags=tuple(flags),
         mem_source=peak_memory(profile, "train")[1],
         timing_spread=spread,
         error=error,
-        recipe=rec.get("recipe") or recipe_hash(spec),
+        recipe=rec.recipe or recipe_hash(spec),
         alpha=_alpha(rec),
     )
 
@@ -242,10 +271,20 @@ def runs_from_csv(path: Path) -> list[Run]:
         primary = row.get("primary_metric") or None
         metrics = {m: math.nan if m == primary and not row.get(m) else _raw(row.get(m)) for m in quality_metrics()}
         status, error = _non_finite(row["status"], row.get("error") or None, metrics)
+        lr = _num(row.get("lr"))
+        key, sweep_key = swept_key(
+            (row["task"], row["model"], row["method"], None if rank is None else int(rank), row["precision"]),
+            lr,
+            (row.get("sweep") or "").split(";"),
+        )
+        vals = {m: v for m in quality_metrics() if (v := _num(row.get(f"val_{m}"))) is not None}
         runs.append(
             Run(
                 run_id=row["run_id"],
-                key=(row["task"], row["model"], row["method"], None if rank is None else int(rank), row["precision"]),
+                key=key,
+                sweep_key=sweep_key,
+                lr=lr,
+                val_values=vals,
                 seed=None if _num(row.get("seed")) is None else int(float(row["seed"])),
                 status=status,
                 values={n: v for n in METRICS if (v := _num(row.get(n))) is not None},
@@ -274,7 +313,7 @@ def load_runs(path: Path | str, run_ids: set[str] | None = None) -> list[Run]:
             raise UsageError(f"{path}: expected a results directory or a runs.csv")
         runs = runs_from_csv(path)
     else:
-        runs = [run_from_record(r, str(path / "runs" / r["run_id"] / "record.json")) for r in load_records(path)]
+        runs = [run_from_record(r, str(path / "runs" / r.run_id / "record.json")) for r in load_records(path)]
     if run_ids is not None:
         runs = [r for r in runs if r.run_id in run_ids]
     return runs

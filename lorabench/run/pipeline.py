@@ -5,8 +5,8 @@
 :func:`evaluate` (the *eval* phase) → :func:`save`. Each phase is one
 ``with monitor.track()`` block, so its peaks are its own.
 
-Runs inside the isolated child process. It returns plain data; the driver alone
-writes ``record.json`` and ``predictions.jsonl``.
+Runs inside the isolated child process. It returns plain data (the profile as
+``record_data.Profile.to_dict()``); the driver alone writes ``record.json`` and ``predictions.jsonl``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from lorabench.accounting.counting import count_parameters
+from lorabench.data.sources import describe
 from lorabench.data.sources import has_val as data_has_val
 from lorabench.errors import UsageError
 from lorabench.methods.base import Method, MethodContext
@@ -30,15 +31,17 @@ from lorabench.models import loading
 from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, is_encoder_decoder
 from lorabench.preflight import positions_error
 from lorabench.provenance import run_environment
+from lorabench.record_data import Profile
+from lorabench.run.energy import EnergyMeter
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, dir_bytes
 from lorabench.run.train import TrainStats, check_finite, total_steps
 from lorabench.run.train import train as train_loop
 from lorabench.sanity import compute_flags
 from lorabench.spec import RunSpec
-from lorabench.tasks import TASK_TYPES
+from lorabench.tasks import TASK_TYPES, forgetting
 from lorabench.tasks.base import EvalResult, Task, TaskData
-from lorabench.tasks.cache import prepare_cached
+from lorabench.tasks.cache import prepare_cached, tokenizer_fingerprint
 from lorabench.vocab import QUANTIZED, TaskFamily, resolve_device
 
 
@@ -92,15 +95,20 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         with monitor.track() as load:
             model, tokenizer, info = load_model(spec, task, device)
             data = build_data(spec, task, tokenizer)
+            reference = forgetting_base(spec, task, model, tokenizer, info, ctx)
             mctx = spec.method_context(task.family, info["model_type"], total_steps(spec.train, len(data.train)))
             model = apply_method(spec, method, model, mctx)
             trainable, total = count_parameters(model)
         with monitor.track() as training:
             host = HostCPU()
-            stats = train(spec, task, method, model, tokenizer, data, ctx)
+            meter = EnergyMeter(device)
+            stats = train(spec, task, method, model, tokenizer, data, ctx, meter)
         host_train = host.finish()
         with monitor.track() as evaluation:
             result, eval_s = evaluate(spec, task, model, tokenizer, data, ctx)
+            if reference is not None:
+                reference = forgetting_after(spec, task, model, tokenizer, ctx, reference)
+                result.metrics[f"forgetting_{reference['measure']}"] = reference["change"]
         check_finite(result.metrics)
         val_result, val_eval_s = None, None
         if has_val:  # the validation score model selection reads (the final score above is on test)
@@ -112,36 +120,36 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     env = run_environment(device)
     perf, perf_notes = _performance(model, spec, mctx, task, info, stats, device, ctx, env)
     flags, sanity = compute_flags(spec.task_options["type"], stats.curve, result.predictions)
-    profile = {
-        "trainable_params": trainable,
-        "total_params": total,
-        "trainable_pct": 100.0 * trainable / total if total else None,
-        "param_convention": "peft get_nb_trainable_parameters (tied once; Params4bit x2 x itemsize)",
-        "tokens_per_s": stats.tokens_per_s,
-        "samples_per_s": stats.samples_per_s,
-        "train_s": stats.train_s,
-        "timed_s": stats.timed_s,
-        "timed_steps": stats.timed_steps,
-        "step_s": [round(t, 6) for t in stats.step_s],
-        "timed_tokens": stats.tokens,
-        "train_steps": stats.steps,
-        "eval_s": eval_s,
+    profile = Profile(
+        trainable_params=trainable,
+        total_params=total,
+        trainable_pct=100.0 * trainable / total if total else None,
+        param_convention="peft get_nb_trainable_parameters (tied once; Params4bit x2 x itemsize)",
+        tokens_per_s=stats.tokens_per_s,
+        samples_per_s=stats.samples_per_s,
+        train_s=stats.train_s,
+        timed_s=stats.timed_s,
+        timed_steps=stats.timed_steps,
+        step_s=[round(t, 6) for t in stats.step_s],
+        timed_tokens=stats.tokens,
+        train_steps=stats.steps,
+        eval_s=eval_s,
         **({"val_eval_s": val_eval_s} if has_val else {}),
-        "periodic_eval_s": stats.eval_s,
-        "eval_tokens": result.tokens,
-        "load_s": load.seconds,
-        "adapter_bytes": adapter_bytes,
-        "memory_mb": {
-            name: p.memory.to_dict() for name, p in (("load", load), ("train", training), ("eval", evaluation))
-        },
-        "host_cpu_train": host_train,
+        periodic_eval_s=stats.eval_s,
+        eval_tokens=result.tokens,
+        load_s=load.seconds,
+        adapter_bytes=adapter_bytes,
+        memory_mb={name: p.memory for name, p in (("load", load), ("train", training), ("eval", evaluation))},
+        host_cpu_train=host_train,
+        energy=meter.describe(stats.energy_j),
         **perf,
-        "notes": monitor.notes + perf_notes,
-    }
+        notes=monitor.notes + perf_notes,
+        **({"forgetting_s": reference["seconds"]} if reference is not None else {}),
+    )
     return {
         "metrics": result.metrics,
         **({"val_metrics": val_result.metrics} if val_result is not None else {}),
-        "profile": profile,
+        "profile": profile.to_dict(),  # plain data across the process boundary
         "resolved": {
             **info,
             "device": device,
@@ -155,9 +163,14 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             "loss_kernel": info.get("loss_kernel", "model default"),
             "sanity": sanity,
             "splits": splits(has_val, bool(stats.eval_curve)),
+            **({"forgetting": {k: v for k, v in reference.items() if k != "seconds"}} if reference else {}),
         },
         "flags": flags,
-        "curves": {"train_loss": stats.curve, **({"eval": stats.eval_curve} if stats.eval_curve else {})},
+        "curves": {
+            "train_loss": stats.curve,  # the task loss, for every method
+            **({"eval": stats.eval_curve} if stats.eval_curve else {}),
+            **({"regularisers": stats.regularisers} if stats.regularisers else {}),
+        },
         "predictions": result.predictions,
         "env": env,
     }
@@ -204,7 +217,14 @@ def apply_method(spec: RunSpec, method: Method, model: Any, mctx: MethodContext)
 
 
 def train(
-    spec: RunSpec, task: Task, method: Method, model: Any, tokenizer: Any, data: TaskData, ctx: RunContext
+    spec: RunSpec,
+    task: Task,
+    method: Method,
+    model: Any,
+    tokenizer: Any,
+    data: TaskData,
+    ctx: RunContext,
+    energy: EnergyMeter | None = None,
 ) -> TrainStats:
     """The training loop (``run/train.py``), with periodic evaluation and the method's per-step hook."""
 
@@ -224,7 +244,10 @@ def train(
         after_step=lambda step: method.after_step(model, step),
         evaluate=periodic_eval,
         eval_every=spec.eval.every,
-        forward=chunked_ce_forward(model) if spec.train.loss == "chunked" else None,
+        # The task loss; a method's regularisers (AdaLoRA's) are added, and logged, by the loop.
+        forward=chunked_ce_forward(model) if spec.train.loss == "chunked" else method.task_forward(model),
+        regularisers=(lambda: method.regularisers(model)) if method.regularisers(model) else None,
+        energy=energy,
     )
 
 
@@ -236,6 +259,44 @@ def evaluate(
     with Stopwatch(ctx.sync) as sw:
         result = task.evaluate(model, tokenizer, data, spec.eval, ctx)
     return result, sw.seconds
+
+
+def forgetting_base(
+    spec: RunSpec, task: Task, model: Any, tokenizer: Any, info: dict[str, Any], ctx: RunContext
+) -> dict[str, Any] | None:
+    """The base model's score on the task's forgetting reference (cached per model and reference), or None.
+
+    Measured before the method touches the model, so it is the base as loaded (at the
+    run's precision: a quantised run is compared with its quantised base).
+    """
+    options = spec.task_options.get("forgetting")  # left out of the spec when the suite sets none
+    if options is None:
+        return None
+    name = forgetting.measure_name(task.family)
+    where = describe(options["data"], "eval")
+    key = forgetting.base_key(spec, task.family, info.get("resolved_path"), tokenizer_fingerprint(tokenizer))
+
+    def compute() -> float:
+        return forgetting.measure(
+            model, tokenizer, task.family, options, spec.task, spec.train.max_seq_len, spec.eval, ctx
+        )
+
+    with Stopwatch(ctx.sync) as sw:
+        base, cache = forgetting.base_score(key, name, compute, where)
+    return {"measure": name, "reference": where, "base": base, "base_cache": cache, "key": key, "seconds": sw.seconds}
+
+
+def forgetting_after(
+    spec: RunSpec, task: Task, model: Any, tokenizer: Any, ctx: RunContext, reference: dict[str, Any]
+) -> dict[str, Any]:
+    """``reference`` completed with the fine-tuned model's score and the change (positive: forgot)."""
+    options = spec.task_options["forgetting"]
+    with Stopwatch(ctx.sync) as sw:
+        after = forgetting.measure(
+            model, tokenizer, task.family, options, spec.task, spec.train.max_seq_len, spec.eval, ctx
+        )
+    change = forgetting.change(task.family, reference["base"], after)
+    return {**reference, "after": after, "change": change, "seconds": reference["seconds"] + sw.seconds}
 
 
 def save(method: Method, model: Any, run_dir: Path, keep: bool) -> int:

@@ -39,10 +39,13 @@ class TrainStats:
     timed_steps: int
     tokens: int
     samples: int
-    curve: list[list[float]] = field(default_factory=list)  # [step, loss, lr]
+    curve: list[list[float]] = field(default_factory=list)  # [step, task loss, lr]
+    # A method's regularisers (AdaLoRA's orth_reg), weighted, per logged step: {name: [[step, value], ...]}
+    regularisers: dict[str, list[list[float]]] = field(default_factory=dict)
     eval_curve: list[dict[str, float]] = field(default_factory=list)  # {"step": s, metric: value, ...}
     eval_s: float = 0.0  # periodic evaluation time, excluded from train_s and timed_s
     step_s: list[float] = field(default_factory=list)  # seconds per timed step (warm-up and eval excluded)
+    energy_j: float | None = None  # joules over training, periodic evaluation excluded (None: no counter)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -96,6 +99,8 @@ def train(
     evaluate: Callable[[], dict[str, float]] | None = None,
     eval_every: int | None = None,
     forward: Callable[[dict[str, Any]], torch.Tensor] | None = None,
+    regularisers: Callable[[], dict[str, torch.Tensor]] | None = None,
+    energy: Any = None,
 ) -> TrainStats:
     """Train ``model`` on ``rows`` per ``cfg``; returns timing, throughput and the loss curve.
 
@@ -103,7 +108,14 @@ def train(
     method's own bookkeeping, e.g. AdaLoRA's budget). ``evaluate()`` runs every
     ``eval_every`` steps and after the last one for a quality curve; its time is
     excluded from every training timer. ``forward(batch)``, when given, computes the loss
-    instead of ``model(**batch).loss`` (e.g. a chunked cross-entropy).
+    instead of ``model(**batch).loss`` (e.g. a chunked cross-entropy); it is the task
+    loss. ``regularisers()`` gives a method's extra loss terms: they are optimised with the
+    task loss but logged apart, so ``curve`` is the task loss for every method.
+
+    Each periodic evaluation point also records what training had cost up to it, warm-up
+    included and evaluation excluded: ``train_tokens``, ``train_s`` and, with an
+    ``energy`` meter (:class:`lorabench.run.energy.EnergyMeter`) that has a source,
+    ``train_j``. Time-to-target reads these.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -122,23 +134,33 @@ def train(
     # `non_blocking` is a synchronous copy); on CPU the batch is used as it is.
     pin = ctx.device == "cuda"
     model.train()
-    pending: list[tuple[int, torch.Tensor, float]] = []
+    pending: list[tuple[int, torch.Tensor, float, dict[str, torch.Tensor]]] = []
     curve: list[list[float]] = []
+    reg_curve: dict[str, list[list[float]]] = {}
     tokens = samples = 0
+    all_tokens = 0  # warm-up included: the cost of reaching a quality counts every step
+    eval_j = 0.0
     eval_curve: list[dict[str, float]] = []
     eval_s = 0.0
     eval_s_at_timed = 0.0
     clock = StepClock(ctx.device)
+    if energy is not None:
+        energy.start()
     t0 = time.perf_counter()
     t_timed = t0
 
     def flush() -> None:
         # One .item() per logged step keeps host-device syncs off the hot path.
-        for step, loss_t, lr in pending:
+        for step, loss_t, lr, regs in pending:
             loss = float(loss_t)
             if not math.isfinite(loss):
                 raise Diverged(f"loss is {loss} at step {step}")
             curve.append([step, round(loss, 6), lr])
+            for name, value_t in regs.items():
+                value = float(value_t)
+                if not math.isfinite(value):
+                    raise Diverged(f"regulariser {name} is {value} at step {step}")
+                reg_curve.setdefault(name, []).append([step, round(value, 6)])
         if curve:
             progress.report(int(curve[-1][0]) + 1, n_steps, curve[-1][1])  # the driver's status line
         pending.clear()
@@ -150,18 +172,24 @@ def train(
             eval_s_at_timed = eval_s
             clock.start()
         step_loss = torch.zeros((), device=ctx.device)
+        step_regs: dict[str, torch.Tensor] = {}
         for _ in range(cfg.grad_accum):
             host = next(stream)
+            n_tok = task.count_tokens(host)
+            all_tokens += n_tok
             if step >= warmup:
                 # Counted on the host copy: on the device, int(mask.sum()) would be a
                 # CPU-GPU sync every micro-step, stalling the queue while we collate.
-                tokens += task.count_tokens(host)
+                tokens += n_tok
                 samples += int(host["input_ids"].shape[0])
             batch = {k: v.pin_memory().to(ctx.device, non_blocking=True) if pin else v for k, v in host.items()}
             with ctx.autocast():
                 loss = (forward(batch) if forward is not None else model(**batch).loss) / cfg.grad_accum
-            scaler.scale(loss).backward()
+                regs = {k: v / cfg.grad_accum for k, v in (regularisers() if regularisers else {}).items()}
+            scaler.scale(loss + sum(regs.values()) if regs else loss).backward()
             step_loss += loss.detach()
+            for name, value in regs.items():
+                step_regs[name] = step_regs.get(name, 0) + value.detach()
         scaler.unscale_(opt)
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -172,7 +200,7 @@ def train(
         lr_now = sched.get_last_lr()[0]
         sched.step()
         opt.zero_grad(set_to_none=True)
-        pending.append((step, step_loss, lr_now))
+        pending.append((step, step_loss, lr_now, step_regs))
         if (step + 1) % cfg.log_every == 0 or step == n_steps - 1:
             flush()
         if step >= warmup:
@@ -182,15 +210,23 @@ def train(
         if evaluate is not None and eval_every and ((step + 1) % eval_every == 0 or step == n_steps - 1):
             ctx.sync()
             t_eval = time.perf_counter()
+            joules = energy.joules() if energy is not None else None
+            cost: dict[str, float] = {"train_tokens": all_tokens, "train_s": round(t_eval - t0 - eval_s, 6)}
+            if joules is not None:
+                cost["train_j"] = round(joules - eval_j, 3)
             model.eval()
-            eval_curve.append({"step": step, **evaluate()})
+            eval_curve.append({"step": step, **evaluate(), **cost})
             model.train()
             ctx.sync()
             eval_s += time.perf_counter() - t_eval
+            if joules is not None:
+                after = energy.joules()
+                eval_j += (after - joules) if after is not None else 0.0
             if step >= warmup:
                 clock.start()  # the evaluation is not part of the next step
     ctx.sync()
     t_end = time.perf_counter()
+    total_j = energy.joules() if energy is not None else None
     flush()
     timed_steps = n_steps - warmup
     return TrainStats(
@@ -201,7 +237,9 @@ def train(
         tokens=tokens,
         samples=samples,
         curve=curve,
+        regularisers=reg_curve,
         eval_curve=eval_curve,
         eval_s=eval_s,
         step_s=clock.seconds(),
+        energy_j=None if total_j is None else total_j - eval_j,
     )

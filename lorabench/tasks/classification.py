@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from lorabench.data.sources import DataError, DataSource, describe, has_val, load_columns
 from lorabench.tasks.base import EvalResult, Task, TaskData, check_counts, pad_batch
+from lorabench.tasks.forgetting import ForgettingOptions
 
 if TYPE_CHECKING:
     from lorabench.suite.schema import EvalSettings
@@ -33,6 +34,7 @@ class ClassificationOptions:
     n_train: int | None = None
     n_eval: int | None = None
     data_seed: int = 0
+    forgetting: ForgettingOptions | None = None  # a reference the base knew (lorabench.tasks.forgetting)
 
     def __post_init__(self) -> None:
         check_counts(self.n_train, self.n_eval)
