@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -44,10 +43,10 @@ def test_ray_executor_records_match_the_local_executor(
     assert local.statuses == {"success": 2}
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    # A new local Ray turns on token auth and otherwise writes its token to ~/.ray/auth_token.
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    monkeypatch.setenv("RAY_AUTH_TOKEN", os.urandom(16).hex())
-    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    # A new local Ray otherwise turns on token auth and writes a token to ~/.ray/auth_token.
+    # Disabled, not a token: this process read Ray's config (auth off) when it imported ray,
+    # and a token only its GCS saw would lock it out. The node listens on loopback only.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     # On loopback, with a small object store: runs return their results, nothing large.
     ray.init(
         num_cpus=2,
