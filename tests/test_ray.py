@@ -92,3 +92,39 @@ def test_an_address_where_no_head_answers_is_one_line_and_exit_2(tmp_path: Path,
     assert proc.returncode == 2, proc.stderr
     assert says in proc.stderr and "Traceback" not in proc.stderr
     assert not list((tmp_path / "out").glob("runs/*/record.json"))
+
+
+def test_a_run_that_loses_its_node_twice_is_failed_naming_both_nodes(tmp_path: Path) -> None:
+    """The second loss is not retried: the record says failed, with both lost nodes (no cluster needed)."""
+    from lorabench.execute.ray import RayExecutor, _Flight
+    from lorabench.plan import expand
+    from lorabench.validate import load_suite
+
+    path = tmp_path / "tiny-ray.yaml"
+    path.write_text(SUITE)
+    spec = expand(load_suite(str(path)))[0]
+    executor = RayExecutor("127.0.0.2:1")  # connects on first use only: nothing here does
+    flight = _Flight(spec, tmp_path / "run", (1.0, 0.0), attempt=2, lost=["127.0.0.3 (aaa)"])
+    flight.node = {"id": "bbb", "ip": "127.0.0.4", "host": "h"}
+    died = ray.exceptions.NodeDiedError("Task failed because the node it was running on is dead or unavailable.")
+    lost = executor._lost(flight, died)
+    assert lost == "127.0.0.4 (bbb)"
+    flight.lost.append(lost)
+    result = executor._failure(flight, died, flight.submitted + 1.0)
+    assert result["status"] == "failed"
+    assert (
+        "on node 127.0.0.4 (bbb)" in result["error"]
+        and "after losing node(s) 127.0.0.3 (aaa), 127.0.0.4" in result["error"]
+    )
+    assert result["executor"] == {
+        "name": "ray",
+        "address": "127.0.0.2:1",
+        "attempts": 2,
+        "lost_nodes": ["127.0.0.3 (aaa)", "127.0.0.4 (bbb)"],
+    }
+    assert result["env"] == {"node": flight.node}
+    # Before a run reports its node, the name comes from Ray's message.
+    bare = _Flight(spec, tmp_path / "run", (1.0, 0.0))
+    msg = ray.exceptions.NodeDiedError("Task failed ... Node IP: 127.0.0.3, node ID: ccc. This can happen if ...")
+    assert executor._lost(bare, msg) == "127.0.0.3, node ID: ccc"
+    assert executor._lost(bare, RuntimeError("not a node")) is None
