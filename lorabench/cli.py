@@ -590,7 +590,11 @@ def _add_executor_args(r: argparse.ArgumentParser) -> None:
         help="local GPU pool: comma-separated device ids (e.g. 0,1,2,3); one run per device at a time, "
         "each run sees only its device (CUDA_VISIBLE_DEVICES)",
     )
-    r.add_argument("--address", help="with --executor ray: the cluster (auto, ray://HOST:PORT); default: a local Ray")
+    r.add_argument(
+        "--address",
+        help="with --executor ray: an existing cluster, HEAD:PORT of its `ray start --head --port`, or auto "
+        "(the one `ray start` last started here); default: a local Ray started and stopped by lorabench",
+    )
 
 
 def _add_compare_parsers(sub: argparse._SubParsersAction) -> None:
