@@ -87,9 +87,9 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     device = resolve_device(spec.execution.device)
     seed_everything(spec.seed)
     monitor = MemoryMonitor(device, spec.execution.memory_sample_s)
-    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
     method = spec.method_cls()
-    has_val = data_has_val(spec.task_options["data"])
+    has_val = data_has_val(spec.task_options.data)
     ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=spec.seed)
     try:
         with monitor.track() as load:
@@ -119,7 +119,7 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         monitor.close()
     env = run_environment(device)
     perf, perf_notes = _performance(model, spec, mctx, task, info, stats, device, ctx, env)
-    flags, sanity = compute_flags(spec.task_options["type"], stats.curve, result.predictions)
+    flags, sanity = compute_flags(spec.task_options.type, stats.curve, result.predictions)
     profile = Profile(
         trainable_params=trainable,
         total_params=total,
@@ -269,11 +269,11 @@ def forgetting_base(
     Measured before the method touches the model, so it is the base as loaded (at the
     run's precision: a quantised run is compared with its quantised base).
     """
-    options = spec.task_options.get("forgetting")  # left out of the spec when the suite sets none
+    options = forgetting.reference_of(spec.task_options)
     if options is None:
         return None
     name = forgetting.measure_name(task.family)
-    where = describe(options["data"], "eval")
+    where = describe(options.data, "eval")
     key = forgetting.base_key(spec, task.family, info.get("resolved_path"), tokenizer_fingerprint(tokenizer))
 
     def compute() -> float:
@@ -290,7 +290,8 @@ def forgetting_after(
     spec: RunSpec, task: Task, model: Any, tokenizer: Any, ctx: RunContext, reference: dict[str, Any]
 ) -> dict[str, Any]:
     """``reference`` completed with the fine-tuned model's score and the change (positive: forgot)."""
-    options = spec.task_options["forgetting"]
+    options = forgetting.reference_of(spec.task_options)
+    assert options is not None  # forgetting_base found one
     with Stopwatch(ctx.sync) as sw:
         after = forgetting.measure(
             model, tokenizer, task.family, options, spec.task, spec.train.max_seq_len, spec.eval, ctx
