@@ -278,7 +278,7 @@ def _plan_memory(todo: list[RunSpec], runs_dir: Path) -> tuple[int, list[RunSpec
     ``skip_predicted_oom`` (never dropped), else a warning and it runs. Returns (records
     written, the runs still to do).
     """
-    from lorabench.accounting.predict import oom_message, plan_fits
+    from lorabench.preflight import oom_message, plan_fits
     from lorabench.provenance import git_state, static_environment
 
     log = sys.stderr

@@ -51,7 +51,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _print_fit(specs: list, gpu_memory: str | None) -> None:
     """Which points are predicted not to fit the GPU budget (``--gpu-memory`` or ``execution.gpu_memory``)."""
     from lorabench.accounting.fit import budget_bytes
-    from lorabench.accounting.predict import oom_message, plan_fits
+    from lorabench.preflight import oom_message, plan_fits
 
     if gpu_memory:
         budget_bytes(gpu_memory)  # a usage error before any tracing

@@ -63,14 +63,13 @@ def test_the_prediction_does_not_move_the_runs_random_streams() -> None:
 
 
 def test_a_prediction_that_cannot_be_made_is_null_with_the_reason(monkeypatch) -> None:
-    import lorabench.accounting.estimate as est_mod
-    import lorabench.accounting.trace as trace_mod
+    import lorabench.accounting.predict as predict_mod
 
     def boom(*_a: object, **_k: object) -> None:
         raise RuntimeError("no such op")
 
-    monkeypatch.setattr(trace_mod, "trace_model", boom)
-    monkeypatch.setattr(est_mod, "estimate_model", boom)
+    monkeypatch.setattr(predict_mod, "trace_model", boom)
+    monkeypatch.setattr(predict_mod, "estimate_model", boom)
     pred = predict_spec(_spec(), "causal-lm", "cuda")
     assert pred.peak_bytes is None and pred.method is None
     assert any("the trace failed (RuntimeError: no such op)" in n for n in pred.notes)
@@ -161,7 +160,7 @@ def test_gpu_memory_settings_are_checked_and_stay_out_of_run_ids() -> None:
 
 def test_points_predicted_not_to_fit_are_rows_or_warnings_never_dropped(tmp_path, monkeypatch, capsys) -> None:
     """Mixed verdicts: the one that does not fit is a predicted_oom record when skipping, a warning otherwise."""
-    import lorabench.accounting.predict as predict_mod
+    import lorabench.preflight as preflight
     from lorabench.bench import _plan_memory
     from lorabench.record import read_record
 
@@ -171,11 +170,11 @@ def test_points_predicted_not_to_fit_are_rows_or_warnings_never_dropped(tmp_path
     def verdicts(planned, gpu_memory=None):
         big, small = 30 * 2**30, 2**30
         return [
-            predict_mod.FitVerdict(s.run_id, s.label, big if s.seed == 0 else small, "trace", s.seed != 0)
+            preflight.FitVerdict(s.run_id, s.label, big if s.seed == 0 else small, "trace", s.seed != 0)
             for s in planned
         ]
 
-    monkeypatch.setattr(predict_mod, "plan_fits", verdicts)
+    monkeypatch.setattr(preflight, "plan_fits", verdicts)
     recorded, todo = _plan_memory(specs, tmp_path)
     assert recorded == 1 and [s.seed for s in todo] == [1]
     rec = read_record(tmp_path / specs[0].run_id / "record.json")

@@ -1,8 +1,8 @@
 """A run's memory prediction: the traced training step for its spec, the analytic model if that fails.
 
-The run stores it beside what it measured (``profile.predicted_peak_bytes``), and the
-planner (``lorabench validate --gpu-memory``, ``execution.gpu_memory``) uses it to say
-which points will not fit before any run starts. The figure is torch's allocator view,
+The run stores it beside what it measured (``profile.predicted_peak_bytes``), and
+preflight's GPU memory check (``lorabench validate --gpu-memory``, ``execution.gpu_memory``)
+uses it to say which points will not fit before any run starts. The figure is torch's allocator view,
 what ``torch.cuda.max_memory_allocated`` reports: the CUDA context is left out.
 
 A prediction never fails a run: where the step cannot be traced (a loss kernel that
@@ -14,13 +14,17 @@ prediction is null, with the reason.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import torch
+
+from lorabench.accounting.estimate import estimate_model
+from lorabench.accounting.trace import Untraceable, trace_model
 from lorabench.vocab import HeadType, MiB
 
 # A run traces its step only where the measurement can confirm it: on a CPU the measured
@@ -45,9 +49,6 @@ class Prediction:
 @contextlib.contextmanager
 def _rng_kept() -> Iterator[None]:
     """The prediction must not move the run's random streams (seeded before it)."""
-    import numpy as np
-    import torch
-
     py, npy = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
         try:
@@ -61,9 +62,6 @@ def predict_spec(
     spec: Any, family: str, device: str, compute_dtype: str | None = None, trace: bool = True
 ) -> Prediction:
     """Trace ``spec``'s training step on fake tensors (analytic fallback, or analytic only); never raises."""
-    from lorabench.accounting.estimate import estimate_model
-    from lorabench.accounting.trace import Untraceable, trace_model
-
     t0 = time.perf_counter()
     tm = spec.model.target_modules
     kw: dict[str, Any] = dict(
@@ -132,129 +130,3 @@ def profile_fields(pred: Prediction, memory_mb: dict[str, Any], device: str) -> 
         "measured_over_predicted": ratio,
         "predict_s": pred.seconds,
     }, notes
-
-
-# -- the planner: which points fit a GPU budget, before any run starts --------------------
-@dataclass
-class FitVerdict:
-    """One point against the budget: fits is None where no prediction could be made."""
-
-    run_id: str
-    label: str
-    peak_bytes: int | None
-    method: str | None
-    fits: bool | None
-    notes: list[str] = field(default_factory=list)
-
-
-def _family(spec: Any) -> str:
-    from lorabench.models.loading import is_encoder_decoder
-    from lorabench.tasks import TASK_TYPES
-
-    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
-    return task.resolve_family(lambda: is_encoder_decoder(spec.model))
-
-
-def fit_verdicts(spec_dicts: list[dict[str, Any]], gpu_memory: str | None = None) -> list[dict[str, Any]]:
-    """Each spec's traced CUDA peak against ``gpu_memory`` or its own ``execution.gpu_memory`` (seeds share one trace).
-
-    ``compute_dtype: auto`` is planned as bf16, what a run resolves it to on any GPU with
-    bf16 (Ampere and later).
-    """
-    import json
-
-    from lorabench.accounting.fit import budget_bytes, fits
-    from lorabench.spec import RunSpec
-
-    memo: dict[str, Prediction] = {}
-    out = []
-    for d in spec_dicts:
-        spec = RunSpec.from_dict(d)
-        key = json.dumps({k: v for k, v in d.items() if k not in ("seed", "suite")}, sort_keys=True, default=str)
-        pred = memo.get(key)
-        if pred is None:
-            cd = spec.quantization.compute_dtype
-            try:
-                family = _family(spec)
-            except Exception as exc:  # a model whose config cannot be read here: no verdict, and why
-                pred = Prediction(None, None, 0.0, [f"no memory prediction: {type(exc).__name__}: {exc}"])
-            else:
-                pred = predict_spec(spec, family, "cuda", "bf16" if cd == "auto" else cd)
-            memo[key] = pred
-        budget = budget_bytes(gpu_memory or spec.execution.gpu_memory or "0")
-        verdict = FitVerdict(
-            spec.run_id,
-            spec.label,
-            pred.peak_bytes,
-            pred.method,
-            None if pred.peak_bytes is None else fits(pred.peak_bytes, budget),
-            list(pred.notes),
-        )
-        out.append(dataclasses.asdict(verdict))
-    return out
-
-
-def plan_fits(specs: list[Any], gpu_memory: str | None = None, timeout_s: float = 3600.0) -> list[FitVerdict]:
-    """:func:`fit_verdicts` in a child process that cannot see a GPU.
-
-    The trace imports bitsandbytes, which creates a CUDA context at import on a GPU
-    machine: in the driver that context would hold device memory for the whole suite
-    (and ``validate`` would no longer be torch-free). The child is a plain interpreter
-    with ``CUDA_VISIBLE_DEVICES`` empty; fake tensors need no device.
-    """
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from lorabench.errors import UsageError
-
-    payload = json.dumps({"specs": [s.to_dict() for s in specs], "gpu_memory": gpu_memory}, default=str)
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run(
-        [sys.executable, "-m", "lorabench.accounting.predict"],
-        input=payload,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout_s,
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1][:300]
-        raise UsageError(f"the memory check before the runs failed: {tail}")
-    return [FitVerdict(**v) for v in json.loads(proc.stdout)]
-
-
-def oom_message(v: FitVerdict, gpu_memory: str) -> str:
-    """Why a point is predicted not to fit, with the figures behind the verdict."""
-    from lorabench.accounting.estimate import CUDA_CONTEXT_BYTES
-    from lorabench.accounting.fit import FRAGMENTATION, budget_bytes
-
-    peak = v.peak_bytes or 0
-    need = peak * (1 + FRAGMENTATION) + CUDA_CONTEXT_BYTES
-    return (
-        f"predicted to need {need / 2**30:.1f} GiB ({v.method}: {peak / 2**30:.1f} GiB allocated, "
-        f"+{FRAGMENTATION:.0%} fragmentation, +{CUDA_CONTEXT_BYTES // MiB} MiB CUDA context) "
-        f"> {budget_bytes(gpu_memory) / 2**30:.1f} GiB (gpu_memory {gpu_memory})"
-    )
-
-
-def main() -> None:
-    """``python -m lorabench.accounting.predict``: specs and a budget (JSON) on stdin, verdicts (JSON) on stdout."""
-    import json
-    import sys
-
-    from lorabench import quiet
-
-    quiet.install()
-    request = json.loads(sys.stdin.read())
-    out, sys.stdout = sys.stdout, sys.stderr  # a library's print must not corrupt the answer
-    try:
-        verdicts = fit_verdicts(request["specs"], request["gpu_memory"])
-    finally:
-        sys.stdout = out
-    json.dump(verdicts, out)
-
-
-if __name__ == "__main__":
-    main()

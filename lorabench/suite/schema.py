@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lorabench.accounting.fit import budget_bytes  # the card table and size parsing (no torch)
 from lorabench.errors import Issue, SuiteError, UsageError
 from lorabench.metrics import METRICS, quality_metrics
 from lorabench.suite.typed import MISSING, Collector, FieldErrors, build, check_ranges, convert, key_line
 from lorabench.suite.yamlnodes import LDict, LList, decode, load_yaml
-from lorabench.vocab import Device, Precision
+from lorabench.vocab import Device, Precision, gpu_budget
 
 AttnImpl = Literal["eager", "sdpa", "flash_attention_2"]
 LossKernel = Literal["default", "chunked", "liger"]
@@ -157,8 +156,8 @@ class ExecutionSettings:
         errors = check_ranges(self, rules)
         if self.gpu_memory is not None:
             try:
-                budget_bytes(self.gpu_memory)
-            except UsageError as exc:
+                gpu_budget(self.gpu_memory)
+            except ValueError as exc:
                 errors.append(("gpu_memory", f"`gpu_memory`: {exc}"))
             if self.device == Device.CPU.value:
                 errors.append(("gpu_memory", "`gpu_memory` is a CUDA budget; `device` is cpu"))
