@@ -17,6 +17,7 @@ side uses this too.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -174,7 +175,6 @@ def step_time_median(profile: Profile) -> float | None:
     steps = profile.step_s or []
     if not steps:
         return None
-    import statistics
 
     return statistics.median(steps)
 
@@ -201,7 +201,6 @@ def step_time_spread(profile: Profile) -> float | None:
     steps = sorted(profile.step_s or [])
     if len(steps) < 4:
         return None
-    import statistics
 
     q1, _, q3 = statistics.quantiles(steps, n=4)
     med = statistics.median(steps)
@@ -343,6 +342,58 @@ register_metric(
     fmt=",.0f",
     unit="MiB",
     source=lambda p: None if not (p.estimate_bytes or {}).get("allocated") else p.estimate_bytes["allocated"] / MiB,
+)
+
+
+def _to_target(key: str) -> Callable[[Profile], float | None]:
+    """A time-to-target figure from ``profile.time_to_target`` (lorabench.report.target); None unless reached."""
+
+    def source(profile: Profile) -> float | None:
+        ttt = profile.time_to_target
+        if not isinstance(ttt, dict) or ttt.get("reached") is not True:
+            return None
+        return ttt.get(key)
+
+    return source
+
+
+# Time-to-target (issue 18): training spent before the run's eval curve first reached its
+# task's target (warm-up included, evaluation excluded). Set when the report is built.
+register_metric(
+    "steps_to_target",
+    higher_is_better=False,
+    description="optimizer steps until the eval curve first reached the task's target",
+    kind="cost",
+    fmt=",.0f",
+    source=_to_target("steps"),
+)
+register_metric(
+    "tokens_to_target",
+    higher_is_better=False,
+    description="training tokens (warm-up included) until the eval curve first reached the task's target",
+    kind="cost",
+    fmt=",.0f",
+    source=_to_target("tokens"),
+)
+register_metric(
+    "seconds_to_target",
+    higher_is_better=False,
+    description="training seconds (evaluation excluded) until the eval curve first reached the task's target",
+    kind="cost",
+    fmt=",.1f",
+    unit="s",
+    source=_to_target("seconds"),
+    noise_rel=TIMING_NOISE,
+)
+register_metric(
+    "joules_to_target",
+    higher_is_better=False,
+    description="device energy (NVML on GPU, RAPL on CPU; whole device) until the eval curve first reached the target",
+    kind="cost",
+    fmt=",.0f",
+    unit="J",
+    source=_to_target("joules"),
+    noise_rel=TIMING_NOISE,
 )
 
 

@@ -13,8 +13,9 @@ left out of ``to_dict()`` and reads as its empty value (None, ``{}`` or ``[]``).
 given explicitly, even as None, is written (``"mfu": null`` says "not computed"). So a
 record read and written again is byte-for-byte the same JSON.
 
-**Adding a field** (say ``profile.predicted_peak_bytes``) is one line in the class, at
-the end of its fields, with its type and a comment saying what it means::
+**Adding a field** (say ``profile.predicted_peak_bytes``) is one line in the class, with
+its type and a comment saying what it means, placed where it should sit in the JSON
+(declaration order is key order; the end is the usual place)::
 
     predicted_peak_bytes: int | None = optional()  # the estimator's peak, before the run
 
@@ -200,6 +201,11 @@ class Profile(RecordPart):
     estimate_bytes: dict[str, Any] | None = optional()  # accounting.estimate's answer for this run
     notes: list[str] = optional(list)  # why a figure is null, said in words
     forgetting_s: float | None = optional()  # scoring the forgetting reference, where the task names one
+    # Joules over training (eval excluded) and their source, or the reason there are none (run.energy).
+    energy: dict[str, Any] | None = optional()
+    # Set by the report (report.target), not the run: the cost until the eval curve first reached
+    # its task's target, with the target (the default one depends on every run of the task).
+    time_to_target: dict[str, Any] | None = optional()
     WHERE: ClassVar[str] = "profile"
 
     def figure(self, name: str) -> Any:

@@ -48,6 +48,10 @@ optimizer step): activations are freed during the backward pass as gradients app
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,9 +328,6 @@ def inventory(net: Any, base_ids: set[int], quant_ids: dict[int, int], norms_tra
 
 def _config_dir(model: str) -> str:
     """A directory holding ``config.json`` for MODEL: builtin:NAME, config:NAME, packaged:NAME, a directory or a config file."""
-    import os
-    import shutil
-    import tempfile
 
     ref = ModelRef.parse(model)
     if ref.kind is ModelKind.BUILTIN:
@@ -369,8 +370,6 @@ def estimate_model(
     loss: str = "default",
 ) -> Estimate:
     """Build MODEL on the meta device, apply the method as a run would, and :func:`estimate`."""
-    import json
-    import os
 
     import torch
 

@@ -12,18 +12,28 @@ import math
 from typing import Any
 
 import pandas as pd
+from tabulate import tabulate
 
 from lorabench.metrics import METRICS, Metric, peak_memory, record_values, step_time_spread
 from lorabench.record import flat_row
 from lorabench.record_data import Record
 from lorabench.report.escape import md_cell, md_text
 from lorabench.report.results import POINT, REPORT_FLAGS, Point, group, run_from_record, sort_points
+from lorabench.report.select import select, selection_markdown
 from lorabench.sanity import FLAG_MEANINGS
 from lorabench.stats import Agg
 
 MEMORY = "peak_mem_train_mb"
 # Cost columns of every task table, after the task's own metrics.
 COST_COLUMNS = ("trainable_pct", "trainable_params", "total_params", MEMORY, "tokens_per_s", "train_s", "adapter_bytes")
+
+# Time-to-target columns (shown where some run has them) and their short headers.
+TARGET_COLUMNS = {
+    "steps_to_target": "steps",
+    "tokens_to_target": "tokens",
+    "seconds_to_target": "s",
+    "joules_to_target": "J",
+}
 
 
 def flag_meanings() -> dict[str, str]:
@@ -152,6 +162,8 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
     has_mfu = any("mfu" in p.aggs for p in points)
     has_alpha = any(p.alpha != "-" for p in points)  # the resolved LoRA alpha (alpha_ratio x rank, ...)
     has_estimate = any("estimate_mb" in p.aggs for p in points) and sources != ["rss"]
+    # Time-to-target (lorabench.report.target): where some run of the task has an eval curve.
+    to_target = [n for n in TARGET_COLUMNS if any(n in p.aggs for p in points)]
     rows = []
     for i, p in enumerate(points):
         _task, model, method, rank, precision = p.key
@@ -180,6 +192,10 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
         row["step ms (spread)"] = step if spread is None or step == "-" else f"{step} ({spread:.0%})"
         row["train s"] = _cell("train_s", p, ci=False)
         row["adapter bytes"] = _cell("adapter_bytes", p, ci=False)
+        for name in to_target:
+            reached = sum(1 for r in p.ok if name in r.values)
+            cell = _cell(name, p, ci=False)
+            row[f"to target: {TARGET_COLUMNS[name]}"] = cell if reached == p.n else f"{cell} ({reached}/{p.n} reached)"
         row["pareto"] = "*" if i in front else ""
         for f in p.flags:
             if f not in flags_used:
@@ -233,7 +249,6 @@ def numeric_frame(points: list[Point]) -> pd.DataFrame:
 
 def leaderboard_markdown(points: list[Point]) -> str:
     """One section per task: heading, table, how to read it, and the legend of its flags."""
-    from tabulate import tabulate
 
     if not points:
         return "_no runs_\n"
@@ -267,7 +282,6 @@ def leaderboard(records: list[dict[str, Any]], select_metric: str | None = None)
     one row: the rate chosen on that validation metric, with its test scores
     (:mod:`lorabench.report.select`); every rate's figures follow the tables.
     """
-    from lorabench.report.select import select, selection_markdown
 
     points = group([run_from_record(r) for r in records])
     if not select_metric:

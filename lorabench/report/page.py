@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import functools
 import gzip
+import html
 import itertools
 import json
+import re
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -32,6 +34,7 @@ from lorabench.report.leaderboard import (
     pareto_points,
 )
 from lorabench.report.results import Point, group, run_from_record
+from lorabench.report.select import select, sweep_rows
 from lorabench.stats import aggregate
 
 # Cost axes of the Pareto chart (the issue's list), in the order the selector offers them.
@@ -48,6 +51,10 @@ TABLE_COSTS = (
     "mfu",
     "train_s",
     "adapter_bytes",
+    "steps_to_target",
+    "tokens_to_target",
+    "seconds_to_target",
+    "joules_to_target",
 )
 PREDICTIONS_PER_RUN = 3
 # Training-recipe fields shown in the configuration table (spec.train keys and labels).
@@ -189,6 +196,40 @@ def _curve(runs: list[dict[str, Any]], pick: Any) -> dict[str, list[Any]] | None
     return {"step": steps, "mean": mean, "lo": lo, "hi": hi}
 
 
+def _quality_cost(runs: list[Record], metric: str) -> dict[str, list[float]] | None:
+    """The eval curve against cost, mean over seeds at each step: {x-axis: values, "value": quality}.
+
+    x-axes are ``tokens`` and ``seconds`` (and ``joules`` where every seed measured them);
+    the report's time-to-quality chart plots ``value`` against the one chosen.
+    """
+    keys = {"tokens": "train_tokens", "seconds": "train_s", "joules": "train_j"}
+    at: dict[float, list[dict[str, Any]]] = {}
+    for r in runs:
+        for e in r.curves.get("eval") or []:
+            if isinstance(e.get(metric), (int, float)) and "train_tokens" in e:
+                at.setdefault(e["step"], []).append(e)
+    if not at:
+        return None
+    out: dict[str, list[float]] = {"value": [], **{k: [] for k in keys}}
+    for step in sorted(at):
+        pts = at[step]
+        out["value"].append(sum(p[metric] for p in pts) / len(pts))
+        for axis, key in keys.items():
+            vals = [p[key] for p in pts if isinstance(p.get(key), (int, float))]
+            out[axis].append(sum(vals) / len(vals) if len(vals) == len(pts) else None)  # type: ignore[arg-type]
+    return {k: v for k, v in out.items() if all(x is not None for x in v)}
+
+
+def _targets(records: list[Record]) -> dict[str, dict[str, Any]]:
+    """Per task, the time-to-target target the records were measured against (lorabench.report.target)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        ttt = rec.profile.time_to_target
+        if isinstance(ttt, dict) and rec.spec["task"] not in out:
+            out[rec.spec["task"]] = {k: ttt.get(k) for k in ("metric", "target", "rule")}
+    return out
+
+
 def _train_loss(r: Record) -> list[tuple[float, float]]:
     return [(c[0], c[1]) for c in r.curves.get("train_loss") or []]
 
@@ -316,7 +357,6 @@ def page_data(
     With ``select_metric`` a learning-rate sweep is one point (the rate chosen on
     validation), and its drill-down lists every rate (:mod:`lorabench.report.select`).
     """
-    from lorabench.report.select import select, sweep_rows
 
     runs = [run_from_record(r) for r in records]
     points = group(runs)
@@ -379,6 +419,7 @@ def page_data(
                     )
                     if metrics
                     else None,
+                    "quality_cost": _quality_cost(ok, metrics[0]) if metrics else None,
                 }
             )
     created = sorted(r.created_at for r in records if r.created_at)
@@ -419,6 +460,7 @@ def page_data(
         "baseline": baseline,
         "others": [{"label": r.label, "run_id": r.run_id, "status": r.status} for r in others or []],
         "plots": [{"file": f"plots/{p.path.name}", "title": p.title} for p in plots or []],
+        "targets": _targets(records),
     }
 
 
@@ -453,8 +495,6 @@ def _finite(obj: Any) -> Any:
 
 def render_page(data: dict[str, Any]) -> str:
     """The page: template, styles, script, data and the compressed charting library in one file."""
-    import html
-    import re
 
     parts = {
         "TITLE": html.escape(f"lorabench: {data['suite']}"),
