@@ -22,6 +22,7 @@ from lorabench.spec import ModelSpec, RunSpec
 from lorabench.suite.schema import ExecutionSettings, ModelDef, Suite, TrainSettings
 from lorabench.suite.typed import MISSING, Collector, build, convert, key_line
 from lorabench.suite.yamlnodes import LDict
+from lorabench.vocab import QUANTIZED
 
 
 def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) -> ModelSpec | None:
@@ -283,6 +284,12 @@ def expand(suite: Suite) -> list[RunSpec]:
                         col.error(line, f"matrix: {method} at rank {rank}: peft refuses it: {refused}")
                     if refused:
                         continue
+                refused = _distributed_refusal(suite.execution, precision, train_cfg)
+                if refused:
+                    if (refused, line) not in bad_combos:
+                        bad_combos.add((refused, line))
+                        col.error(line, refused)
+                    continue
                 for model_s, train_s, exec_s in _optimised_variants(block, models[model], suite, train_cfg):
                     spec = RunSpec(
                         suite=suite.name,
@@ -341,6 +348,36 @@ def _optimised_variants(
             )
         )
     return out
+
+
+def _distributed_refusal(execution: ExecutionSettings, precision: str, train: TrainSettings) -> str | None:
+    """Why this point cannot run as ``execution.processes`` ranks, or None.
+
+    FSDP shards every parameter as a flat tensor of one dtype; bitsandbytes' k-bit
+    weights are packed bytes (nf4/fp4 in uint8 unless ``bnb_4bit_quant_storage`` equals
+    the compute dtype, int8 with per-row scales beside them), which lorabench does not
+    load that way: refused here rather than failing inside the run.
+    """
+    n = execution.processes
+    if n == 1:
+        return None
+    if train.batch_size % n:
+        return (
+            f"train.batch_size ({train.batch_size}) is the global batch and must split evenly over "
+            f"execution.processes ({n})"
+        )
+    if train.loss == "chunked":
+        return (
+            "train.loss: chunked calls the model's backbone and head directly, past DDP's and FSDP's forward; "
+            f"use train.loss: default or liger with execution.processes ({n})"
+        )
+    if execution.strategy == "fsdp" and precision in QUANTIZED:
+        return (
+            f"{precision} under execution.strategy: fsdp is refused: FSDP shards parameters of one dtype, and "
+            "lorabench loads bitsandbytes' k-bit weights packed as bytes (quant_storage is not the compute "
+            "dtype); use strategy: ddp, or processes: 1"
+        )
+    return None
 
 
 def _matches(rule: Any, point: dict[str, Any]) -> bool:

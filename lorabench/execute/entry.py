@@ -111,6 +111,19 @@ def run_here(
     progress.set_run_dir(path)
     startup: dict[str, float | None] = {"import_s": None, "cuda_init_s": None}
     t0 = time.perf_counter()
+    if spec_dict["execution"]["processes"] > 1:
+        # This process is the ranks' parent (execute/ranks.py); each rank starts itself.
+        from lorabench.execute.ranks import run_ranks
+
+        try:
+            result = run_ranks(spec_dict, path, device_slot, started, start_run, _redirect_output)
+        except BaseException as exc:
+            traceback.print_exc()
+            result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:4000]}
+        result.setdefault("wall_s", time.perf_counter() - t0)
+        result.setdefault("env", {})["pid"] = os.getpid()
+        sys.stdout.flush()
+        return result
     try:
         startup = start_run(spec_dict, device_slot)
         if started is not None:

@@ -55,6 +55,7 @@ class Run:
     error: str | None = None
     recipe: str | None = None  # lorabench.record.recipe_hash of the spec
     alpha: float | None = None  # the LoRA alpha the run used (resolved by the method), if it has one
+    ranks: str | None = None  # "2 fsdp": a run over several processes (its memory figures are per rank)
 
 
 @dataclass
@@ -105,6 +106,12 @@ class Point:
     @property
     def mem_source(self) -> str | None:
         return next((r.mem_source for r in self.ok if r.mem_source), None)
+
+    @property
+    def ranks(self) -> str:
+        """Processes per run and strategy over seeds (``"2 fsdp"``; ``"1"`` for single-process runs)."""
+        seen = sorted({r.ranks or "1" for r in self.ok})
+        return " / ".join(seen) or "-"
 
     @property
     def timing_spread(self) -> float | None:
@@ -198,7 +205,16 @@ def run_from_record(rec: dict[str, Any], where: str = "") -> Run:
         error=error,
         recipe=rec.get("recipe") or recipe_hash(spec),
         alpha=_alpha(rec),
+        ranks=_ranks(profile),
     )
+
+
+def _ranks(profile: dict[str, Any]) -> str | None:
+    """``"2 fsdp"`` for a run over several processes (``profile.distributed``), else None."""
+    dist = profile.get("distributed")
+    if not isinstance(dist, dict):
+        return None
+    return f"{dist.get('world_size')} {dist.get('strategy')}"
 
 
 def _num(text: str | None) -> float | None:

@@ -29,6 +29,7 @@ from lorabench.models import loading
 from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, is_encoder_decoder
 from lorabench.preflight import positions_error
 from lorabench.provenance import run_environment
+from lorabench.run.distributed import World, merge_memory, whole_state
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, dir_bytes
 from lorabench.run.train import TrainStats, check_finite, total_steps
@@ -76,8 +77,13 @@ def amp_dtype(spec: RunSpec, device: str) -> torch.dtype | None:
     return getattr(torch, DTYPES[name]) if name else None
 
 
-def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
-    """Execute one run; returns metrics, profile, curves and predictions as plain data."""
+def run_point(spec: RunSpec, run_dir: Path, world: World | None = None) -> dict[str, Any]:
+    """Execute one run; returns metrics, profile, curves and predictions as plain data.
+
+    With ``world`` this process is one rank of ``execution.processes`` (``run/distributed.py``):
+    every rank runs these same steps, the model wrapped by DDP or sharded by FSDP2, and
+    what it returns is rank 0's, holding every rank's peak memory.
+    """
     if spec.execution.threads:
         torch.set_num_threads(spec.execution.threads)
     device = resolve_device(spec.execution.device)
@@ -92,18 +98,24 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             data = build_data(spec, task, tokenizer)
             mctx = spec.method_context(task.family, info["model_type"], total_steps(spec.train, len(data.train)))
             model = apply_method(spec, method, model, mctx)
-            trainable, total = count_parameters(model)
+            trainable, total = count_parameters(model)  # before FSDP turns parameters into shards
+            trained = world.wrap(model) if world is not None else model
         with monitor.track() as training:
             host = HostCPU()
-            stats = train(spec, task, method, model, tokenizer, data, ctx)
+            stats = train(spec, task, method, model, tokenizer, data, ctx, trained, world)
         host_train = host.finish()
         with monitor.track() as evaluation:
             result, eval_s = evaluate(spec, task, model, tokenizer, data, ctx)
         check_finite(result.metrics)
-        adapter_bytes = save(method, model, run_dir, spec.execution.keep_adapter)
+        adapter_bytes = save(method, model, run_dir, spec.execution.keep_adapter, world)
     finally:
         monitor.close()
     env = run_environment(device)
+    memory_mb = {name: p.memory.to_dict() for name, p in (("load", load), ("train", training), ("eval", evaluation))}
+    ranks: dict[str, Any] = {}
+    if world is not None:
+        ranks = _ranks_profile(world, memory_mb, spec)
+        memory_mb = merge_memory([r["memory_mb"] for r in ranks["distributed"]["per_rank"]])
     perf, perf_notes = _performance(model, spec, mctx, task, info, stats, device, ctx, env)
     flags, sanity = compute_flags(spec.task_options["type"], stats.curve, result.predictions)
     profile = {
@@ -124,9 +136,8 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         "eval_tokens": result.tokens,
         "load_s": load.seconds,
         "adapter_bytes": adapter_bytes,
-        "memory_mb": {
-            name: p.memory.to_dict() for name, p in (("load", load), ("train", training), ("eval", evaluation))
-        },
+        "memory_mb": memory_mb,
+        **ranks,
         "host_cpu_train": host_train,
         **perf,
         "notes": monitor.notes + perf_notes,
@@ -195,15 +206,28 @@ def apply_method(spec: RunSpec, method: Method, model: Any, mctx: MethodContext)
 
 
 def train(
-    spec: RunSpec, task: Task, method: Method, model: Any, tokenizer: Any, data: TaskData, ctx: RunContext
+    spec: RunSpec,
+    task: Task,
+    method: Method,
+    model: Any,
+    tokenizer: Any,
+    data: TaskData,
+    ctx: RunContext,
+    trained: Any = None,
+    world: World | None = None,
 ) -> TrainStats:
-    """The training loop (``run/train.py``), with periodic evaluation and the method's per-step hook."""
+    """The training loop (``run/train.py``), with periodic evaluation and the method's per-step hook.
+
+    ``trained`` is the module the loop calls (DDP's wrapper; otherwise ``model``):
+    evaluation, the method's hook and saving use ``model`` itself.
+    """
+    trained = model if trained is None else trained
 
     def periodic_eval() -> dict[str, float]:
         return task.evaluate(model, tokenizer, data, spec.eval, ctx).metrics
 
     return train_loop(
-        compile_model(model) if spec.execution.compile else model,  # the original stays for saving
+        compile_model(trained) if spec.execution.compile else trained,  # the original stays for saving
         task,
         data.train,
         tokenizer,
@@ -213,6 +237,7 @@ def train(
         evaluate=periodic_eval,
         eval_every=spec.eval.every,
         forward=chunked_ce_forward(model) if spec.train.loss == "chunked" else None,
+        world=world,
     )
 
 
@@ -226,8 +251,15 @@ def evaluate(
     return result, sw.seconds
 
 
-def save(method: Method, model: Any, run_dir: Path, keep: bool) -> int:
-    """Save what reproduces the fine-tune to ``run_dir/adapter``; its size in bytes (removed unless ``keep``)."""
+def save(method: Method, model: Any, run_dir: Path, keep: bool, world: World | None = None) -> int | None:
+    """Save what reproduces the fine-tune to ``run_dir/adapter``; its size in bytes (removed unless ``keep``).
+
+    Of several ranks, rank 0 alone saves (None elsewhere); FSDP's shards are gathered
+    into whole tensors for it first, by every rank.
+    """
+    if world is not None:
+        with whole_state(model, world):
+            return save(method, model, run_dir, keep) if world.is_main else None
     adapter_dir = run_dir / "adapter"
     shutil.rmtree(adapter_dir, ignore_errors=True)
     method.save(model, adapter_dir)
@@ -255,12 +287,14 @@ def _performance(
     config = getattr(model, "config", None)
     config_d = config.to_dict() if hasattr(config, "to_dict") else None
     try:
+        # MFU is per device: each rank's share of the run's tokens/s against one device's peak.
+        per_device = stats.tokens_per_s / spec.execution.processes if stats.tokens_per_s else None
         out, notes = flops_profile(
             model,
             config_d,
             spec.train.max_seq_len,
             spec.train.grad_checkpointing,
-            stats.tokens_per_s,
+            per_device,
             device,
             env.get("device_name"),
             ctx.amp_dtype in (torch.bfloat16, torch.float16),
@@ -274,6 +308,24 @@ def _performance(
         out["estimate_bytes"] = None
         notes.append(f"memory estimate unavailable: {type(exc).__name__}: {exc}")
     return out, notes
+
+
+def _ranks_profile(world: World, memory_mb: dict[str, Any], spec: RunSpec) -> dict[str, Any]:
+    """``profile.distributed``: world size, strategy, backend and every rank's peak memory (MiB)."""
+    import os
+
+    per_rank = world.gather({"rank": world.rank, "pid": os.getpid(), "memory_mb": memory_mb})
+    return {
+        "distributed": {
+            "world_size": world.size,
+            "strategy": world.strategy,
+            "backend": world.backend,
+            "batch_per_rank": spec.train.batch_size // world.size,
+            # profile.memory_mb holds, per phase and source, the largest rank's peak (memory per GPU/rank).
+            "memory_mb_is": "max over ranks",
+            "per_rank": per_rank,
+        }
+    }
 
 
 def _attn_used(model: Any, info: dict[str, Any]) -> str | None:
