@@ -55,13 +55,13 @@ def _pending(
         path = runs_dir / spec.run_id / "record.json"
         if path.exists() and not force:
             rec = read_record(path)
-            if rec["status"] in TRANSIENT_STATUSES:
+            if rec.status in TRANSIENT_STATUSES:
                 todo.append(spec)  # a full disk or similar: the run itself may well succeed now
                 continue
-            if rec["status"] == "success" or not retry_failed:
+            if rec.status == "success" or not retry_failed:
                 reused += 1
-                if rec["status"] != "success":
-                    reused_failures[rec["status"]] += 1
+                if rec.status != "success":
+                    reused_failures[rec.status] += 1
                 continue
         todo.append(spec)
     return todo, reused, reused_failures
@@ -183,8 +183,8 @@ def _run_locked(
                     bar.update(1)
                     if status is not None:
                         status.done(spec.run_id)
-                    if record["status"] != "success":
-                        bar.write(f"  {spec.label}: {record['status']}: {record['error']}", file=log)
+                    if record.status != "success":
+                        bar.write(f"  {spec.label}: {record.status}: {record.error}", file=log)
             finally:
                 if status is not None:
                     status.stop()
@@ -200,17 +200,17 @@ def _run_locked(
             executor.close()
     plan_ids = {s.run_id for s in specs}
     records = load_records(out_dir)
-    current = [r for r in records if r["run_id"] in plan_ids]
-    others = [r for r in records if r["run_id"] not in plan_ids]
+    current = [r for r in records if r.run_id in plan_ids]
+    others = [r for r in records if r.run_id not in plan_ids]
     build_report(out_dir, records, run_ids=plan_ids, raw_csv=raw_csv)
     return SuiteOutcome(
         out_dir,
-        Counter(r["status"] for r in current),
+        Counter(r.status for r in current),
         ran,
         reused,
         interrupted,
         reused_failures,
-        [f"{r['run_id']} {r['label']} ({r['status']})" for r in others],
+        [f"{r.run_id} {r.label} ({r.status})" for r in others],
     )
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from lorabench import __version__
 from lorabench.errors import UsageError
-from lorabench.vocab import FLOAT_PRECISIONS, PRECISIONS, Device, HeadType, MiB
+from lorabench.vocab import FLOAT_PRECISIONS, PRECISIONS, QUANTIZED, Device, HeadType, MiB
 
 if TYPE_CHECKING:
     from lorabench.report.results import ResultSet
@@ -91,11 +91,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         run_ids = plan_run_ids(out)
         records = load_records(out)
         paths = build_report(out, records, run_ids=run_ids, baseline=baseline, raw_csv=args.raw_csv)
-    shown = [r for r in records if run_ids is None or r["run_id"] in run_ids]
+    shown = [r for r in records if run_ids is None or r.run_id in run_ids]
     print(f"lorabench: {len(shown)} records -> {paths['leaderboard']}, {paths['report']}")
     for rec in records:
         if rec not in shown:
-            print(f"  not in this suite: {rec['run_id']} {rec['label']} ({rec['status']})")
+            print(f"  not in this suite: {rec.run_id} {rec.label} ({rec.status})")
     return 0
 
 
@@ -253,9 +253,21 @@ def _peft_options(args: argparse.Namespace) -> object | None:
     return from_command_line(args.method, args.peft_config, _names(args.target_modules))
 
 
+def _alpha_arg(text: str) -> float | str:
+    """--alpha as a suite writes it: a number, or a multiple of the rank ("2r"), checked by the method."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _cmd_params(args: argparse.Namespace) -> int:
     import json
 
+    if args.own_process:  # a count on the meta device never builds a bitsandbytes layer
+        from lorabench.accounting.slim import hide_bitsandbytes
+
+        hide_bitsandbytes()
     from lorabench.accounting.params import count
 
     opts = _peft_options(args)
@@ -302,6 +314,10 @@ def _estimate_kwargs(args: argparse.Namespace) -> dict:
 def _cmd_estimate(args: argparse.Namespace) -> int:
     import json
 
+    if args.own_process and not (args.trace and args.precision in QUANTIZED):  # only a k-bit trace needs it
+        from lorabench.accounting.slim import hide_bitsandbytes
+
+        hide_bitsandbytes()
     from lorabench.accounting.estimate import estimate_model
 
     kwargs = _estimate_kwargs(args)
@@ -545,7 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pa.add_argument("--peft-config", help=PEFT_CONFIG_HELP)
     pa.add_argument("--rank", type=int, help="rank, for methods that have one (default: the method's)")
-    pa.add_argument("--alpha", type=float, help="scaling alpha, for methods with an `alpha` option")
+    pa.add_argument(
+        "--alpha",
+        type=_alpha_arg,
+        help="scaling alpha, for methods with an `alpha` option: a number, or a multiple of the rank (2r)",
+    )
     pa.add_argument("--target-modules", help="comma-separated module names, or all-linear (default: peft's)")
     pa.add_argument(
         "--task-type",
@@ -628,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet.install()
     parser = build_parser()
     args = parser.parse_args(argv)
+    # No argv: this is the process's own command line (console script, python -m), and the
+    # process ends with the command, so process-wide import shortcuts are safe (accounting.slim).
+    args.own_process = argv is None
     try:
         return int(args.func(args))
     except UsageError as exc:

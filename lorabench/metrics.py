@@ -10,7 +10,7 @@ Registering a new profile figure (say ``mfu``) is one line::
 
     register_metric("mfu", higher_is_better=True, kind="cost", description="model FLOPs utilisation")
 
-Its value is then read from ``record["profile"]["mfu"]``. No torch import: the report
+Its value is then read from the record's ``profile.mfu`` (``Profile.figure``). No torch import: the report
 side uses this too.
 """
 
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorabench.errors import UsageError
+from lorabench.record_data import Profile, Record
 from lorabench.registry import Registry
 from lorabench.vocab import MiB
 
@@ -46,7 +47,7 @@ class Metric:
     aggregation: str = "mean"
     tol_abs: float | None = None  # default check tolerance, absolute ...
     tol_rel: float | None = None  # ... or relative (a fraction of the baseline value)
-    source: Callable[[dict[str, Any]], float | None] | None = None  # profile -> value (cost figures)
+    source: Callable[[Profile], float | None] | None = None  # profile -> value (cost figures)
     noise_rel: float | None = None  # single-seed differences below this share are measurement noise
 
     def __post_init__(self) -> None:
@@ -89,9 +90,9 @@ class Metric:
             tol = self.noise_rel * abs(base)
         return tol or 0.0
 
-    def value(self, profile: dict[str, Any]) -> float | None:
+    def value(self, profile: Profile) -> float | None:
         """A cost figure's value from a record's profile (None when absent)."""
-        v = self.source(profile) if self.source else profile.get(self.name)
+        v = self.source(profile) if self.source else profile.figure(self.name)
         return None if v is None else float(v)
 
     def _decimals(self, ref: float) -> int | None:
@@ -142,7 +143,7 @@ def register_metric(
     aggregation: str = "mean",
     tol_abs: float | None = None,
     tol_rel: float | None = None,
-    source: Callable[[dict[str, Any]], float | None] | None = None,
+    source: Callable[[Profile], float | None] | None = None,
     noise_rel: float | None = None,
 ) -> Metric:
     """Register a metric; a name may be registered once."""
@@ -156,19 +157,21 @@ def metric(name: str) -> Metric:
     return METRICS.get(name)
 
 
-def peak_memory(profile: dict[str, Any], phase: str) -> tuple[float | None, str | None]:
+def peak_memory(profile: Profile, phase: str) -> tuple[float | None, str | None]:
     """The device's main peak-memory figure for ``phase`` and its source name."""
-    mem = ((profile.get("memory_mb") or {}).get(phase)) or {}
+    mem = profile.phase(phase)
+    if mem is None:
+        return None, None
     for src in MEM_PRIORITY:
-        v = mem.get(src)
+        v = mem.source(src)
         if v is not None:
             return float(v), src
     return None, None
 
 
-def step_time_median(profile: dict[str, Any]) -> float | None:
+def step_time_median(profile: Profile) -> float | None:
     """Median seconds per timed optimizer step (warm-up excluded)."""
-    steps = profile.get("step_s") or []
+    steps = profile.step_s or []
     if not steps:
         return None
     import statistics
@@ -176,7 +179,7 @@ def step_time_median(profile: dict[str, Any]) -> float | None:
     return statistics.median(steps)
 
 
-def median_tokens_per_s(profile: dict[str, Any]) -> float | None:
+def median_tokens_per_s(profile: Profile) -> float | None:
     """Train tokens/s at the median timed step: mean tokens per timed step over the median step time.
 
     The one definition every output reads (leaderboard, runs.csv, plots, report, compare,
@@ -186,16 +189,16 @@ def median_tokens_per_s(profile: dict[str, Any]) -> float | None:
     times fall back to the profile's figure.
     """
     med = step_time_median(profile)
-    tokens, steps = profile.get("timed_tokens"), profile.get("timed_steps")
+    tokens, steps = profile.timed_tokens, profile.timed_steps
     if med and tokens and steps:
         return float(tokens) / float(steps) / med
-    value = profile.get("tokens_per_s")
+    value = profile.tokens_per_s
     return None if value is None else float(value)
 
 
-def step_time_spread(profile: dict[str, Any]) -> float | None:
+def step_time_spread(profile: Profile) -> float | None:
     """Interquartile range of step times over their median: 0.1 means steps vary by ~10%."""
-    steps = sorted(profile.get("step_s") or [])
+    steps = sorted(profile.step_s or [])
     if len(steps) < 4:
         return None
     import statistics
@@ -226,6 +229,23 @@ register_metric(
 )
 for _r in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
     register_metric(_r, higher_is_better=True, description=f"{_r} F-measure x100 (rouge-score)", fmt=".2f", tol_abs=3.0)
+# Forgetting (lorabench.tasks.forgetting): the change of a reference score the base model
+# already had, signed so that positive means lost ability. Lower is better, for both.
+register_metric(
+    "forgetting_perplexity",
+    higher_is_better=False,
+    description="perplexity on the task's forgetting reference after fine-tuning minus the base model's (positive: forgot)",
+    fmt="sig3",
+)
+register_metric(
+    "forgetting_pair_retrieval",
+    higher_is_better=False,
+    description=(
+        "pair-retrieval accuracy on the forgetting reference (first half of a text finds its second half, mean-pooled "
+        "hidden states), base minus fine-tuned (positive: forgot)"
+    ),
+    fmt=".3f",
+)
 
 # Single-seed timing differences below this share are machine noise (compare marks, Pareto):
 # on shared machines the same point has measured 10x apart under load.
@@ -322,9 +342,7 @@ register_metric(
     kind="cost",
     fmt=",.0f",
     unit="MiB",
-    source=lambda p: (
-        None if not (p.get("estimate_bytes") or {}).get("allocated") else p["estimate_bytes"]["allocated"] / MiB
-    ),
+    source=lambda p: None if not (p.estimate_bytes or {}).get("allocated") else p.estimate_bytes["allocated"] / MiB,
 )
 
 
@@ -336,17 +354,17 @@ def cost_metrics() -> list[str]:
     return [n for n in METRICS if METRICS.get(n).kind == "cost"]
 
 
-def record_values(rec: dict[str, Any], where: str = "") -> dict[str, float]:
+def record_values(rec: Record, where: str = "") -> dict[str, float]:
     """Every registered figure of one record: its task metrics and profile cost figures.
 
     A task metric that is not registered is an error (a silently dropped column would be
     a wrong leaderboard); profile keys that are not registered are ignored.
     """
     out: dict[str, float] = {}
-    for name, value in (rec.get("metrics") or {}).items():
+    for name, value in rec.metrics.items():
         if name not in METRICS or METRICS.get(name).kind != "quality":
             raise UsageError(
-                f"{where or rec.get('run_id', '?')}: metric {name!r} is not registered{METRICS.suggest(name)}; "
+                f"{where or rec.run_id}: metric {name!r} is not registered{METRICS.suggest(name)}; "
                 "declare it with lorabench.metrics.register_metric"
             )
         if value is None:
@@ -354,10 +372,9 @@ def record_values(rec: dict[str, Any], where: str = "") -> dict[str, float]:
         try:
             out[name] = float(value)
         except (TypeError, ValueError):
-            raise UsageError(f"{where or rec.get('run_id', '?')}: metric {name!r} is not a number: {value!r}") from None
-    profile = rec.get("profile") or {}
+            raise UsageError(f"{where or rec.run_id}: metric {name!r} is not a number: {value!r}") from None
     for name in cost_metrics():
-        v = METRICS.get(name).value(profile)
+        v = METRICS.get(name).value(rec.profile)
         if v is not None:
             out[name] = v
     return out

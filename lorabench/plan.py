@@ -92,7 +92,26 @@ def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> 
     opts = build(task_cls.Options, raw, col, where, line)
     if opts is MISSING:
         return None
-    return dataclasses.asdict(opts)
+    from lorabench.data.sources import wire_source
+
+    out = dataclasses.asdict(opts)
+    out["data"] = wire_source(out["data"])  # suites without validation keep their run ids
+    return task_wire(out)
+
+
+#: Task options added after run ids were in use: left out of a run's spec while unset, so a
+#: suite that does not use them keeps its run ids and its records stay as they were.
+TASK_KEYS_OMITTED_UNSET = ("forgetting",)
+
+
+def task_wire(options: dict[str, Any]) -> dict[str, Any]:
+    """A task's options as a run spec holds them (unset late-added keys left out)."""
+    from lorabench.data.sources import wire_source
+
+    out = {k: v for k, v in options.items() if not (k in TASK_KEYS_OMITTED_UNSET and v is None)}
+    if out.get("forgetting"):
+        out["forgetting"] = {**out["forgetting"], "data": wire_source(out["forgetting"]["data"])}
+    return out
 
 
 def _method_options(method: str, suite: Suite, col: Collector, cache: dict[str, Any]) -> Any:

@@ -1,6 +1,6 @@
 """Preflight: what a valid suite needs from this machine, checked before any run starts.
 
-- **Local paths.** Data files (``file``, ``train_file``, ``eval_file``) must exist. A
+- **Local paths.** Data files (``file``, ``train_file``, ``eval_file``, ``val_file``) must exist. A
   relative path is resolved against the working directory lorabench runs in (as every
   path on its command line is, and as the runs themselves open it); ``~`` and ``$VARS``
   are expanded, and ``..`` is allowed and resolved like any other path component. Error
@@ -33,7 +33,7 @@ from lorabench.spec import RunSpec
 from lorabench.suite.schema import Suite
 from lorabench.suite.yamlnodes import LDict
 
-DATA_PATH_KEYS = ("file", "train_file", "eval_file")
+DATA_PATH_KEYS = ("file", "train_file", "eval_file", "val_file")
 FILE_FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".raw")
 # Models whose positions are relative (a bias per distance bucket), not a fixed table.
 RELATIVE_POSITION_TYPES = ("t5", "mt5", "umt5", "longt5")

@@ -1,7 +1,10 @@
 """Record stage: one JSON file per run, written atomically by the driver alone.
 
-Reports, leaderboards and checks read only these records. A record that cannot be
-read is an error naming the file, never a silently missing row.
+Reports, leaderboards and checks read only these records. The driver builds a typed
+:class:`~lorabench.record_data.Record` (:func:`make_record`) and writes it; readers get
+one back from :func:`read_record` / :func:`load_records`. A record that cannot be read
+is an error naming the file, never a silently missing row. The record's fields, and how
+to add one, are in ``lorabench/record_data.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from lorabench import atomic
 from lorabench.errors import UsageError
+from lorabench.record_data import Profile, Record, RecordError
 from lorabench.spec import RunSpec
 from lorabench.vocab import STATUSES, MiB, Status
 
@@ -46,8 +50,8 @@ def recipe_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def make_record(spec: RunSpec, result: dict[str, Any], base_env: dict[str, Any]) -> dict[str, Any]:
-    """Combine a spec and what its run returned into the record format.
+def make_record(spec: RunSpec, result: dict[str, Any], base_env: dict[str, Any]) -> Record:
+    """Combine a spec and what its run returned (plain data, across the process) into a record.
 
     ``base_env`` (versions, host, device, git: what the driver knows) is in every
     record, so one whose run died before reporting still has its provenance; the
@@ -58,36 +62,39 @@ def make_record(spec: RunSpec, result: dict[str, Any], base_env: dict[str, Any])
         raise ValueError(f"unknown status {status!r}")
     env = dict(base_env)
     env.update(result.get("env") or {})
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": spec.run_id,
-        "label": spec.label,
-        "suite": spec.suite,
-        "status": status,
-        "error": result.get("error"),
-        "spec": spec.to_dict(),
-        "recipe": recipe_hash(spec.to_dict()),
-        "metrics": result.get("metrics") or {},
-        "profile": result.get("profile") or {},
-        "resolved": result.get("resolved") or {},
-        "curves": result.get("curves") or {},
+    spec_d = spec.to_dict()
+    return Record(
+        schema_version=SCHEMA_VERSION,
+        run_id=spec.run_id,
+        label=spec.label,
+        suite=spec.suite,
+        status=status,
+        error=result.get("error"),
+        spec=spec_d,
+        recipe=recipe_hash(spec_d),
+        metrics=result.get("metrics") or {},
+        # Validation scores (`resolved.splits` says which split each figure is on); only where the task has one.
+        **({"val_metrics": result["val_metrics"]} if result.get("val_metrics") else {}),
+        profile=Profile.from_dict(result.get("profile") or {}),
+        resolved=result.get("resolved") or {},
+        curves=result.get("curves") or {},
         # Sanity flags (names in lorabench.sanity.FLAG_MEANINGS); empty when the run looks sound.
-        "flags": list(result.get("flags") or []),
-        "env": env,
-        "wall_s": result.get("wall_s"),
-        "isolation_s": result.get("isolation_s"),
-        "import_s": result.get("import_s"),
-        "cuda_init_s": result.get("cuda_init_s"),
-        "executor": result.get("executor"),
-        "created_at": now_utc(),
+        flags=list(result.get("flags") or []),
+        env=env,
+        wall_s=result.get("wall_s"),
+        isolation_s=result.get("isolation_s"),
+        import_s=result.get("import_s"),
+        cuda_init_s=result.get("cuda_init_s"),
+        executor=result.get("executor"),
+        created_at=now_utc(),
         **({"traceback": result["traceback"]} if result.get("traceback") else {}),
         **({"log_tail": result["log_tail"]} if result.get("log_tail") else {}),
-    }
+    )
 
 
 def write_record(
     run_dir: Path,
-    record: dict[str, Any],
+    record: Record,
     predictions: list[dict[str, Any]] | None = None,
     root: Path | None = None,
 ) -> None:
@@ -101,7 +108,7 @@ def write_record(
         atomic.write_text(
             run_dir / "predictions.jsonl", "".join(json.dumps(p, default=str) + "\n" for p in predictions), root
         )
-    atomic.write_text(run_dir / "record.json", json.dumps(record, indent=2, default=str) + "\n", root)
+    atomic.write_text(run_dir / "record.json", json.dumps(record.to_dict(), indent=2, default=str) + "\n", root)
 
 
 #: Largest integer a record's number may hold: beyond it float() overflows or loses the value.
@@ -155,33 +162,37 @@ def record_problem(rec: Any) -> str | None:
             return f"spec.{key} must be {' or '.join(t.__name__ for t in types)}, got {str(spec.get(key))[:60]!r}"
     if not isinstance(spec.get("task_options") or {}, dict):
         return "spec.task_options must be an object"
-    for key in ("metrics", "profile", "resolved", "curves", "env"):
+    for key in ("metrics", "val_metrics", "profile", "resolved", "curves", "env"):
         if not isinstance(rec.get(key) or {}, dict):
             return f"{key} must be an object, got {type(rec.get(key)).__name__}"
-    for name, value in (rec.get("metrics") or {}).items():
-        why = _number_problem(value)
-        if why:
-            return f"metric {name!r} {why}"
+    for key in ("metrics", "val_metrics"):
+        for name, value in (rec.get(key) or {}).items():
+            why = _number_problem(value)
+            if why:
+                return f"{key[:-1]} {name!r} {why}" if key == "metrics" else f"{key}.{name} {why}"
     if not isinstance(rec.get("flags") or [], list):
         return "flags must be a list"
     if not isinstance(rec.get("error"), (str, type(None))):
         return "error must be a string or null"
-    return _profile_problem(rec)
+    try:
+        parsed = Record.from_dict(rec)
+    except RecordError as exc:
+        return str(exc)
+    return _profile_problem(parsed)
 
 
-def _profile_problem(rec: dict[str, Any]) -> str | None:
+def _profile_problem(rec: Record) -> str | None:
     """Compute what the readers derive from the record (runs.csv row, registered figures) once."""
     from lorabench.metrics import record_values, step_time_spread
 
     try:
-        profile = rec.get("profile") or {}
-        for key, value in profile.items():
+        for key, value in rec.profile.to_dict().items():
             if isinstance(value, int) and _number_problem(value):
                 return f"profile.{key} {_number_problem(value)}"
         flat_row(rec)
         record_values(rec)
-        step_time_spread(profile)
-        float((profile.get("host_cpu_train") or {}).get("other_cpu_share") or 0.0)
+        step_time_spread(rec.profile)
+        float((rec.profile.host_cpu_train or {}).get("other_cpu_share") or 0.0)
     except UsageError as exc:
         return str(exc)
     except (TypeError, ValueError, AttributeError, KeyError, OverflowError, ArithmeticError) as exc:
@@ -189,23 +200,28 @@ def _profile_problem(rec: dict[str, Any]) -> str | None:
     return None
 
 
-def read_record(path: Path) -> dict[str, Any]:
+def parse_record(raw: Any, where: str) -> Record:
+    """A :class:`Record` from a decoded JSON value; anything else is exit 2 naming ``where``."""
+    why = record_problem(raw)
+    if why:
+        raise UsageError(f"{where} is not a valid lorabench record: {why}")
+    return Record.from_dict(raw)
+
+
+def read_record(path: Path) -> Record:
     """A record from its file; anything that is not a usable record is exit 2 naming the file."""
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise UsageError(f"cannot read record {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except RecursionError:
         raise UsageError(f"cannot read record {path}: nested too deeply") from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read record {path}: {exc}") from None
-    why = record_problem(rec)
-    if why:
-        raise UsageError(f"{path} is not a valid lorabench record: {why}")
-    return rec
+    return parse_record(raw, str(path))
 
 
-def load_records(out_dir: Path, run_ids: Collection[str] | None = None) -> list[dict[str, Any]]:
+def load_records(out_dir: Path, run_ids: Collection[str] | None = None) -> list[Record]:
     """Every record under ``out_dir/runs`` (only those of ``run_ids`` if given), sorted by label."""
     runs = out_dir / "runs"
     if not runs.is_dir():
@@ -213,45 +229,44 @@ def load_records(out_dir: Path, run_ids: Collection[str] | None = None) -> list[
     recs = [read_record(p) for p in sorted(runs.glob("*/record.json"))]
     if run_ids is not None:
         wanted = set(run_ids)
-        recs = [r for r in recs if r["run_id"] in wanted]
-    return sorted(recs, key=lambda r: r["label"])
+        recs = [r for r in recs if r.run_id in wanted]
+    return sorted(recs, key=lambda r: r.label)
 
 
-def flat_row(rec: dict[str, Any]) -> dict[str, Any]:
+def flat_row(rec: Record) -> dict[str, Any]:
     """One runs.csv row: identity, status, cost figures, peak memory, then metrics."""
-    spec, prof = rec["spec"], rec.get("profile") or {}
+    spec, prof = rec.spec, rec.profile
     row: dict[str, Any] = {
-        "run_id": rec["run_id"],
+        "run_id": rec.run_id,
         "model": spec["model"]["name"],
         "method": spec["method"],
         "rank": spec["rank"],
         "precision": spec["precision"],
         "task": spec["task"],
         "seed": spec["seed"],
-        "status": rec["status"],
+        "status": rec.status,
     }
-    for key in (
-        "trainable_params",
-        "total_params",
-        "trainable_pct",
-        "tokens_per_s",
-        "samples_per_s",
-        "train_s",
-        "eval_s",
-        "adapter_bytes",
-    ):
-        row[key] = prof.get(key)
-    mem = prof.get("memory_mb") or {}
+    row.update(
+        trainable_params=prof.trainable_params,
+        total_params=prof.total_params,
+        trainable_pct=prof.trainable_pct,
+        tokens_per_s=prof.tokens_per_s,
+        samples_per_s=prof.samples_per_s,
+        train_s=prof.train_s,
+        eval_s=prof.eval_s,
+        adapter_bytes=prof.adapter_bytes,
+    )
     for phase in ("train", "eval"):
+        mem = prof.phase(phase)
         for src in MEM_SOURCES:
-            row[f"peak_{src}_{phase}_mb"] = (mem.get(phase) or {}).get(src)
+            row[f"peak_{src}_{phase}_mb"] = mem.source(src) if mem else None
     # The estimate beside the measurement (`lorabench estimate`; compare with peak_allocated_train_mb).
-    est = prof.get("estimate_bytes") or {}
+    est = prof.estimate_bytes or {}
     row["estimate_allocated_mb"] = round(est["allocated"] / MiB, 2) if est.get("allocated") else None
-    row["model_flops_per_token"] = prof.get("model_flops_per_token")
-    row["mfu"] = prof.get("mfu")
-    for name, value in sorted((rec.get("metrics") or {}).items()):
+    row["model_flops_per_token"] = prof.model_flops_per_token
+    row["mfu"] = prof.mfu
+    for name, value in sorted(rec.metrics.items()):
         row[name] = value
-    row["device"] = (rec.get("env") or {}).get("device_name")
-    row["error"] = rec.get("error")
+    row["device"] = rec.env.get("device_name")
+    row["error"] = rec.error
     return row

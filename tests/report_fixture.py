@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from lorabench.record_data import Record
+
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "results" / "baselines" / "smoke-cpu"
 
@@ -78,3 +80,8 @@ def build_result_set(root: Path, seeds: int = 2) -> tuple[Path, list[dict[str, A
 def copy_baseline(dst: Path) -> Path:
     shutil.copytree(BASELINE, dst)
     return dst
+
+
+def typed(records: list[dict[str, Any]]) -> list[Record]:
+    """The readers' view of records written as JSON (what ``load_records`` returns)."""
+    return [Record.from_dict(r) for r in records]

@@ -93,6 +93,8 @@ def _suite(tmp_path: Path, extra: str = "") -> Path:
 def test_two_ranks_train_as_one_process_at_the_same_global_batch(tmp_path: Path) -> None:
     from lorabench.execute.local import LocalExecutor
     from lorabench.plan import expand
+    from lorabench.record import make_record
+    from lorabench.record_data import Record
     from lorabench.validate import load_suite
 
     (spec,) = expand(load_suite(_suite(tmp_path)))
@@ -103,11 +105,11 @@ def test_two_ranks_train_as_one_process_at_the_same_global_batch(tmp_path: Path)
         point = dataclasses.replace(spec, execution=execution)
         result = executor.submit(point, tmp_path / "runs" / f"{processes}-{strategy}")
         assert result["status"] == "success", result.get("error")
-        results[processes, strategy] = result
-    one = results[1, "ddp"]
+        results[processes, strategy] = (point, result)
+    one = results[1, "ddp"][1]
     assert "distributed" not in one["profile"]
     for key in ((2, "ddp"), (2, "fsdp")):
-        res = results[key]
+        point, res = results[key]
         torch.testing.assert_close(
             torch.tensor([loss for _, loss, _ in res["curves"]["train_loss"]]),
             torch.tensor([loss for _, loss, _ in one["curves"]["train_loss"]]),
@@ -115,6 +117,10 @@ def test_two_ranks_train_as_one_process_at_the_same_global_batch(tmp_path: Path)
             atol=1e-5,
         )
         torch.testing.assert_close(res["metrics"]["eval_loss"], one["metrics"]["eval_loss"], rtol=1e-5, atol=1e-5)
+        # The driver's typed record holds it, and writes back exactly what it read.
+        rec = make_record(point, res, {})
+        assert rec.profile.distributed is not None and rec.profile.distributed.world_size == 2
+        assert Record.from_dict(rec.to_dict()).to_dict() == rec.to_dict()
         dist = res["profile"]["distributed"]
         assert (dist["world_size"], dist["strategy"], dist["backend"]) == (2, key[1], "gloo")
         per_rank = [r["memory_mb"]["train"]["rss"] for r in dist["per_rank"]]

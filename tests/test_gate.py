@@ -16,6 +16,7 @@ import pytest
 
 from lorabench.errors import UsageError
 from lorabench.metrics import METRICS, record_values
+from lorabench.record_data import Record
 from lorabench.report.compare import check, compare_points, parse_tolerances, render
 from lorabench.report.leaderboard import leaderboard, pareto_points, runs_frame
 from lorabench.report.results import Run, group, run_from_record, sort_points
@@ -72,6 +73,11 @@ def make_record(
     }
 
 
+def typed(records: list[dict[str, Any]]) -> list[Record]:
+    """The readers' view of records written as JSON (what load_records returns)."""
+    return [Record.from_dict(r) for r in records]
+
+
 def write_set(root: Path, records: list[dict[str, Any]]) -> Path:
     for rec in records:
         path = root / "runs" / rec["run_id"] / "record.json"
@@ -104,14 +110,14 @@ def test_every_task_metric_is_registered_as_quality() -> None:
 def test_an_unregistered_metric_is_an_error_not_a_dropped_column() -> None:
     rec = make_record("lora", {"perplexity": 5.0, "bleu": 3.0})
     with pytest.raises(UsageError, match="metric 'bleu' is not registered"):
-        record_values(rec)
+        record_values(Record.from_dict(rec))
 
 
 def test_unregistered_profile_keys_are_ignored_and_peak_memory_names_its_source() -> None:
     rec = make_record("lora", {"perplexity": 5.0})
     rec["profile"]["mfu_future"] = 0.3
     rec["profile"]["memory_mb"]["train"] = {"rss": 420.0, "reserved": 100.0, "nvml": 130.0}
-    values = record_values(rec)
+    values = record_values(Record.from_dict(rec))
     assert "mfu_future" not in values and values["peak_mem_train_mb"] == 130.0
 
 
@@ -144,7 +150,7 @@ def test_one_table_per_task_sorted_by_primary_with_failures_as_rows() -> None:
         make_record("dora", {}, rank=16, status="failed"),
         make_record("lora", {"accuracy": 0.85, "macro_f1": 0.84}, task="synthetic-sentiment"),
     ]
-    _, md = leaderboard(records)
+    _, md = leaderboard(typed(records))
     sections = md.split("## ")[1:]
     assert [s.split(" ")[0] for s in sections] == ["synthetic-lm", "synthetic-sentiment"]
     lm_rows = [line for line in sections[0].splitlines() if line.startswith("| m ")]
@@ -160,13 +166,13 @@ def test_one_table_per_task_sorted_by_primary_with_failures_as_rows() -> None:
 
 
 def test_runs_csv_keeps_integers_and_every_field() -> None:
-    df = runs_frame([make_record("lora", {"perplexity": 5.0}), make_record("x", {}, status="failed")])
+    df = runs_frame(typed([make_record("lora", {"perplexity": 5.0}), make_record("x", {}, status="failed")]))
     assert str(df["trainable_params"].dtype) == "Int64" and str(df["rank"].dtype) == "Int64"
     assert {"run_id", "seed", "peak_mem_train_mb", "mem_source", "flags", "primary_metric", "error"} <= set(df)
 
 
 def test_flags_get_a_marker_and_a_legend() -> None:
-    _, md = leaderboard([make_record("lora", {"perplexity": 5.0}, flags=["did_not_learn"])])
+    _, md = leaderboard(typed([make_record("lora", {"perplexity": 5.0}, flags=["did_not_learn"])]))
     assert "DNL" in md and "**DNL** did_not_learn: training loss did not fall" in md
 
 
@@ -299,7 +305,7 @@ def test_report_is_self_contained_escaped_with_compare_view_and_run_filter(tmp_p
     out = write_set(tmp_path / "set", records)
     base = worsen(out, tmp_path / "base")
     keep = [r["run_id"] for r in records[:3]]
-    build_report(out, records, run_ids=keep, baseline=base)
+    build_report(out, typed(records), run_ids=keep, baseline=base)
     page = (out / "report.html").read_text()
     # The error is data inside the page's JSON block, where no "<" survives to close it.
     assert "<script>alert" not in page and "\\u003cscript\\u003ealert(1)" in page
@@ -314,7 +320,7 @@ def test_a_runs_csv_is_the_same_result_set_as_its_records(tmp_path: Path) -> Non
 
     out = write_set(tmp_path / "set", [make_record("lora", {"perplexity": 5.0}), make_record("x", {}, status="oom")])
     records = [json.loads(p.read_text()) for p in out.glob("runs/*/record.json")]
-    runs_frame(records).to_csv(out / "runs.csv", index=False)
+    runs_frame(typed(records)).to_csv(out / "runs.csv", index=False)
     diffs = compare_points(group(load_runs(out)), group(load_runs(out / "runs.csv")))
     assert len(diffs) == 2 and all(p.base_status == p.current_status for p in diffs)
     assert all(d.verdict == "same" and d.delta == 0 for p in diffs for d in p.deltas)
@@ -326,7 +332,7 @@ def test_timings_taken_on_a_busy_host_are_flagged(other: float | None, flagged: 
     from lorabench.report.results import run_from_record
 
     profile = {"tokens_per_s": 100.0, "host_cpu_train": {"cpus": 2, "own_cpu_share": 0.4, "other_cpu_share": other}}
-    run = run_from_record(make_record("lora", {"perplexity": 3.0}, profile=profile))
+    run = run_from_record(Record.from_dict(make_record("lora", {"perplexity": 3.0}, profile=profile)))
     assert ("busy_host" in run.flags) is flagged
 
 
@@ -360,7 +366,7 @@ def test_check_judges_only_the_plan_and_names_the_records_it_ignores(tmp_path: P
     assert [p["label"] for p in json.loads(proc.stdout)] == ["m/lora-r8/fp32/synthetic-lm"]
     # A bare runs.csv is read as written: both lora records count.
     records = [json.loads(p.read_text()) for p in cur.glob("runs/*/record.json")]
-    runs_frame(records).to_csv(tmp_path / "all.csv", index=False)
+    runs_frame(typed(records)).to_csv(tmp_path / "all.csv", index=False)
     from lorabench.report.results import load_result_set
 
     assert len(load_result_set(tmp_path / "all.csv").runs) == 3
@@ -393,11 +399,13 @@ def test_an_empty_set_is_a_usage_error_not_ok(tmp_path: Path, name: str, content
 
 
 def test_sets_with_no_point_in_common_or_no_baseline_success_cannot_pass() -> None:
-    lm = group([run_from_record(make_record("lora", {"perplexity": 5.0}))])
-    cls = group([run_from_record(make_record("lora", {"accuracy": 0.8}, task="synthetic-sentiment"))])
+    lm = group([run_from_record(r) for r in typed([make_record("lora", {"perplexity": 5.0})])])
+    cls = group(
+        [run_from_record(r) for r in typed([make_record("lora", {"accuracy": 0.8}, task="synthetic-sentiment")])]
+    )
     with pytest.raises(UsageError, match="share no grid point"):
         check(lm, cls)
-    failed = group([run_from_record(make_record("lora", {}, status="failed"))])
+    failed = group([run_from_record(r) for r in typed([make_record("lora", {}, status="failed")])])
     with pytest.raises(UsageError, match="nothing to gate against"):
         check(failed, lm)
     assert not check(lm, failed).ok  # a point that now fails is a regression, not a usage error
@@ -406,11 +414,11 @@ def test_sets_with_no_point_in_common_or_no_baseline_success_cannot_pass() -> No
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_a_non_finite_metric_in_a_success_record_fails_its_point(tmp_path: Path, bad: float) -> None:
     seeds = [make_record("lora", {"perplexity": 5.0}, seed=0), make_record("lora", {"perplexity": bad}, seed=1)]
-    (point,) = group([run_from_record(r) for r in seeds])
+    (point,) = group([run_from_record(r) for r in typed(seeds)])
     assert point.n == 1 and point.status == "diverged 1/2, success 1/2"
-    _, md = leaderboard(seeds)
+    _, md = leaderboard(typed(seeds))
     assert "diverged 1/2" in md
-    frame = runs_frame(seeds)
+    frame = runs_frame(typed(seeds))
     assert list(frame["status"]) == ["success", "diverged"] and "non-finite metric" in frame["error"][1]
     base = write_set(tmp_path / "base", [make_record("lora", {"perplexity": 5.0}, seed=s) for s in (0, 1)])
     cur = write_set(tmp_path / "cur", seeds)

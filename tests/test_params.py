@@ -346,3 +346,51 @@ def test_cli_text_and_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     ]:
         assert main(["params", path, *argv]) == 2
         assert message in capsys.readouterr().err
+
+
+LOADED_BNB = (
+    "import sys\n"
+    "from lorabench.cli import main\n"
+    "sys.argv = ['lorabench', *sys.argv[1:]]\n"
+    "rc = main()\n"
+    "print('bitsandbytes loaded:', sys.modules.get('bitsandbytes') is not None)\n"
+    "raise SystemExit(rc)\n"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("argv", "loaded"),
+    [
+        (["params", "builtin:tiny-gpt2", "--method", "lora", "--precision", "nf4"], False),
+        (["estimate", "builtin:tiny-gpt2", "--method", "lora", "--precision", "nf4"], False),
+        (["estimate", "builtin:tiny-gpt2", "--method", "lora", "--precision", "nf4", "--trace"], True),
+    ],
+    ids=["params", "estimate", "estimate-kbit-trace"],
+)
+def test_config_only_commands_import_bitsandbytes_only_for_a_kbit_trace(argv: list[str], loaded: bool) -> None:
+    """bitsandbytes (1 s of imports) only where a command builds its layers; the answer is the same either way."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, cli_env
+
+    if argv[0] == "estimate":
+        argv = [*argv, "--batch-size", "1", "--seq-len", "32"]
+    proc = subprocess.run(
+        [sys.executable, "-c", LOADED_BNB, *argv], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"bitsandbytes loaded: {loaded}" in proc.stdout
+    if loaded:
+        assert "traced" in proc.stdout and "not traced" not in proc.stdout
+    else:  # the same answer as from a process that imported bitsandbytes first
+        with_bnb = subprocess.run(
+            [sys.executable, "-c", LOADED_BNB.replace("import sys\n", "import sys, bitsandbytes\n"), *argv],
+            cwd=REPO,
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert with_bnb.stdout.replace("loaded: True", "loaded: False") == proc.stdout

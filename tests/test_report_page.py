@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from lorabench.metrics import METRICS
+from lorabench.record_data import Profile, Record
 from lorabench.stats import aggregate
-from tests.report_fixture import BASELINE, build_result_set
+from tests.report_fixture import BASELINE, build_result_set, typed
 
 CHROMIUM = os.environ.get("LORABENCH_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -42,7 +43,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[st
     records[0]["error"] = None
     bad = next(r for r in records if r["spec"]["task"] == "synthetic-sentiment")
     bad["label"] = "</script><script>alert(1)</script>"
-    build_report(out, records, baseline=BASELINE)
+    build_report(out, typed(records), baseline=BASELINE)
     return out, records
 
 
@@ -89,7 +90,7 @@ def test_page_figures_are_the_records_figures(report: tuple[Path, list[dict[str,
     for p in data["points"]:
         ok = [by_id[i] for i in p["runs"] if by_id[i]["status"] == "success"]
         for name, v in p["values"].items():
-            agg = aggregate(record_values(r).get(name) for r in ok)
+            agg = aggregate(record_values(Record.from_dict(r)).get(name) for r in ok)
             assert agg is not None
             assert v["v"] == pytest.approx(agg.mean, rel=1e-12), (p["label"], name)
             lo, hi, kind = agg.band()
@@ -113,9 +114,9 @@ def test_a_rebuild_without_baseline_drops_the_old_comparison(tmp_path: Path) -> 
 
     out, records = build_result_set(tmp_path / "set", seeds=1)
     records = [r for r in records if r["spec"]["task"] != "synthetic-lm"]
-    build_report(out, records, run_ids=[r["run_id"] for r in records], baseline=BASELINE)
+    build_report(out, typed(records), run_ids=[r["run_id"] for r in records], baseline=BASELINE)
     assert (out / "compare.md").is_file()
-    build_report(out, records, run_ids=[r["run_id"] for r in records])
+    build_report(out, typed(records), run_ids=[r["run_id"] for r in records])
     assert not (out / "compare.md").exists() and page_data(out)["compare"] is None
 
 
@@ -292,10 +293,10 @@ def test_tokens_per_s_is_the_median_step_everywhere() -> None:
     rec["profile"].update(profile)
     median = 512 / 0.174
     assert profile["tokens_per_s"] < median / 2  # the mean, dragged down by 4 stalls
-    assert median_tokens_per_s(profile) == pytest.approx(median)
-    assert record_values(rec)["tokens_per_s"] == pytest.approx(median)
-    assert runs_frame([rec])["tokens_per_s"][0] == pytest.approx(median)
-    num, md = leaderboard([rec])
+    assert median_tokens_per_s(Profile.from_dict(profile)) == pytest.approx(median)
+    assert record_values(Record.from_dict(rec))["tokens_per_s"] == pytest.approx(median)
+    assert runs_frame(typed([rec]))["tokens_per_s"][0] == pytest.approx(median)
+    num, md = leaderboard(typed([rec]))
     assert num["tokens_per_s_mean"][0] == pytest.approx(median) and "2,943" in md
 
 
@@ -331,10 +332,16 @@ def test_static_plots_order_ranks_as_numbers_and_label_log_axes_plainly() -> Non
     from lorabench.report.plots import _plain_log_labels, _run_order
 
     recs = [
-        {"spec": {"model": {"name": "m"}, "method": "lora", "rank": r, "precision": "fp32", "seed": 0}}
+        Record(
+            run_id=f"r{r}",
+            label="l",
+            suite="s",
+            status="success",
+            spec={"model": {"name": "m"}, "method": "lora", "rank": r, "precision": "fp32", "seed": 0},
+        )
         for r in (16, 32, 4, 8)
     ]
-    assert [r["spec"]["rank"] for r in sorted(recs, key=_run_order)] == [4, 8, 16, 32]
+    assert [r.spec["rank"] for r in sorted(recs, key=_run_order)] == [4, 8, 16, 32]
     fig, ax = plt.subplots()
     ax.plot([0.4, 3.3], [1, 2])
     ax.set_xscale("log")

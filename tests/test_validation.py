@@ -550,7 +550,7 @@ def test_a_run_checks_positions_again_once_its_model_config_is_known() -> None:
 # part of a lower rank, never one of a higher rank or another part of the same rank.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "vocab", "stats"),
-    ("registry", "atomic", "quiet"),
+    ("registry", "atomic", "quiet", "record_data"),
     ("suite", "provenance", "metrics"),
     ("data",),
     ("tasks", "models", "methods"),

@@ -56,6 +56,12 @@ class DataSource:
     # Plain text files: one row per blank-line-separated paragraph, or per line.
     text_rows: Literal["paragraphs", "lines"] = "paragraphs"
     clean: tuple[str, ...] = ()  # names from CLEANERS, applied in order to text columns
+    # A validation split for periodic evaluation and model selection, distinct from the
+    # test split the final score comes from: a seeded share of the training rows
+    # (``val_fraction``; for a synthetic generator, rows from a seed of their own), or a
+    # file of its own (``val_file``). Absent (both null): no validation split, as before.
+    val_fraction: float | None = None
+    val_file: str | None = None
 
     def __post_init__(self) -> None:
         for step in self.clean:
@@ -71,8 +77,31 @@ class DataSource:
             )
         if not 0.0 < self.eval_fraction < 1.0:
             raise ValueError(f"`eval_fraction` should be in (0, 1), got {self.eval_fraction}")
+        if self.val_fraction is not None and self.val_file is not None:
+            raise ValueError("data: give `val_fraction` or `val_file`, not both")
+        if self.val_fraction is not None and not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"`val_fraction` should be in (0, 1), got {self.val_fraction}")
+        if self.val_file is not None and self.val_file in (self.file, self.train_file, self.eval_file):
+            raise ValueError(f"`val_file` {self.val_file!r} is also a train or test file: validation would leak")
         if self.synthetic and self.synthetic not in SYNTHETIC:
             raise ValueError(SYNTHETIC.unknown_message(self.synthetic))
+
+
+#: Data keys added after run ids were in use: at their default they stay out of a run's
+#: spec (see :func:`wire_source`), so suites without them keep their run ids.
+NEW_KEYS_AT_DEFAULT = {"val_fraction": None, "val_file": None}
+
+Split = Literal["train", "val", "eval"]
+
+
+def wire_source(source: dict[str, Any]) -> dict[str, Any]:
+    """A data source as a run spec holds it: keys of :data:`NEW_KEYS_AT_DEFAULT` left out at their default."""
+    return {k: v for k, v in source.items() if not (k in NEW_KEYS_AT_DEFAULT and v == NEW_KEYS_AT_DEFAULT[k])}
+
+
+def has_val(source: dict[str, Any]) -> bool:
+    """Whether the source declares a validation split."""
+    return source.get("val_fraction") is not None or source.get("val_file") is not None
 
 
 def subsample(rows: Rows, n: int | None, seed: int) -> Rows:
@@ -90,6 +119,10 @@ def subsample(rows: Rows, n: int | None, seed: int) -> Rows:
 
 def describe(source: dict[str, Any], split: str) -> str:
     """Where ``split`` of ``source`` comes from, for error messages: a file, a hub id, a generator."""
+    if split == "val":
+        if source.get("val_file"):
+            return f"validation file {source['val_file']}"
+        return f"validation share ({source.get('val_fraction')}) of {describe(source, 'train')}"
     if source.get("synthetic"):
         return f"synthetic generator {source['synthetic']!r}"
     if source.get("hub"):
@@ -101,10 +134,14 @@ def describe(source: dict[str, Any], split: str) -> str:
     return f"file {source.get('train_file') if split == 'train' else source.get('eval_file')}"
 
 
-def holdout(rows: Rows, fraction: float, seed: int, split: str) -> Rows:
-    """The ``split`` part of a seeded train/eval partition of ``rows`` (disjoint, in file order)."""
+def holdout(rows: Rows, fraction: float, seed: int, split: str, salt: str = "holdout") -> Rows:
+    """The ``split`` part of a seeded train/eval partition of ``rows`` (disjoint, in file order).
+
+    ``salt`` names the partition, so the validation share (``salt="val"``) is drawn
+    independently of the train/test one.
+    """
     idx = list(range(len(rows)))
-    random.Random(f"holdout:{seed}").shuffle(idx)
+    random.Random(f"{salt}:{seed}").shuffle(idx)
     k = max(1, round(len(rows) * fraction)) if rows else 0
     part = idx[:k] if split == "eval" else idx[k:]
     return [rows[i] for i in sorted(part)]
@@ -118,25 +155,50 @@ def expand_path(path: str, task: str) -> str:
     return expanded
 
 
-def load_rows(source: dict[str, Any], split: Literal["train", "eval"], n: int | None, seed: int, task: str) -> Rows:
-    """Load ``n`` rows of ``split`` for ``task`` from whichever source is configured."""
+def load_rows(
+    source: dict[str, Any], split: Split, n: int | None, seed: int, task: str, n_train: int | None = None
+) -> Rows:
+    """Load ``n`` rows of ``split`` for ``task`` from whichever source is configured.
+
+    ``val`` is the validation split (only where the source declares one). With
+    ``val_fraction`` it is a seeded share of the training pool, disjoint from the rows
+    ``train`` returns (which come from the rest); the train/test partition is the one a
+    source without validation has, so adding validation never moves a test row. For a
+    synthetic generator it is ``val_fraction`` x the training count, generated from a seed
+    of its own (as test is). ``n`` caps it like the test split (the task passes ``n_eval``).
+    """
+    if split == "val" and source.get("val_file"):
+        fmt, unit = source.get("format", "auto"), source.get("text_rows", "paragraphs")
+        rows = load_file(expand_path(source["val_file"], task), fmt, task, unit)
+        if not rows:
+            raise DataError(f"task {task!r}: the val split is empty ({describe(source, split)})")
+        return subsample(rows, n, seed)
+    if split == "val" and source.get("val_fraction") is None:
+        raise DataError(f"task {task!r}: no validation split declared (`val_fraction` or `val_file`)")
     if source.get("synthetic"):
         generate = SYNTHETIC.get(source["synthetic"])
+        if split == "val":
+            # Its own seed, as for test: no generated example is drawn for train and validation alike.
+            pool = max(1, round(source["val_fraction"] * (n_train if n_train is not None else 2000)))
+            return generate(split, pool if n is None else min(n, pool), seed + 2_000_029)
         # Disjoint seeds per split: train and eval never share generated examples.
         count = n if n is not None else (2000 if split == "train" else 200)
         return generate(split, count, seed + (0 if split == "train" else 1_000_003))
+    part = "eval" if split == "eval" else "train"  # validation is carved from the training pool
     if source.get("hub"):
-        rows = _load_hub(source, split, task)
+        rows = _load_hub(source, part, task)
     else:
         fmt, unit = source.get("format", "auto"), source.get("text_rows", "paragraphs")
         if source.get("file"):
             rows = load_file(expand_path(source["file"], task), fmt, task, unit)
-            rows = holdout(rows, source["eval_fraction"], seed, split)
+            rows = holdout(rows, source["eval_fraction"], seed, part)
         else:
-            path = source.get("train_file") if split == "train" else source.get("eval_file")
+            path = source.get("train_file") if part == "train" else source.get("eval_file")
             if not path:
-                raise DataError(f"task {task!r}: no {split}_file given")
+                raise DataError(f"task {task!r}: no {part}_file given")
             rows = load_file(expand_path(path, task), fmt, task, unit)
+    if part == "train" and source.get("val_fraction") is not None:
+        rows = holdout(rows, source["val_fraction"], seed, "eval" if split == "val" else "train", salt="val")
     if not rows:
         raise DataError(f"task {task!r}: the {split} split is empty ({describe(source, split)})")
     return subsample(rows, n, seed)
@@ -144,12 +206,13 @@ def load_rows(source: dict[str, Any], split: Literal["train", "eval"], n: int | 
 
 def load_columns(
     source: dict[str, Any],
-    split: Literal["train", "eval"],
+    split: Split,
     n: int | None,
     seed: int,
     task: str,
     columns: dict[str, str],
     text: tuple[str, ...],
+    n_train: int | None = None,
 ) -> Rows:
     """Rows keyed by role (e.g. ``input``, ``target``, ``label``), each taken from its mapped column.
 
@@ -157,7 +220,7 @@ def load_columns(
     strings and get the source's declared ``clean`` steps. A missing column or a null
     text is an error naming the task, the file (or hub id) and the columns that exist.
     """
-    rows = load_rows(source, split, n, seed, task)
+    rows = load_rows(source, split, n, seed, task, n_train)
     where = describe(source, split)
     steps = [CLEANERS[c] for c in source.get("clean") or ()]
     out: Rows = []

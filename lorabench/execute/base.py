@@ -35,6 +35,7 @@ class RunResult(TypedDict, total=False):
     executor: dict[str, Any]
     env: dict[str, Any]
     metrics: dict[str, Any]
+    val_metrics: dict[str, Any]  # only where the task has a validation split
     profile: dict[str, Any]
     resolved: dict[str, Any]
     curves: dict[str, Any]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lorabench.methods.base import MethodContext, resolve_alpha
+from lorabench.methods.base import MethodContext, resolve_alpha, settle_alpha
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, lora_default_targets, target_modules
 from lorabench.suite.typed import check_fields, check_ranges
 
@@ -22,7 +22,8 @@ from lorabench.suite.typed import check_fields, check_ranges
 @dataclass(frozen=True)
 class AdaLoraOptions:
     init_r: int | None = None  # None: 1.5 x the target rank, as in the paper's setups (12 -> 8)
-    alpha: float | None = None  # None: 2 x target rank, as for lora
+    alpha: float | str | None = None  # None: alpha_ratio x target rank, else 2 x; "2r" as for lora
+    alpha_ratio: float | None = None  # alpha = alpha_ratio x target rank, as for lora
     dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None  # None: peft's AdaLoRA default, else its LoRA default
     tinit_frac: float = 0.0  # share of steps before pruning starts (peft's tinit)
@@ -33,6 +34,7 @@ class AdaLoraOptions:
     RANGES: ClassVar[dict[str, str]] = {
         "init_r": ">= 1",
         "alpha": "> 0",
+        "alpha_ratio": "> 0",
         "dropout": ">= 0 and < 1",
         "tinit_frac": ">= 0 and < 1",
         "tfinal_frac": ">= 0 and < 1",
@@ -41,6 +43,7 @@ class AdaLoraOptions:
     }
 
     def __post_init__(self) -> None:
+        settle_alpha(self)
         bad = {name for name, _ in check_ranges(self, self.RANGES)}
         extra = []
         if not bad & {"tinit_frac", "tfinal_frac"} and self.tinit_frac + self.tfinal_frac >= 1.0:
@@ -76,7 +79,7 @@ class AdaLoRA(PeftMethod):
         return AdaLoraConfig(
             target_r=rank,
             init_r=opts.init_r if opts.init_r is not None else max(rank, (3 * rank) // 2),
-            lora_alpha=resolve_alpha(opts.alpha, rank),
+            lora_alpha=resolve_alpha(opts.alpha, rank, opts.alpha_ratio),
             lora_dropout=opts.dropout,
             target_modules=targets,
             total_step=total,

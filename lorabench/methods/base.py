@@ -7,6 +7,7 @@ method classes to read their options and rules. Torch is imported inside methods
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -45,6 +46,41 @@ def resolve_alpha(alpha: float | None, rank: int, alpha_ratio: float | None = No
     if alpha is not None:
         return alpha
     return alpha_ratio * rank if alpha_ratio is not None else 2 * rank
+
+
+# k times the rank: "2r", "0.5r", "2*r", "2 r", "r".
+_RANK_MULTIPLE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)?\s*\*?\s*r\s*")
+
+
+def rank_multiple(text: str) -> float | None:
+    """The k of an alpha written as a multiple of the rank (``2r``, ``0.5r``, ``r``), else None."""
+    match = _RANK_MULTIPLE.fullmatch(text)
+    if match is None:
+        return None
+    return float(match.group(1)) if match.group(1) else 1.0
+
+
+def settle_alpha(options: Any) -> None:
+    """The alpha rule of every LoRA-style options class, first in its ``__post_init__``.
+
+    ``alpha: 2r`` means ``alpha_ratio: 2`` (alpha = 2 x rank, so a rank sweep keeps the
+    scale alpha/r fixed) and is stored as that: one run, one spelling, one run_id.
+    ``alpha`` and ``alpha_ratio`` together are an error; their ranges are the class's RANGES.
+    """
+    alpha, ratio = options.alpha, options.alpha_ratio
+    if isinstance(alpha, str):
+        k = rank_multiple(alpha)
+        if k is None or k <= 0:
+            raise ValueError(
+                f"`alpha` should be a number > 0 or a positive multiple of the rank such as `2r` or `0.5r`, "
+                f"got {alpha!r}"
+            )
+        if ratio is not None:
+            raise ValueError(f"set `alpha` ({alpha}) or `alpha_ratio` ({ratio}), not both")
+        object.__setattr__(options, "alpha", None)  # frozen dataclass: settled once, in __post_init__
+        object.__setattr__(options, "alpha_ratio", k)
+    elif alpha is not None and ratio is not None:
+        raise ValueError(f"set `alpha` ({alpha}) or `alpha_ratio` ({ratio}), not both")
 
 
 def method_context(

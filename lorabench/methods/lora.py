@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from lorabench.methods.base import MethodContext, resolve_alpha
+from lorabench.methods.base import MethodContext, resolve_alpha, settle_alpha
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
 from lorabench.suite.typed import check_fields
 
@@ -15,34 +15,26 @@ def lora_alpha(alpha: float | None, alpha_ratio: float | None, rank: int) -> flo
 
     A rank sweep at a fixed ``alpha`` also sweeps the update's scale alpha/r (4 down to 0.5
     over r = 4..32 at alpha 16); ``alpha_ratio`` keeps alpha/r fixed, which is what a rank
-    sweep usually means. The resolved value is in the record (resolved.method.lora_alpha).
+    sweep usually means (a suite may write it ``alpha: 2r``). The resolved value is in the
+    record (resolved.method.lora_alpha).
     """
     return resolve_alpha(alpha, rank, alpha_ratio)
 
 
-def check_alpha(alpha: float | None, alpha_ratio: float | None) -> None:
-    """Options validation shared by the LoRA-family option classes."""
-    if alpha is not None and alpha <= 0:
-        raise ValueError(f"`alpha` should be > 0, got {alpha}")
-    if alpha_ratio is not None and alpha_ratio <= 0:
-        raise ValueError(f"`alpha_ratio` should be > 0, got {alpha_ratio}")
-    if alpha is not None and alpha_ratio is not None:
-        raise ValueError(f"set `alpha` ({alpha}) or `alpha_ratio` ({alpha_ratio}), not both")
-
-
 @dataclass(frozen=True)
 class LoraOptions:
-    alpha: float | None = None  # None: alpha_ratio × rank, else 2 × rank; the resolved value is recorded
+    # None: alpha_ratio × rank, else 2 × rank; "2r" is alpha_ratio 2 (settle_alpha); the resolved value is recorded
+    alpha: float | str | None = None
     alpha_ratio: float | None = None  # alpha = alpha_ratio × rank: a rank sweep keeps the scale alpha/r fixed
     dropout: float = 0.05
     target_modules: tuple[str, ...] | None = None  # None: peft's per-architecture default
     bias: Literal["none", "all", "lora_only"] = "none"
 
-    RANGES: ClassVar[dict[str, str]] = {"dropout": ">= 0 and < 1", "alpha": "> 0"}
+    RANGES: ClassVar[dict[str, str]] = {"dropout": ">= 0 and < 1", "alpha": "> 0", "alpha_ratio": "> 0"}
 
     def __post_init__(self) -> None:
+        settle_alpha(self)
         check_fields(self, self.RANGES)
-        check_alpha(self.alpha, self.alpha_ratio)
 
 
 class LoRA(PeftMethod):

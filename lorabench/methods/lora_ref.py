@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lorabench.methods.base import HEAD_NAMES, Method, MethodContext, head_parameter_names
-from lorabench.methods.lora import check_alpha, lora_alpha
+from lorabench.methods.base import HEAD_NAMES, Method, MethodContext, head_parameter_names, settle_alpha
+from lorabench.methods.lora import lora_alpha
 from lorabench.suite.typed import check_fields
 
 FILENAME = "lora_ref.safetensors"
@@ -26,16 +26,16 @@ FILENAME = "lora_ref.safetensors"
 
 @dataclass(frozen=True)
 class LoraRefOptions:
-    alpha: float | None = None  # None: alpha_ratio × rank, else 2 × rank, as for lora
+    alpha: float | str | None = None  # None: alpha_ratio × rank, else 2 × rank, as for lora; "2r" as for lora
     alpha_ratio: float | None = None  # alpha = alpha_ratio × rank (lora.lora_alpha)
     dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None  # None: the model definition's, else peft's LoRA default
 
-    RANGES: ClassVar[dict[str, str]] = {"dropout": ">= 0 and < 1", "alpha": "> 0"}
+    RANGES: ClassVar[dict[str, str]] = {"dropout": ">= 0 and < 1", "alpha": "> 0", "alpha_ratio": "> 0"}
 
     def __post_init__(self) -> None:
+        settle_alpha(self)
         check_fields(self, self.RANGES)
-        check_alpha(self.alpha, self.alpha_ratio)
 
 
 def resolve_targets(model: Any, ctx: MethodContext, option: tuple[str, ...] | None) -> list[str]:

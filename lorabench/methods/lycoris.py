@@ -5,25 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lorabench.methods.base import MethodContext, resolve_alpha
+from lorabench.methods.base import MethodContext, resolve_alpha, settle_alpha
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
 from lorabench.suite.typed import check_fields
 
 
 @dataclass(frozen=True)
 class LycorisOptions:
-    alpha: float | None = None  # None: 2 x rank, as for lora
+    alpha: float | str | None = None  # None: alpha_ratio x rank, else 2 x rank; "2r" as for lora
+    alpha_ratio: float | None = None  # alpha = alpha_ratio x rank, as for lora
     rank_dropout: float = 0.0
     module_dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None  # None: peft's default (its LoRA table)
 
     RANGES: ClassVar[dict[str, str]] = {
         "alpha": "> 0",
+        "alpha_ratio": "> 0",
         "rank_dropout": ">= 0 and < 1",
         "module_dropout": ">= 0 and < 1",
     }
 
     def __post_init__(self) -> None:
+        settle_alpha(self)
         check_fields(self, self.RANGES)
 
 
@@ -62,7 +65,7 @@ class LycorisMethod(PeftMethod):
         rank = self.resolve_rank(ctx.rank)
         return getattr(peft, self.peft_config_class)(
             r=rank,
-            alpha=resolve_alpha(opts.alpha, rank),
+            alpha=resolve_alpha(opts.alpha, rank, opts.alpha_ratio),
             rank_dropout=opts.rank_dropout,
             module_dropout=opts.module_dropout,
             target_modules=target_modules(ctx, opts.target_modules),

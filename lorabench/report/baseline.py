@@ -20,6 +20,7 @@ from pathlib import Path
 from lorabench import atomic
 from lorabench.errors import UsageError
 from lorabench.record import load_records
+from lorabench.record_data import Record
 from lorabench.results_dir import MARKER
 
 DROP = ("curves", "traceback", "log_tail")
@@ -84,19 +85,19 @@ def export_baseline(src: Path, dst: Path) -> int:
     return len(records)
 
 
-def _write_baseline(dst: Path, records: list[dict], board: str) -> None:
-    suites = sorted({str(r.get("suite")) for r in records})
+def _write_baseline(dst: Path, records: list[Record], board: str) -> None:
+    suites = sorted({str(r.suite) for r in records})
     marker = {"kind": "baseline", "suite": suites[0] if len(suites) == 1 else suites}
     atomic.write_text(dst / MARKER, json.dumps(marker, indent=2) + "\n", dst)
     for rec in records:
-        slim = {k: v for k, v in rec.items() if k not in DROP}
+        slim = {k: v for k, v in rec.to_dict().items() if k not in DROP}
         resolved = dict(slim.get("resolved") or {})
         resolved.pop("resolved_path", None)  # a path on the machine that made the baseline
         slim["resolved"] = resolved
         env = dict(slim.get("env") or {})
         env.pop("executable", None)  # likewise
         slim["env"] = env
-        path = dst / "runs" / str(rec["run_id"]) / "record.json"
+        path = dst / "runs" / str(rec.run_id) / "record.json"
         atomic.write_text(path, json.dumps(slim, indent=1, sort_keys=True, default=str) + "\n", dst)
     atomic.write_text(dst / "leaderboard.md", board, dst)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from lorabench import atomic
 from lorabench.errors import UsageError
+from lorabench.record_data import Record
 from lorabench.report.escape import csv_safe_frame, md_text
 from lorabench.report.leaderboard import leaderboard, runs_frame
 from lorabench.report.page import compare_rows as page_compare_rows
@@ -37,13 +38,9 @@ REPORT_FILES = ("runs.csv", "leaderboard.csv", "leaderboard.md", "compare.md", "
 ENV_KEYS = ("device_name", "python", "torch", "transformers", "peft", "bitsandbytes", "git_sha", "git_dirty")
 
 
-def _env_summary(records: list[dict[str, Any]]) -> list[str]:
+def _env_summary(records: list[Record]) -> list[str]:
     """One line per distinct environment: device, library versions, git sha."""
-    envs = {
-        json.dumps({k: r.get("env", {}).get(k) for k in ENV_KEYS}, sort_keys=True, default=str)
-        for r in records
-        if r.get("env")
-    }
+    envs = {json.dumps({k: r.env.get(k) for k in ENV_KEYS}, sort_keys=True, default=str) for r in records if r.env}
     lines = []
     for e in sorted(envs):
         d = json.loads(e)
@@ -78,22 +75,22 @@ def _read_examples(path: Path, k: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _examples(out_dir: Path, records: list[dict[str, Any]], k: int = 3) -> list[tuple[str, list[dict[str, Any]]]]:
+def _examples(out_dir: Path, records: list[Record], k: int = 3) -> list[tuple[str, list[dict[str, Any]]]]:
     """The first ``k`` predictions of every summarisation run (the readable ones) and of up to
     4 runs per other task: a list cut at the first N runs alphabetically dropped whole tasks."""
     out = []
     per_task: dict[str, int] = {}
-    for rec in sorted(records, key=lambda r: (r["spec"]["task"], r["label"])):
-        task = rec["spec"]["task"]
-        summarise = (rec["spec"].get("task_options") or {}).get("type") == "summarization"
-        if rec["status"] != "success" or (not summarise and per_task.get(task, 0) >= 4):
+    for rec in sorted(records, key=lambda r: (r.spec["task"], r.label)):
+        task = rec.spec["task"]
+        summarise = (rec.spec.get("task_options") or {}).get("type") == "summarization"
+        if rec.status != "success" or (not summarise and per_task.get(task, 0) >= 4):
             continue
-        path = out_dir / "runs" / str(rec["run_id"]) / "predictions.jsonl"
+        path = out_dir / "runs" / str(rec.run_id) / "predictions.jsonl"
         if path.is_symlink() or not path.is_file():
             continue
         rows = _read_examples(path, k)
         if rows:
-            out.append((str(rec["label"]), rows))
+            out.append((str(rec.label), rows))
             per_task[task] = per_task.get(task, 0) + 1
     return out
 
@@ -105,7 +102,7 @@ def _md_code(value: Any, limit: int = 160) -> str:
 
 def build_report(
     out_dir: Path,
-    records: list[dict[str, Any]],
+    records: list[Record],
     run_ids: list[str] | set[str] | None = None,
     baseline: Path | None = None,
     raw_csv: bool = False,
@@ -182,17 +179,17 @@ def _manifest(plots_dir: Path) -> list[str]:
 def _build(
     stage: Path,
     out_dir: Path,
-    records: list[dict[str, Any]],
+    records: list[Record],
     run_ids: list[str] | set[str] | None,
     baseline: Path | None,
     raw_csv: bool,
 ) -> list[Plot]:
     """Write every output into ``stage``; returns the plots (staged under ``stage/plots``)."""
-    others: list[dict[str, Any]] = []
+    others: list[Record] = []
     if run_ids is not None:
         keep = set(run_ids)
-        others = [r for r in records if r["run_id"] not in keep]
-        records = [r for r in records if r["run_id"] in keep]
+        others = [r for r in records if r.run_id not in keep]
+        records = [r for r in records if r.run_id in keep]
     runs = runs_frame(records)
     (runs if raw_csv else csv_safe_frame(runs)).to_csv(stage / "runs.csv", index=False)
     num, board = leaderboard(records)
@@ -209,8 +206,8 @@ def _build(
         compare_md = render(diffs, "md")
         compare_rows = page_compare_rows(diffs)
         (stage / "compare.md").write_text(compare_md, encoding="utf-8")
-    suite = md_text(records[0]["suite"]) if records else out_dir.name
-    failures = [r for r in records if r["status"] != "success"]
+    suite = md_text(records[0].suite) if records else out_dir.name
+    failures = [r for r in records if r.status != "success"]
     env = _env_summary(records)
     md = [f"# lorabench report: {suite}", "", f"{len(records)} runs.", "", "## Environment", ""]
     md += [f"- {e}" for e in env] + [
@@ -226,10 +223,10 @@ def _build(
         md += [f"### {p.title}", "", f"![{p.path.stem}](plots/{p.path.name})", "", f"How to read this: {p.how}", ""]
     if failures:
         md += ["## Failed runs", ""]
-        md += [md_text(f"- `{r['label']}` ({r['run_id']}): **{r['status']}**: {r['error']}") for r in failures] + [""]
+        md += [md_text(f"- `{r.label}` ({r.run_id}): **{r.status}**: {r.error}") for r in failures] + [""]
     if others:
         md += ["## Not in this suite", "", "Records in this directory that the current plan does not contain:", ""]
-        md += [md_text(f"- `{r['label']}` ({r['run_id']}, {r['status']})") for r in others] + [""]
+        md += [md_text(f"- `{r.label}` ({r.run_id}, {r.status})") for r in others] + [""]
     examples = _examples(out_dir, records)
     if examples:
         md += ["## Prediction examples", ""]

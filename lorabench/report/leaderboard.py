@@ -15,6 +15,7 @@ import pandas as pd
 
 from lorabench.metrics import METRICS, Metric, peak_memory, record_values, step_time_spread
 from lorabench.record import flat_row
+from lorabench.record_data import Record
 from lorabench.report.escape import md_cell, md_text
 from lorabench.report.results import POINT, REPORT_FLAGS, Point, group, run_from_record, sort_points
 from lorabench.sanity import FLAG_MEANINGS
@@ -34,7 +35,7 @@ def flag_marker(flag: str) -> str:
     return "".join(w[0] for w in flag.split("_") if w).upper() or flag
 
 
-def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def runs_frame(records: list[Record]) -> pd.DataFrame:
     """One row per run (runs.csv): every record field flat, every registered figure, integers as integers."""
     rows = []
     for rec in records:
@@ -44,8 +45,8 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         # over the profile's raw field of the same name: runs.csv agrees with the leaderboard.
         for name, value in record_values(rec).items():
             row[name] = value
-        row["mem_source"] = peak_memory(rec.get("profile") or {}, "train")[1]
-        row["step_spread"] = step_time_spread(rec.get("profile") or {})
+        row["mem_source"] = peak_memory(rec.profile, "train")[1]
+        row["step_spread"] = step_time_spread(rec.profile)
         row["status"], row["error"] = run.status, run.error  # a NaN "success" is written as diverged
         row["primary_metric"] = run.primary
         row["task_metrics"] = ";".join(run.task_metrics)

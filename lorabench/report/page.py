@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lorabench.metrics import METRICS, Metric
+from lorabench.record_data import Record
 from lorabench.report.leaderboard import (
     MEMORY,
     _differs,
@@ -94,23 +95,23 @@ def _distinct(values: list[Any]) -> str:
     return " / ".join(seen)
 
 
-def _alpha(rec: dict[str, Any]) -> Any:
+def _alpha(rec: Record) -> Any:
     """The LoRA alpha the run used: resolved by the method, else as configured."""
-    resolved = ((rec.get("resolved") or {}).get("method") or {}).get("lora_alpha")
-    return resolved if resolved is not None else (rec["spec"].get("method_options") or {}).get("alpha")
+    resolved = (rec.resolved.get("method") or {}).get("lora_alpha")
+    return resolved if resolved is not None else (rec.spec.get("method_options") or {}).get("alpha")
 
 
-def config_rows(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+def config_rows(records: list[Record]) -> list[dict[str, str]]:
     """Per task: the training recipe (distinct values joined by " / " where runs differ)."""
     rows = []
-    for task in sorted({r["spec"]["task"] for r in records}):
-        recs = [r for r in records if r["spec"]["task"] == task]
+    for task in sorted({r.spec["task"] for r in records}):
+        recs = [r for r in records if r.spec["task"] == task]
         row = {"task": task}
         for key, label in TRAIN_FIELDS:
-            row[label] = _distinct([r["spec"].get("train", {}).get(key) for r in recs])
-        row["steps run"] = _distinct([(r.get("profile") or {}).get("train_steps") for r in recs])
+            row[label] = _distinct([r.spec.get("train", {}).get(key) for r in recs])
+        row["steps run"] = _distinct([r.profile.train_steps for r in recs])
         row["alpha"] = _distinct([_alpha(r) for r in recs])
-        row["seeds"] = ", ".join(str(s) for s in sorted({r["spec"].get("seed") for r in recs}, key=str))
+        row["seeds"] = ", ".join(str(s) for s in sorted({r.spec.get("seed") for r in recs}, key=str))
         rows.append(row)
     return rows
 
@@ -188,8 +189,8 @@ def _curve(runs: list[dict[str, Any]], pick: Any) -> dict[str, list[Any]] | None
     return {"step": steps, "mean": mean, "lo": lo, "hi": hi}
 
 
-def _train_loss(r: dict[str, Any]) -> list[tuple[float, float]]:
-    return [(c[0], c[1]) for c in (r.get("curves") or {}).get("train_loss") or []]
+def _train_loss(r: Record) -> list[tuple[float, float]]:
+    return [(c[0], c[1]) for c in r.curves.get("train_loss") or []]
 
 
 def _predictions(out_dir: Path, run_id: str) -> list[dict[str, Any]]:
@@ -209,24 +210,24 @@ def _predictions(out_dir: Path, run_id: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _run_detail(out_dir: Path, rec: dict[str, Any]) -> dict[str, Any]:
-    profile = {k: v for k, v in (rec.get("profile") or {}).items() if k != "step_s"}
+def _run_detail(out_dir: Path, rec: Record) -> dict[str, Any]:
+    profile = {k: v for k, v in rec.profile.to_dict().items() if k != "step_s"}
     return {
-        "run_id": rec["run_id"],
-        "label": rec.get("label"),
-        "seed": rec["spec"].get("seed"),
-        "status": rec["status"],
-        "error": rec.get("error"),
-        "flags": list(rec.get("flags") or []),
-        "created_at": rec.get("created_at"),
-        "spec": rec["spec"],
-        "resolved": rec.get("resolved"),
-        "env": rec.get("env"),
+        "run_id": rec.run_id,
+        "label": rec.label,
+        "seed": rec.spec.get("seed"),
+        "status": rec.status,
+        "error": rec.error,
+        "flags": list(rec.flags),
+        "created_at": rec.created_at,
+        "spec": rec.spec,
+        "resolved": rec.resolved,
+        "env": rec.env,
         "profile": profile,
-        "metrics": rec.get("metrics"),
+        "metrics": rec.metrics,
         "train_loss": _train_loss(rec),
-        "eval": (rec.get("curves") or {}).get("eval") or [],
-        "predictions": _predictions(out_dir, rec["run_id"]),
+        "eval": rec.curves.get("eval") or [],
+        "predictions": _predictions(out_dir, rec.run_id),
     }
 
 
@@ -301,17 +302,17 @@ def _metric_info(name: str) -> dict[str, Any]:
 
 def page_data(
     out_dir: Path,
-    records: list[dict[str, Any]],
+    records: list[Record],
     env: list[str],
     compare_rows: list[dict[str, Any]] | None = None,
     baseline: str | None = None,
-    others: list[dict[str, Any]] | None = None,
+    others: list[Record] | None = None,
     plots: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Everything report.html shows, as JSON-ready data."""
     runs = [run_from_record(r) for r in records]
     points = group(runs)
-    recs = {r["run_id"]: r for r in records}
+    recs = {r.run_id: r for r in records}
     meanings = flag_meanings()
     tasks = by_task(points)
     data_points = []
@@ -337,7 +338,7 @@ def page_data(
         for i, p in zip(ids, pts):
             _t, model, method, rank, precision = p.key
             prs = [recs[r.run_id] for r in p.runs if r.run_id in recs]
-            ok = [r for r in prs if r["status"] == "success"]
+            ok = [r for r in prs if r.status == "success"]
             used.update(p.flags)
             data_points.append(
                 {
@@ -362,14 +363,14 @@ def page_data(
                     "eval": _curve(
                         ok,
                         lambda r, q=metrics[0] if metrics else None: [
-                            (e["step"], e.get(q)) for e in (r.get("curves") or {}).get("eval") or []
+                            (e["step"], e.get(q)) for e in r.curves.get("eval") or []
                         ],
                     )
                     if metrics
                     else None,
                 }
             )
-    created = sorted(r["created_at"] for r in records if r.get("created_at"))
+    created = sorted(r.created_at for r in records if r.created_at)
     sources = sorted({p.mem_source for p in points if p.mem_source})
     notes = [
         "Quality and tokens/s cells: mean over successful seeds; with 3 or more seeds ± the 95% Student-t "
@@ -385,7 +386,7 @@ def page_data(
             "adapter bytes beside it."
         )
     return {
-        "suite": records[0]["suite"] if records else out_dir.name,
+        "suite": records[0].suite if records else out_dir.name,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "created": [created[0], created[-1]] if created else None,
         "n_runs": len(records),
@@ -405,7 +406,7 @@ def page_data(
         "runs": {rid: _run_detail(out_dir, rec) for rid, rec in recs.items()},
         "compare": compare_rows,
         "baseline": baseline,
-        "others": [{"label": r.get("label"), "run_id": r["run_id"], "status": r["status"]} for r in others or []],
+        "others": [{"label": r.label, "run_id": r.run_id, "status": r.status} for r in others or []],
         "plots": [{"file": f"plots/{p.path.name}", "title": p.title} for p in plots or []],
     }
 

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from lorabench.metrics import METRICS
+from lorabench.record_data import Record
 
 MEM = "peak_mem_train_mb"
 LINESTYLES = ("-", "--", ":", "-.")
@@ -144,9 +145,9 @@ def _plain_log_labels(axis: Any) -> None:
     axis.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
-def _run_order(rec: dict[str, Any]) -> tuple[Any, ...]:
+def _run_order(rec: Record) -> tuple[Any, ...]:
     """Legend order: model, method, rank as a number (r4 before r16), precision, seed."""
-    spec = rec["spec"]
+    spec = rec.spec
     rank = spec.get("rank")
     return (
         spec["model"]["name"],
@@ -268,18 +269,18 @@ def rank_sweep(num: pd.DataFrame, out: Path) -> list[Plot]:
     return plots
 
 
-def throughput(records: list[dict[str, Any]], out: Path) -> list[Plot]:
+def throughput(records: list[Record], out: Path) -> list[Plot]:
     """Per-step tokens/s of each point (box: the spread over timed steps and seeds)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     rows = []
     for r in records:
-        prof = r.get("profile") or {}
-        steps, tokens, timed = prof.get("step_s") or [], prof.get("timed_tokens"), prof.get("timed_steps")
-        if r["status"] != "success" or not steps or not tokens or not timed:
+        prof = r.profile
+        steps, tokens, timed = prof.step_s, prof.timed_tokens, prof.timed_steps
+        if r.status != "success" or not steps or not tokens or not timed:
             continue
-        spec = r["spec"]
+        spec = r.spec
         method = spec["method"] if spec["rank"] is None else f"{spec['method']}-r{spec['rank']}"
         label = f"{spec['model']['name']} {method}@{spec['precision']}"
         per_step = tokens / timed
@@ -341,43 +342,48 @@ def trainable_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
     return plots
 
 
-def _curve_label(rec: dict[str, Any], seeds: int) -> str:
-    spec = rec["spec"]
+def _curve_label(rec: Record, seeds: int) -> str:
+    spec = rec.spec
     method = spec["method"] if spec["rank"] is None else f"{spec['method']}-r{spec['rank']}"
     seed = f" s{spec['seed']}" if seeds > 1 else ""
     return f"{spec['model']['name']} {method}@{spec['precision']}{seed}"
 
 
-def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Plot]:
+def learning_curves(records: list[Record], out: Path) -> list[Plot]:
     """Per task: train loss per step, and the primary metric per step where runs set `eval.every`."""
     import matplotlib.pyplot as plt
 
     from lorabench.report.results import run_from_record
 
-    ok = [r for r in records if r["status"] == "success" and (r.get("curves") or {}).get("train_loss")]
+    ok = [r for r in records if r.status == "success" and r.curves.get("train_loss")]
     plots = []
-    for task in sorted({r["spec"]["task"] for r in ok}):
-        runs = sorted((r for r in ok if r["spec"]["task"] == task), key=_run_order)
+    for task in sorted({r.spec["task"] for r in ok}):
+        runs = sorted((r for r in ok if r.spec["task"] == task), key=_run_order)
         metric = run_from_record(runs[0]).primary
-        with_eval = [r for r in runs if r["curves"].get("eval") and metric in r["curves"]["eval"][0]]
-        seeds = len({r["spec"]["seed"] for r in runs})
+        with_eval = [r for r in runs if r.curves.get("eval") and metric in r.curves["eval"][0]]
+        seeds = len({r.spec["seed"] for r in runs})
         fig, axes = plt.subplots(1, 2 if with_eval else 1, figsize=(13 if with_eval else 8, 4.5), squeeze=False)
-        styles = dict(zip([r["run_id"] for r in runs], series_styles(len(runs))))
+        styles = dict(zip([r.run_id for r in runs], series_styles(len(runs))))
         for r in runs:
-            steps, losses = zip(*[(c[0], c[1]) for c in r["curves"]["train_loss"]])
-            colour, ls = styles[r["run_id"]]
+            steps, losses = zip(*[(c[0], c[1]) for c in r.curves["train_loss"]])
+            colour, ls = styles[r.run_id]
             axes[0][0].plot(steps, losses, label=_curve_label(r, seeds), lw=1.3, color=colour, ls=ls)
         axes[0][0].set(xlabel="optimizer step", ylabel="train loss", title=f"{task}: training loss")
+        # Which split the curves were measured on (`resolved.splits`): validation where the task has one.
+        on = {(r.resolved.get("splits") or {}).get("curves.eval", "test") for r in with_eval}
+        split = "/".join(sorted(on)) if on else "test"
         if with_eval and metric:
             m = METRICS.get(metric)
             for r in with_eval:
-                pts = r["curves"]["eval"]
-                colour, ls = styles[r["run_id"]]
+                pts = r.curves["eval"]
+                colour, ls = styles[r.run_id]
                 axes[0][1].plot(
                     [p["step"] for p in pts], [p[metric] for p in pts], marker="o", ms=3, lw=1.3, color=colour, ls=ls
                 )
             axes[0][1].set(
-                xlabel="optimizer step", ylabel=f"eval {metric} ({m.direction})", title=f"{task}: eval {metric}"
+                xlabel="optimizer step",
+                ylabel=f"{split} {metric} ({m.direction})",
+                title=f"{task}: {metric} on the {split} split",
             )
         axes[0][-1].legend(
             *axes[0][0].get_legend_handles_labels(),
@@ -393,14 +399,14 @@ def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Plot]:
                 f"{task}: learning curves",
                 "Training loss per optimizer step for every successful run (colour and line style together identify a "
                 "run; the legend lists them)"
-                + (f"; right: eval {metric} every `eval.every` steps." if with_eval else ".")
+                + (f"; right: {metric} on the {split} split every `eval.every` steps." if with_eval else ".")
                 + " A curve that stays flat did not learn; compare where curves end, not where they start.",
             )
         )
     return plots
 
 
-def make_plots(num: pd.DataFrame, out: Path, records: list[dict[str, Any]] | None = None) -> list[Plot]:
+def make_plots(num: pd.DataFrame, out: Path, records: list[Record] | None = None) -> list[Plot]:
     """Every plot the data supports (an empty series is never drawn)."""
     if num.empty:
         return []

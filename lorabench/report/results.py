@@ -18,6 +18,7 @@ from typing import Any
 from lorabench.errors import UsageError
 from lorabench.metrics import METRICS, peak_memory, quality_metrics, record_values, step_time_spread
 from lorabench.record import load_records, recipe_hash
+from lorabench.record_data import Profile, Record
 from lorabench.report.escape import csv_unneutralise
 from lorabench.stats import Agg, aggregate
 
@@ -134,15 +135,15 @@ class Point:
         return f"{model}/{method if rank is None else f'{method}-r{rank}'}/{precision}/{task}"
 
 
-def _task_info(rec: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+def _task_info(rec: Record) -> tuple[str | None, tuple[str, ...]]:
     """(primary metric, the task's metrics in order) from the task type's declaration."""
     from lorabench.tasks import TASK_TYPES
 
-    ttype = (rec["spec"].get("task_options") or {}).get("type")
+    ttype = (rec.spec.get("task_options") or {}).get("type")
     if ttype in TASK_TYPES:
         cls = TASK_TYPES.get(ttype)
         return cls.primary_metric, tuple(cls.metrics)
-    names = tuple(rec.get("metrics") or ())
+    names = tuple(rec.metrics)
     return (names[0] if names else None), names
 
 
@@ -166,55 +167,52 @@ def _non_finite(status: str, error: str | None, metrics: dict[str, Any]) -> tupl
     return "diverged", f"recorded as success with a non-finite metric ({', '.join(bad)})"
 
 
-def _alpha(rec: dict[str, Any]) -> float | None:
+def _alpha(rec: Record) -> float | None:
     """The LoRA alpha a run used: resolved by the method (record.resolved.method.lora_alpha, or
     alpha), else as configured."""
-    method = (rec.get("resolved") or {}).get("method") or {}
+    method = rec.resolved.get("method") or {}
     value = method.get("lora_alpha", method.get("alpha"))
     if value is None:
-        value = (rec["spec"].get("method_options") or {}).get("alpha")
+        value = (rec.spec.get("method_options") or {}).get("alpha")
     try:
         return None if value is None else float(value)
     except (TypeError, ValueError):
         return None
 
 
-def run_from_record(rec: dict[str, Any], where: str = "") -> Run:
-    spec = rec["spec"]
-    profile = rec.get("profile") or {}
+def run_from_record(rec: Record, where: str = "") -> Run:
+    spec, profile = rec.spec, rec.profile
     primary, task_metrics = _task_info(rec)
-    status, error = _non_finite(rec["status"], rec.get("error"), rec.get("metrics") or {})
-    flags = [str(f) for f in rec.get("flags") or []]
+    status, error = _non_finite(rec.status, rec.error, rec.metrics)
+    flags = [str(f) for f in rec.flags]
     spread = step_time_spread(profile)
     if spread is not None and spread > NOISY_TIMING_SPREAD:
         flags.append("noisy_timing")
-    other = (profile.get("host_cpu_train") or {}).get("other_cpu_share")
+    other = (profile.host_cpu_train or {}).get("other_cpu_share")
     if other is not None and other > BUSY_HOST_SHARE:
         flags.append("busy_host")
     return Run(
-        run_id=rec["run_id"],
+        run_id=rec.run_id,
         key=(spec["task"], spec["model"]["name"], spec["method"], spec["rank"], spec["precision"]),
         seed=spec.get("seed"),
         status=status,
-        values=record_values(rec, where or rec["run_id"]),
+        values=record_values(rec, where or rec.run_id),
         primary=primary,
         task_metrics=task_metrics,
         flags=tuple(flags),
         mem_source=peak_memory(profile, "train")[1],
         timing_spread=spread,
         error=error,
-        recipe=rec.get("recipe") or recipe_hash(spec),
+        recipe=rec.recipe or recipe_hash(spec),
         alpha=_alpha(rec),
         ranks=_ranks(profile),
     )
 
 
-def _ranks(profile: dict[str, Any]) -> str | None:
+def _ranks(profile: Profile) -> str | None:
     """``"2 fsdp"`` for a run over several processes (``profile.distributed``), else None."""
-    dist = profile.get("distributed")
-    if not isinstance(dist, dict):
-        return None
-    return f"{dist.get('world_size')} {dist.get('strategy')}"
+    dist = profile.distributed
+    return None if dist is None else f"{dist.world_size} {dist.strategy}"
 
 
 def _num(text: str | None) -> float | None:
@@ -290,7 +288,7 @@ def load_runs(path: Path | str, run_ids: set[str] | None = None) -> list[Run]:
             raise UsageError(f"{path}: expected a results directory or a runs.csv")
         runs = runs_from_csv(path)
     else:
-        runs = [run_from_record(r, str(path / "runs" / r["run_id"] / "record.json")) for r in load_records(path)]
+        runs = [run_from_record(r, str(path / "runs" / r.run_id / "record.json")) for r in load_records(path)]
     if run_ids is not None:
         runs = [r for r in runs if r.run_id in run_ids]
     return runs

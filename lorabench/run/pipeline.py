@@ -5,8 +5,8 @@
 :func:`evaluate` (the *eval* phase) → :func:`save`. Each phase is one
 ``with monitor.track()`` block, so its peaks are its own.
 
-Runs inside the isolated child process. It returns plain data; the driver alone
-writes ``record.json`` and ``predictions.jsonl``.
+Runs inside the isolated child process. It returns plain data (the profile as
+``record_data.Profile.to_dict()``); the driver alone writes ``record.json`` and ``predictions.jsonl``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from lorabench.accounting.counting import count_parameters
+from lorabench.data.sources import describe
+from lorabench.data.sources import has_val as data_has_val
 from lorabench.errors import UsageError
 from lorabench.methods.base import Method, MethodContext
 from lorabench.methods.prepare import enable_grad_checkpointing, prepare_kbit, upcast_trainable
@@ -29,6 +31,7 @@ from lorabench.models import loading
 from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, is_encoder_decoder
 from lorabench.preflight import positions_error
 from lorabench.provenance import run_environment
+from lorabench.record_data import Distributed, PhaseMemory, Profile, RankMemory
 from lorabench.run.distributed import World, merge_memory, whole_state
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, dir_bytes
@@ -36,9 +39,9 @@ from lorabench.run.train import TrainStats, check_finite, total_steps
 from lorabench.run.train import train as train_loop
 from lorabench.sanity import compute_flags
 from lorabench.spec import RunSpec
-from lorabench.tasks import TASK_TYPES
+from lorabench.tasks import TASK_TYPES, forgetting
 from lorabench.tasks.base import EvalResult, Task, TaskData
-from lorabench.tasks.cache import prepare_cached
+from lorabench.tasks.cache import prepare_cached, tokenizer_fingerprint
 from lorabench.vocab import QUANTIZED, TaskFamily, resolve_device
 
 
@@ -91,11 +94,13 @@ def run_point(spec: RunSpec, run_dir: Path, world: World | None = None) -> dict[
     monitor = MemoryMonitor(device, spec.execution.memory_sample_s)
     task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
     method = spec.method_cls()
+    has_val = data_has_val(spec.task_options["data"])
     ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=spec.seed)
     try:
         with monitor.track() as load:
             model, tokenizer, info = load_model(spec, task, device)
             data = build_data(spec, task, tokenizer)
+            reference = forgetting_base(spec, task, model, tokenizer, info, ctx)
             mctx = spec.method_context(task.family, info["model_type"], total_steps(spec.train, len(data.train)))
             model = apply_method(spec, method, model, mctx)
             trainable, total = count_parameters(model)  # before FSDP turns parameters into shards
@@ -106,45 +111,56 @@ def run_point(spec: RunSpec, run_dir: Path, world: World | None = None) -> dict[
         host_train = host.finish()
         with monitor.track() as evaluation:
             result, eval_s = evaluate(spec, task, model, tokenizer, data, ctx)
+            if reference is not None:
+                reference = forgetting_after(spec, task, model, tokenizer, ctx, reference)
+                result.metrics[f"forgetting_{reference['measure']}"] = reference["change"]
         check_finite(result.metrics)
+        val_result, val_eval_s = None, None
+        if has_val:  # the validation score model selection reads (the final score above is on test)
+            val_result, val_eval_s = evaluate(spec, task, model, tokenizer, data.split("val"), ctx)
+            check_finite(val_result.metrics)
         adapter_bytes = save(method, model, run_dir, spec.execution.keep_adapter, world)
     finally:
         monitor.close()
     env = run_environment(device)
-    memory_mb = {name: p.memory.to_dict() for name, p in (("load", load), ("train", training), ("eval", evaluation))}
-    ranks: dict[str, Any] = {}
+    memory_mb = {name: p.memory for name, p in (("load", load), ("train", training), ("eval", evaluation))}
+    ranks: Distributed | None = None
     if world is not None:
         ranks = _ranks_profile(world, memory_mb, spec)
-        memory_mb = merge_memory([r["memory_mb"] for r in ranks["distributed"]["per_rank"]])
+        merged = merge_memory([{k: m.to_dict() for k, m in r.memory_mb.items()} for r in ranks.per_rank])
+        memory_mb = {phase: PhaseMemory.from_dict(m) for phase, m in merged.items()}
     perf, perf_notes = _performance(model, spec, mctx, task, info, stats, device, ctx, env)
     flags, sanity = compute_flags(spec.task_options["type"], stats.curve, result.predictions)
-    profile = {
-        "trainable_params": trainable,
-        "total_params": total,
-        "trainable_pct": 100.0 * trainable / total if total else None,
-        "param_convention": "peft get_nb_trainable_parameters (tied once; Params4bit x2 x itemsize)",
-        "tokens_per_s": stats.tokens_per_s,
-        "samples_per_s": stats.samples_per_s,
-        "train_s": stats.train_s,
-        "timed_s": stats.timed_s,
-        "timed_steps": stats.timed_steps,
-        "step_s": [round(t, 6) for t in stats.step_s],
-        "timed_tokens": stats.tokens,
-        "train_steps": stats.steps,
-        "eval_s": eval_s,
-        "periodic_eval_s": stats.eval_s,
-        "eval_tokens": result.tokens,
-        "load_s": load.seconds,
-        "adapter_bytes": adapter_bytes,
-        "memory_mb": memory_mb,
-        **ranks,
-        "host_cpu_train": host_train,
+    profile = Profile(
+        trainable_params=trainable,
+        total_params=total,
+        trainable_pct=100.0 * trainable / total if total else None,
+        param_convention="peft get_nb_trainable_parameters (tied once; Params4bit x2 x itemsize)",
+        tokens_per_s=stats.tokens_per_s,
+        samples_per_s=stats.samples_per_s,
+        train_s=stats.train_s,
+        timed_s=stats.timed_s,
+        timed_steps=stats.timed_steps,
+        step_s=[round(t, 6) for t in stats.step_s],
+        timed_tokens=stats.tokens,
+        train_steps=stats.steps,
+        eval_s=eval_s,
+        **({"val_eval_s": val_eval_s} if has_val else {}),
+        periodic_eval_s=stats.eval_s,
+        eval_tokens=result.tokens,
+        load_s=load.seconds,
+        adapter_bytes=adapter_bytes,
+        memory_mb=memory_mb,
+        **({"distributed": ranks} if ranks is not None else {}),
+        host_cpu_train=host_train,
         **perf,
-        "notes": monitor.notes + perf_notes,
-    }
+        notes=monitor.notes + perf_notes,
+        **({"forgetting_s": reference["seconds"]} if reference is not None else {}),
+    )
     return {
         "metrics": result.metrics,
-        "profile": profile,
+        **({"val_metrics": val_result.metrics} if val_result is not None else {}),
+        "profile": profile.to_dict(),  # plain data across the process boundary
         "resolved": {
             **info,
             "device": device,
@@ -157,6 +173,8 @@ def run_point(spec: RunSpec, run_dir: Path, world: World | None = None) -> dict[
             "attn_implementation": _attn_used(model, info),
             "loss_kernel": info.get("loss_kernel", "model default"),
             "sanity": sanity,
+            "splits": splits(has_val, bool(stats.eval_curve)),
+            **({"forgetting": {k: v for k, v in reference.items() if k != "seconds"}} if reference else {}),
         },
         "flags": flags,
         "curves": {"train_loss": stats.curve, **({"eval": stats.eval_curve} if stats.eval_curve else {})},
@@ -223,8 +241,11 @@ def train(
     """
     trained = model if trained is None else trained
 
+    # Periodic evaluation reads validation where the task has it, so choosing by the curve never sees test.
+    curve_data = data.split("val") if data.val is not None else data
+
     def periodic_eval() -> dict[str, float]:
-        return task.evaluate(model, tokenizer, data, spec.eval, ctx).metrics
+        return task.evaluate(model, tokenizer, curve_data, spec.eval, ctx).metrics
 
     return train_loop(
         compile_model(trained) if spec.execution.compile else trained,  # the original stays for saving
@@ -251,6 +272,44 @@ def evaluate(
     return result, sw.seconds
 
 
+def forgetting_base(
+    spec: RunSpec, task: Task, model: Any, tokenizer: Any, info: dict[str, Any], ctx: RunContext
+) -> dict[str, Any] | None:
+    """The base model's score on the task's forgetting reference (cached per model and reference), or None.
+
+    Measured before the method touches the model, so it is the base as loaded (at the
+    run's precision: a quantised run is compared with its quantised base).
+    """
+    options = spec.task_options.get("forgetting")  # left out of the spec when the suite sets none
+    if options is None:
+        return None
+    name = forgetting.measure_name(task.family)
+    where = describe(options["data"], "eval")
+    key = forgetting.base_key(spec, task.family, info.get("resolved_path"), tokenizer_fingerprint(tokenizer))
+
+    def compute() -> float:
+        return forgetting.measure(
+            model, tokenizer, task.family, options, spec.task, spec.train.max_seq_len, spec.eval, ctx
+        )
+
+    with Stopwatch(ctx.sync) as sw:
+        base, cache = forgetting.base_score(key, name, compute, where)
+    return {"measure": name, "reference": where, "base": base, "base_cache": cache, "key": key, "seconds": sw.seconds}
+
+
+def forgetting_after(
+    spec: RunSpec, task: Task, model: Any, tokenizer: Any, ctx: RunContext, reference: dict[str, Any]
+) -> dict[str, Any]:
+    """``reference`` completed with the fine-tuned model's score and the change (positive: forgot)."""
+    options = spec.task_options["forgetting"]
+    with Stopwatch(ctx.sync) as sw:
+        after = forgetting.measure(
+            model, tokenizer, task.family, options, spec.task, spec.train.max_seq_len, spec.eval, ctx
+        )
+    change = forgetting.change(task.family, reference["base"], after)
+    return {**reference, "after": after, "change": change, "seconds": reference["seconds"] + sw.seconds}
+
+
 def save(method: Method, model: Any, run_dir: Path, keep: bool, world: World | None = None) -> int | None:
     """Save what reproduces the fine-tune to ``run_dir/adapter``; its size in bytes (removed unless ``keep``).
 
@@ -270,6 +329,21 @@ def save(method: Method, model: Any, run_dir: Path, keep: bool, world: World | N
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def splits(has_val: bool, has_curve: bool) -> dict[str, str]:
+    """Which data split each of the record's quality figures was measured on.
+
+    ``metrics`` is always the test split. With a validation split, ``val_metrics`` and
+    the periodic ``curves.eval`` are on it (model selection reads only those); without
+    one, ``curves.eval`` is on test, as before validation splits existed.
+    """
+    out = {"metrics": "test"}
+    if has_val:
+        out["val_metrics"] = "validation"
+    if has_curve:
+        out["curves.eval"] = "validation" if has_val else "test"
+    return out
 
 
 def _performance(
@@ -310,22 +384,18 @@ def _performance(
     return out, notes
 
 
-def _ranks_profile(world: World, memory_mb: dict[str, Any], spec: RunSpec) -> dict[str, Any]:
+def _ranks_profile(world: World, memory_mb: dict[str, PhaseMemory], spec: RunSpec) -> Distributed:
     """``profile.distributed``: world size, strategy, backend and every rank's peak memory (MiB)."""
     import os
 
-    per_rank = world.gather({"rank": world.rank, "pid": os.getpid(), "memory_mb": memory_mb})
-    return {
-        "distributed": {
-            "world_size": world.size,
-            "strategy": world.strategy,
-            "backend": world.backend,
-            "batch_per_rank": spec.train.batch_size // world.size,
-            # profile.memory_mb holds, per phase and source, the largest rank's peak (memory per GPU/rank).
-            "memory_mb_is": "max over ranks",
-            "per_rank": per_rank,
-        }
-    }
+    mine = {"rank": world.rank, "pid": os.getpid(), "memory_mb": {k: m.to_dict() for k, m in memory_mb.items()}}
+    return Distributed(
+        world_size=world.size,
+        strategy=world.strategy,
+        backend=world.backend,
+        batch_per_rank=spec.train.batch_size // world.size,
+        per_rank=[RankMemory.from_dict(r) for r in world.gather(mine)],
+    )
 
 
 def _attn_used(model: Any, info: dict[str, Any]) -> str | None:

@@ -10,7 +10,6 @@ recorded as null with the reason in ``profile.notes``, not silently dropped.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import threading
 import time
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from lorabench.record_data import PhaseMemory
 from lorabench.vocab import MiB
 
 
@@ -41,19 +41,6 @@ def _reset_hwm() -> bool:
         return True
     except OSError:
         return False
-
-
-@dataclass(frozen=True)
-class PhaseMemory:
-    """Peak memory of one phase in MiB, per source; None where a source does not apply (CPU)."""
-
-    rss: float
-    allocated: float | None
-    reserved: float | None
-    nvml: float | None
-
-    def to_dict(self) -> dict[str, float | None]:
-        return dataclasses.asdict(self)  # the record's profile.memory_mb.<phase>
 
 
 @dataclass

@@ -15,11 +15,25 @@ if TYPE_CHECKING:
 
 @dataclass
 class TaskData:
-    """Prepared examples. ``train`` rows are dicts of token lists; ``eval`` is task-shaped."""
+    """Prepared examples. ``train`` rows are dicts of token lists; ``eval`` (the test split) is task-shaped.
+
+    ``val`` is the validation split, shaped as ``eval``, where the task's data declares
+    one (``val_fraction``/``val_file``): periodic evaluation and model selection read it,
+    the final score reads ``eval``. None: no validation split.
+    """
 
     train: list[dict[str, list[int]]]
     eval: Any
     info: dict[str, Any] = field(default_factory=dict)
+    val: Any = None
+
+    def split(self, name: str) -> TaskData:
+        """This data with ``name``'s rows (``"val"`` or ``"test"``) where :meth:`Task.evaluate` reads them."""
+        if name == "test":
+            return self
+        if self.val is None:
+            raise ValueError("no validation split was prepared")
+        return TaskData(train=self.train, eval=self.val, info=self.info)
 
 
 @dataclass

@@ -55,7 +55,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 def _files(source: dict[str, Any], task: str) -> list[Any]:
     out = []
-    for key in ("file", "train_file", "eval_file"):
+    for key in ("file", "train_file", "eval_file", "val_file"):
         if source.get(key):
             path = expand_path(source[key], task)
             st = os.stat(path) if os.path.isfile(path) else None
@@ -78,7 +78,8 @@ def cache_key(task: Any, tokenizer: Any, max_seq_len: int) -> str:
             "version": CACHE_VERSION,
             "task": f"{type(task).__module__}.{type(task).__qualname__}",
             "family": task.family,
-            "options": task.options,
+            # The forgetting reference is evaluated apart; it does not shape the task's own data.
+            "options": {k: v for k, v in task.options.items() if k != "forgetting"},
             "max_seq_len": max_seq_len,
             "tokenizer": tokenizer_fingerprint(tokenizer),
             "files": _files(task.options["data"], task.task_name),
@@ -96,7 +97,10 @@ def cache_dir() -> Path:
 
 
 def _encode(data: Any) -> str:
-    return json.dumps({"version": CACHE_VERSION, "train": data.train, "eval": data.eval, "info": data.info})
+    blob = {"version": CACHE_VERSION, "train": data.train, "eval": data.eval, "info": data.info}
+    if data.val is not None:
+        blob["val"] = data.val
+    return json.dumps(blob)
 
 
 def _decode(text: str) -> Any:
@@ -109,7 +113,10 @@ def _decode(text: str) -> Any:
         raise ValueError("`train` is not a list of rows")
     if not isinstance(evals, list) or not isinstance(info, dict):
         raise ValueError("`eval` is not a list or `info` not a mapping")
-    return TaskData(train=train, eval=evals, info=info)
+    val = blob.get("val")
+    if val is not None and not isinstance(val, list):
+        raise ValueError("`val` is not a list")
+    return TaskData(train=train, eval=evals, info=info, val=val)
 
 
 def prepare_cached(task: Any, tokenizer: Any, max_seq_len: int) -> Any:
@@ -132,6 +139,17 @@ def prepare_cached(task: Any, tokenizer: Any, max_seq_len: int) -> Any:
     text = _encode(task.prepare(tokenizer, max_seq_len))
     data = _decode(text)
     data.info.update(cache="miss", cache_key=key)
+    error = write_entry(path, text)
+    if error:
+        data.info["cache_error"] = error
+    return data
+
+
+def write_entry(path: Path, text: str) -> str | None:
+    """Write a cache file atomically; the reason it could not be written, or None.
+
+    A cache that cannot be written (full disk, read-only share) costs time, not the run.
+    """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     created = False
     try:
@@ -143,8 +161,7 @@ def prepare_cached(task: Any, tokenizer: Any, max_seq_len: int) -> Any:
             fh.write(text)
         os.replace(tmp, path)  # concurrent runs write the same content; the last one wins
     except OSError as exc:
-        # A cache that cannot be written (full disk, read-only share) costs time, not the run.
-        data.info["cache_error"] = f"{type(exc).__name__}: {exc}"
         if created:
             tmp.unlink(missing_ok=True)
-    return data
+        return f"{type(exc).__name__}: {exc}"
+    return None

@@ -13,8 +13,9 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lorabench.data.sources import DataError, DataSource, describe, load_columns
+from lorabench.data.sources import DataError, DataSource, describe, has_val, load_columns
 from lorabench.tasks.base import EvalResult, Task, TaskData, check_counts
+from lorabench.tasks.forgetting import ForgettingOptions
 
 if TYPE_CHECKING:
     from lorabench.suite.schema import EvalSettings
@@ -29,6 +30,7 @@ class CausalLMOptions:
     n_eval: int | None = None
     data_seed: int = 0
     stride: int | None = None
+    forgetting: ForgettingOptions | None = None  # a reference the base knew (lorabench.tasks.forgetting)
 
     def __post_init__(self) -> None:
         check_counts(self.n_train, self.n_eval)
@@ -73,13 +75,14 @@ class CausalLM(Task):
 
     def _texts(self, split: Any, n: int | None) -> list[str]:
         o = self.options
-        rows = load_columns(o["data"], split, n, o["data_seed"], self.task_name, {"text": o["text_column"]}, ("text",))
+        cols = {"text": o["text_column"]}
+        rows = load_columns(o["data"], split, n, o["data_seed"], self.task_name, cols, ("text",), o["n_train"])
         texts = [r["text"] for r in rows if r["text"].strip()]
         if not texts:
             raise DataError(f"task {self.task_name!r}: every text of {describe(o['data'], split)} is empty")
         return texts
 
-    def _stream(self, texts: list[str], tokenizer: Any) -> list[int]:
+    def stream(self, texts: list[str], tokenizer: Any) -> list[int]:
         ids: list[int] = []
         eos = tokenizer.eos_token_id
         for enc in tokenizer(texts, add_special_tokens=False)["input_ids"]:
@@ -89,7 +92,7 @@ class CausalLM(Task):
     def prepare(self, tokenizer: Any, max_seq_len: int) -> TaskData:
         o = self.options
         max_len = max_seq_len
-        train_ids = self._stream(self._texts("train", o["n_train"]), tokenizer)
+        train_ids = self.stream(self._texts("train", o["n_train"]), tokenizer)
         # Training packs the stream into full blocks: no padding, every token is a target.
         blocks = [train_ids[i : i + max_len] for i in range(0, len(train_ids) - max_len + 1, max_len)]
         if not blocks:
@@ -98,9 +101,15 @@ class CausalLM(Task):
                 f"block of max_seq_len={max_len} tokens"
             )
         rows = [{"input_ids": b, "labels": list(b)} for b in blocks]
-        eval_ids = self._stream(self._texts("eval", o["n_eval"]), tokenizer)
+        eval_ids = self.stream(self._texts("eval", o["n_eval"]), tokenizer)
         wins = windows(eval_ids, max_len, o["stride"])
-        return TaskData(train=rows, eval=wins, info={"train_tokens": len(train_ids), "eval_tokens": len(eval_ids)})
+        info = {"train_tokens": len(train_ids), "eval_tokens": len(eval_ids)}
+        val = None
+        if has_val(o["data"]):
+            val_ids = self.stream(self._texts("val", o["n_eval"]), tokenizer)
+            val = windows(val_ids, max_len, o["stride"])
+            info["val_tokens"] = len(val_ids)
+        return TaskData(train=rows, eval=wins, info=info, val=val)
 
     def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: EvalSettings, ctx: Any) -> EvalResult:
         import torch

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lorabench.data.sources import DataError, DataSource, describe, load_columns
+from lorabench.data.sources import DataError, DataSource, describe, has_val, load_columns
 from lorabench.tasks.base import EvalResult, Task, TaskData, check_counts, pad_batch
+from lorabench.tasks.forgetting import ForgettingOptions
 
 if TYPE_CHECKING:
     from lorabench.suite.schema import EvalSettings
@@ -33,6 +34,7 @@ class ClassificationOptions:
     n_train: int | None = None
     n_eval: int | None = None
     data_seed: int = 0
+    forgetting: ForgettingOptions | None = None  # a reference the base knew (lorabench.tasks.forgetting)
 
     def __post_init__(self) -> None:
         check_counts(self.n_train, self.n_eval)
@@ -66,7 +68,7 @@ class Classification(Task):
     def _examples(self, split: Any, n: int | None) -> list[dict[str, Any]]:
         o = self.options
         cols = {"text": o["text_column"], "label": o["label_column"]}
-        rows = load_columns(o["data"], split, n, o["data_seed"], self.task_name, cols, ("text",))
+        rows = load_columns(o["data"], split, n, o["data_seed"], self.task_name, cols, ("text",), o["n_train"])
         where = describe(o["data"], split)
         for r in rows:
             r["label"] = self._label_id(r["label"], where)
@@ -108,14 +110,22 @@ class Classification(Task):
                 f"task {self.task_name!r}: the train data ({describe(o['data'], 'train')}) has only class {classes} "
                 "after label mapping; a classifier needs at least two"
             )
-        ev = self._examples("eval", o["n_eval"])
         enc_tr = tokenizer([r["text"] for r in tr], truncation=True, max_length=max_len)["input_ids"]
-        enc_ev = tokenizer([r["text"] for r in ev], truncation=True, max_length=max_len)["input_ids"]
         rows = [{"input_ids": ids, "labels": r["label"]} for ids, r in zip(enc_tr, tr)]
-        evals = [{"input_ids": ids, "label": r["label"], "text": r["text"]} for ids, r in zip(enc_ev, ev)]
+        evals = self._eval_rows("eval", tokenizer, max_len)
         counts = {str(c): sum(r["label"] == c for r in tr) for c in classes}
         info = {"n_train": len(rows), "n_eval": len(evals), "train_label_counts": counts}
-        return TaskData(train=rows, eval=evals, info=info)
+        val = None
+        if has_val(o["data"]):
+            val = self._eval_rows("val", tokenizer, max_len)
+            info["n_val"] = len(val)
+        return TaskData(train=rows, eval=evals, info=info, val=val)
+
+    def _eval_rows(self, split: str, tokenizer: Any, max_len: int) -> list[dict[str, Any]]:
+        """Test or validation examples, tokenised, with their label and text."""
+        ev = self._examples(split, self.options["n_eval"])
+        enc = tokenizer([r["text"] for r in ev], truncation=True, max_length=max_len)["input_ids"]
+        return [{"input_ids": ids, "label": r["label"], "text": r["text"]} for ids, r in zip(enc, ev)]
 
     def evaluate(self, model: Any, tokenizer: Any, data: TaskData, eval_cfg: EvalSettings, ctx: Any) -> EvalResult:
         import torch

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from lorabench.data.sources import DataError, DataSource, describe, load_columns
+from lorabench.data.sources import DataError, DataSource, describe, has_val, load_columns
 from lorabench.tasks.base import EvalResult, Task, TaskData, check_counts, pad_batch
 
 if TYPE_CHECKING:
@@ -82,7 +82,9 @@ class Summarization(Task):
     def _examples(self, split: Any, n: int | None) -> list[dict[str, Any]]:
         o = self.options
         cols = {"input": o["input_column"], "target": o["target_column"]}
-        rows = load_columns(o["data"], split, n, o["data_seed"], self.task_name, cols, ("input", "target"))
+        rows = load_columns(
+            o["data"], split, n, o["data_seed"], self.task_name, cols, ("input", "target"), o["n_train"]
+        )
         rows = [r for r in rows if r["input"].strip() and r["target"].strip()]
         if not rows:
             raise DataError(f"task {self.task_name!r}: no non-empty examples in {describe(o['data'], split)}")
@@ -109,10 +111,18 @@ class Summarization(Task):
                 # Prompt and summary share max_seq_len; the summary keeps up to max_target_len.
                 prompt = self._prompt(tokenizer, r["input"], max_len - len(target))
                 rows.append({"input_ids": prompt + target, "labels": [-100] * len(prompt) + target})
-        ev = self._examples("eval", o["n_eval"])
-        evals = [{"input_ids": self._prompt(tokenizer, r["input"], max_len), **r} for r in ev]
+        evals = self._eval_rows("eval", tokenizer, max_len)
         info = {"n_train": len(rows), "n_eval": len(evals), "family": self.family, "prompt": self.template}
-        return TaskData(train=rows, eval=evals, info=info)
+        val = None
+        if has_val(o["data"]):
+            val = self._eval_rows("val", tokenizer, max_len)
+            info["n_val"] = len(val)
+        return TaskData(train=rows, eval=evals, info=info, val=val)
+
+    def _eval_rows(self, split: str, tokenizer: Any, max_len: int) -> list[dict[str, Any]]:
+        """Test or validation examples: the prompt's ids beside the input and reference texts."""
+        ev = self._examples(split, self.options["n_eval"])
+        return [{"input_ids": self._prompt(tokenizer, r["input"], max_len), **r} for r in ev]
 
     def _prompt(self, tokenizer: Any, text: str, max_len: int) -> list[int]:
         try:
