@@ -95,6 +95,8 @@ def test_two_ranks_train_as_one_process_at_the_same_global_batch(tmp_path: Path)
     from lorabench.plan import expand
     from lorabench.record import make_record
     from lorabench.record_data import Record
+    from lorabench.report.leaderboard import leaderboard_markdown
+    from lorabench.report.results import group, run_from_record
     from lorabench.validate import load_suite
 
     (spec,) = expand(load_suite(_suite(tmp_path)))
@@ -129,6 +131,10 @@ def test_two_ranks_train_as_one_process_at_the_same_global_batch(tmp_path: Path)
         # Throughput is the run's: both ranks' tokens, as many as one process trains on.
         assert res["profile"]["timed_tokens"] == one["profile"]["timed_tokens"]
         assert res["profile"]["adapter_bytes"] == one["profile"]["adapter_bytes"]
+    # The leaderboard says its memory column is per rank, and how each run was spread.
+    records = [make_record(point, res, {}) for point, res in results.values()]
+    table = leaderboard_markdown(group([run_from_record(r) for r in records]))
+    assert "peak train MiB per rank" in table and "1 / 2 ddp / 2 fsdp" in table
 
 
 def _ours(marker: str) -> list[int]:
@@ -188,3 +194,38 @@ def test_the_estimate_is_per_rank_fsdp_shards_state_and_ddp_splits_only_the_batc
     assert ddp["activations"] == fsdp["activations"] < one["activations"]  # 2 of the 4 rows per rank
     assert ddp["logits"] * 2 == one["logits"]
     assert "fsdp_gathered_unit" in fsdp and "fsdp_gathered_unit" not in ddp
+
+
+def test_the_cause_is_the_rank_that_died_silently_not_the_peers_its_death_broke(tmp_path: Path) -> None:
+    import signal
+
+    from lorabench.execute.ranks import _failure
+
+    broken = {"status": "failed", "error": "rank 0: RuntimeError: Connection closed by peer", "failed_at": 2.0}
+    # rank 0 reported the broken collective; rank 1 died from a signal without a word
+    out = _failure({0: broken}, [1, -signal.SIGSEGV], None, tmp_path)
+    assert out["error"] == "rank 1: process died from signal SIGSEGV" and out["status"] == "failed"
+    # both reported: the earliest report is the cause; a rank torch ended with SIGTERM is not
+    first = {"status": "oom", "error": "rank 1: OutOfMemoryError: ...", "failed_at": 1.0}
+    out = _failure({0: broken, 1: first}, [1, 1, -signal.SIGTERM], None, tmp_path)
+    assert out == {"status": "oom", "error": "rank 1: OutOfMemoryError: ..."}
+
+
+def test_ray_refuses_runs_over_several_processes_before_any_run(tmp_path: Path) -> None:
+    from lorabench.bench import run_suite
+    from lorabench.errors import UsageError
+    from lorabench.validate import load_suite
+
+    class RayStandIn:  # run_suite asks only for the executor's name before refusing
+        name = "ray"
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    path = tmp_path / "s.yaml"
+    path.write_text(SUITE.format(model="builtin:tiny-gpt2", extra=", processes: 2"))
+    executor = RayStandIn()
+    with pytest.raises(UsageError, match=r"execution\.processes: 2 runs with the local executor only"):
+        run_suite(load_suite(path), tmp_path / "out", progress=False, executor=executor)
+    assert executor.closed and not list((tmp_path / "out").glob("runs/*/record.json"))

@@ -212,7 +212,7 @@ def _failure(
     first = getattr(exc, "error_index", None)
     # torch ends the others with SIGTERM once one fails: those are not causes.
     silent = [r for r, code in enumerate(exitcodes) if code not in (0, None, -signal.SIGTERM) and r not in messages]
-    if first in silent or (silent and first not in messages):
+    if silent:
         rank = first if first in silent else silent[0]
         status, why = death(exitcodes[rank])
         log = run_dir / ("log.txt" if rank == 0 else RANK_LOG.format(rank=rank))
