@@ -16,6 +16,7 @@ from typing import Any
 
 from lorabench.errors import Issue, SuiteError, UsageError
 from lorabench.methods import METHODS, is_peft_entry
+from lorabench.methods.base import Method
 from lorabench.models import BUILTIN_MODELS
 from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.spec import ModelSpec, RunSpec
@@ -189,6 +190,8 @@ def method_train(method: str, suite: Suite, col: Collector, cache: dict[str, Any
             changes: dict[str, Any] = {}
             for key, value in raw.items():
                 kl = key_lines.get(key, line)
+                if key == "lr" and isinstance(value, list):
+                    continue  # a sweep axis: method_lrs reads it
                 if key not in TRAIN_OVERRIDE_KEYS:
                     close = difflib.get_close_matches(key, TRAIN_OVERRIDE_KEYS, n=1, cutoff=0.6)
                     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -212,6 +215,50 @@ def method_train(method: str, suite: Suite, col: Collector, cache: dict[str, Any
                     result = MISSING
     cache[method] = result
     return result
+
+
+def method_lrs(method: str, suite: Suite, col: Collector) -> tuple[float, ...] | None:
+    """The learning-rate sweep of ``methods.<method>.train.lr`` when it is a list, else None."""
+    raw_method = suite.methods.get(method)
+    raw = raw_method.get("train") if isinstance(raw_method, dict) else None
+    value = raw.get("lr") if isinstance(raw, dict) else None
+    if not isinstance(value, list):
+        return None
+    line = getattr(raw, "key_lines", {}).get("lr", key_line(raw_method, "train"))
+    where = f"methods.{method}.train.lr"
+    rates = convert(tuple[float, ...], value, col, where, line)
+    if rates is MISSING:
+        return None
+    if not rates or any(not r > 0 for r in rates) or len(set(rates)) != len(rates):
+        col.error(line, f"{where}: a sweep is a list of distinct rates > 0, got {list(value)}")
+        return None
+    return rates
+
+
+def _check_select(suite: Suite, specs: dict[str, RunSpec], col: Collector) -> None:
+    """``select`` needs a sweep to choose from, and a validation split holding its metric in every task."""
+    from lorabench.data.sources import has_val
+    from lorabench.tasks import TASK_TYPES
+
+    sel, line = suite.select, suite.lines.get("select")
+    if sel is None:
+        return
+    if not any(s.sweep for s in specs.values()):
+        col.error(line, "select: nothing to select from: no method sweeps `lr` (give a list of rates)")
+    seen: set[str] = set()
+    for spec in specs.values():
+        if spec.task in seen:
+            continue
+        seen.add(spec.task)
+        if not has_val(spec.task_options["data"]):
+            col.error(
+                line,
+                f"select: task {spec.task!r} has no validation split; selection never reads test. Add "
+                "`val_fraction` or `val_file` to its data",
+            )
+        metrics = TASK_TYPES.get(spec.task_options["type"]).metrics
+        if sel.metric not in metrics:
+            col.error(line, f"select.metric: task {spec.task!r} reports {', '.join(metrics)}, not {sel.metric!r}")
 
 
 def expand(suite: Suite) -> list[RunSpec]:
@@ -303,13 +350,30 @@ def expand(suite: Suite) -> list[RunSpec]:
                         col.error(line, f"matrix: {method} at rank {rank}: peft refuses it: {refused}")
                     if refused:
                         continue
-                refused = _distributed_refusal(suite.execution, precision, train_cfg)
+                refused = _distributed_refusal(suite.execution, precision, train_cfg, method, cls)
                 if refused:
                     if (refused, line) not in bad_combos:
                         bad_combos.add((refused, line))
                         col.error(line, refused)
                     continue
-                for model_s, train_s, exec_s in _optimised_variants(block, models[model], suite, train_cfg):
+                swept = method_lrs(method, suite, col)
+                if swept is not None and block.lr is not None:
+                    if (method, "lr", line) not in bad_combos:
+                        bad_combos.add((method, "lr", line))
+                        col.error(line, f"matrix: `lr` is swept here and in methods.{method}.train.lr; give one")
+                    continue
+                rates = block.lr or swept
+                variants = [
+                    (
+                        m_s,
+                        dataclasses.replace(t_s, lr=lr) if rates else t_s,
+                        e_s,
+                        ("lr",) if rates and len(rates) > 1 else (),
+                    )
+                    for m_s, t_s, e_s in _optimised_variants(block, models[model], suite, train_cfg)
+                    for lr in (rates or (None,))
+                ]
+                for model_s, train_s, exec_s, sweep in variants:
                     spec = RunSpec(
                         suite=suite.name,
                         model=model_s,
@@ -324,11 +388,13 @@ def expand(suite: Suite) -> list[RunSpec]:
                         train=train_s,
                         eval=suite.eval,
                         execution=exec_s,
+                        sweep=sweep,
                     )
                     specs.setdefault(spec.run_id, spec)
     for i, (_rule, line) in enumerate(suite.exclude):
         if i not in matched_rules:
             col.error(line, f"exclude[{i}] matches no point of the matrix (a typo?)")
+    _check_select(suite, specs, col)
     if col.issues:
         raise SuiteError(_dedupe(col.issues))
     if not specs:
@@ -369,7 +435,9 @@ def _optimised_variants(
     return out
 
 
-def _distributed_refusal(execution: ExecutionSettings, precision: str, train: TrainSettings) -> str | None:
+def _distributed_refusal(
+    execution: ExecutionSettings, precision: str, train: TrainSettings, method: str, cls: Any
+) -> str | None:
     """Why this point cannot run as ``execution.processes`` ranks, or None.
 
     FSDP shards every parameter as a flat tensor of one dtype; bitsandbytes' k-bit
@@ -389,6 +457,11 @@ def _distributed_refusal(execution: ExecutionSettings, precision: str, train: Tr
         return (
             "train.loss: chunked calls the model's backbone and head directly, past DDP's and FSDP's forward; "
             f"use train.loss: default or liger with execution.processes ({n})"
+        )
+    if cls.task_forward is not Method.task_forward:
+        return (
+            f"{method} computes its loss past the model's own forward (and so past DDP's and FSDP's); "
+            f"it runs with execution.processes: 1 only"
         )
     if execution.strategy == "fsdp" and precision in QUANTIZED:
         return (

@@ -267,6 +267,11 @@ def flat_row(rec: Record) -> dict[str, Any]:
     row["mfu"] = prof.mfu
     for name, value in sorted(rec.metrics.items()):
         row[name] = value
+    # The learning rate, and whether it is one of a sweep's (`select` chooses among those on val_*).
+    row["lr"] = (spec.get("train") or {}).get("lr")
+    row["sweep"] = ";".join(spec.get("sweep") or ())
+    for name, value in sorted((rec.val_metrics or {}).items()):
+        row[f"val_{name}"] = value
     row["device"] = rec.env.get("device_name")
     row["error"] = rec.error
     return row

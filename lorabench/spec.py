@@ -70,9 +70,17 @@ class RunSpec:
     train: TrainSettings
     eval: EvalSettings
     execution: ExecutionSettings
+    # Axes this run's point is swept over (``("lr",)``): its learning rate is one of
+    # several for the same point, so reports keep the rates apart and ``select`` picks
+    # one. Not part of the run_id (the run is the same run either way) and left out of
+    # the wire format when empty, so records without sweeps keep their shape.
+    sweep: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["sweep"]:
+            d.pop("sweep")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
@@ -94,8 +102,8 @@ class RunSpec:
         }
         if col.issues:
             raise ValueError("invalid run spec: " + "; ".join(i.message for i in col.issues))
-        plain = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name not in sections}
-        return cls(**plain, **sections)
+        plain = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name not in sections and f.name != "sweep"}
+        return cls(**plain, **sections, sweep=tuple(d.get("sweep") or ()))
 
     @property
     def method_cls(self) -> type[Method]:
@@ -119,6 +127,7 @@ class RunSpec:
     def run_id(self) -> str:
         d = self.to_dict()
         d.pop("suite")
+        d.pop("sweep", None)
         d["execution"] = {k: v for k, v in d["execution"].items() if k not in _NOT_HASHED}
         for section, key, default in _HASHED_UNLESS_DEFAULT:
             if key in d[section] and d[section][key] == default:  # method options differ per method
@@ -132,6 +141,8 @@ class RunSpec:
     def label(self) -> str:
         """A human-readable point name, e.g. ``tiny-gpt2/lora-r8/nf4/synthetic-lm/s0``."""
         method = self.method if self.rank is None else f"{self.method}-r{self.rank}"
+        if "lr" in self.sweep:
+            method += f"@lr{self.train.lr:g}"
         return f"{self.model.name}/{method}/{self.precision}/{self.task}/s{self.seed}"
 
     @property

@@ -168,6 +168,35 @@ def test_page_loads_from_file_without_errors_or_network(
         page.close()
 
 
+OVERFLOW = """sel => [...document.querySelectorAll(sel)]
+  .filter(e => e.scrollWidth > e.clientWidth + 1)
+  .map(e => `${e.closest('[data-task]')?.dataset.task || e.id || e.className}: ${e.scrollWidth} > ${e.clientWidth}`)"""
+
+
+def test_tables_fit_at_1400_and_the_primary_metric_shows_at_420(
+    browser: Any, report: tuple[Path, list[dict[str, Any]]]
+) -> None:
+    """No horizontal scrolling for leaderboards and compare on a desktop; on a phone the
+    primary metric (the column people read first) is on screen without scrolling sideways."""
+    out, _ = report
+    page, problems, _ = open_page(browser, out, 1400)
+    assert page.locator("#compare-t tbody tr").count() > 0
+    assert page.evaluate(OVERFLOW, "#leaderboards, #leaderboards .wrap, #compare, #compare .wrap, body") == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+    page.close()
+    page, problems, _ = open_page(browser, out, 420)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420  # wide tables scroll inside their box
+    boards = page.locator(".board")
+    assert boards.count() == 3
+    for i in range(boards.count()):
+        cell = boards.nth(i).locator("tbody tr").first.locator("td.primary")
+        box = cell.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 420, (i, box)
+        assert cell.is_visible()
+    assert problems == []
+    page.close()
+
+
 def _column(page: Any, task: str, index: int) -> list[str]:
     return page.locator(f'.board[data-task="{task}"] tbody tr').evaluate_all(
         f"rows => rows.map(r => r.children[{index}].textContent)"

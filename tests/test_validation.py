@@ -627,6 +627,8 @@ def test_runs_over_several_processes_are_checked_before_any_work() -> None:
     assert "nf4 under execution.strategy: fsdp is refused" in refused and "s.yaml:" in refused
     assert "\n" not in refused
     parse_suite(nf4 + "execution: {processes: 2, strategy: ddp}\n", "s.yaml")  # DDP replicates k-bit bases
+    (adalora,) = issues_of(base.replace("method: [lora]", "method: [adalora]") + "execution: {processes: 2}\n")
+    assert "adalora computes its loss past the model's own forward" in adalora
     (chunked,) = issues_of(base + "  loss: chunked\nexecution: {processes: 2}\n")
     assert "train.loss: chunked" in chunked
     (zero,) = issues_of(base + "execution: {processes: 0}\n")

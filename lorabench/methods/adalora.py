@@ -99,6 +99,23 @@ class AdaLoRA(PeftMethod):
                 p.requires_grad_(False)
         return model
 
+    def task_forward(self, model: Any) -> Any:
+        """The task loss alone: the transformers model under peft's AdaLoRA tuner.
+
+        peft's ``AdaLoraModel.forward`` adds ``orth_reg_weight`` x the orthogonality
+        term to ``outputs.loss``; calling the model it wraps (what that forward calls
+        first) gives the same outputs without it. The term comes back from
+        :meth:`regularisers`, so training optimises exactly what peft's forward returns.
+        """
+        inner = model.get_base_model()
+        return lambda batch: inner(**batch).loss
+
+    def regularisers(self, model: Any) -> dict[str, Any]:
+        weight = model.peft_config["default"].orth_reg_weight
+        if not weight:
+            return {}
+        return {"orth_reg": weight * orthogonality(model.base_model, "default")}
+
     def after_step(self, model: Any, step: int) -> None:
         tuner = model.base_model
         tuner.update_and_allocate(step)
@@ -128,6 +145,27 @@ class AdaLoRA(PeftMethod):
         for p in model.parameters():
             p.requires_grad_(False)
         return model
+
+
+def orthogonality(tuner: Any, adapter: str) -> Any:
+    """peft's AdaLoRA orthogonal regulariser, unweighted: mean over A and B of ||P P^T - I||_F.
+
+    The formula of ``peft.tuners.adalora.AdaLoraModel.forward`` (as of peft 0.21), which
+    only exists there folded into ``outputs.loss``; ``tests/test_first_loss.py`` checks
+    that task loss + ``orth_reg_weight`` x this equals peft's own forward loss, so a peft
+    that changes the formula fails the test rather than the benchmark.
+    """
+    import torch
+
+    total, count = None, 0
+    for name, p in tuner.model.named_parameters():
+        if ("lora_A" in name or "lora_B" in name) and adapter in name:
+            cov = p @ p.T if "lora_A" in name else p.T @ p
+            eye = torch.eye(*cov.size(), out=torch.empty_like(cov))
+            term = torch.norm(cov - eye, p="fro")
+            total = term if total is None else total + term
+            count += 1
+    return total / count if count else torch.zeros(())
 
 
 def prune_masked_ranks(tuner: Any, rank_pattern: dict[str, Any]) -> None:

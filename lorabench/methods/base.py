@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -180,6 +181,20 @@ class Method:
 
     def after_step(self, model: torch.nn.Module, step: int) -> None:
         """Called after each optimizer step, before gradients are cleared (AdaLoRA's budget)."""
+
+    def task_forward(self, model: torch.nn.Module) -> Callable[[dict[str, Any]], torch.Tensor] | None:
+        """``batch -> task loss`` where the wrapped model's ``.loss`` holds more than the task loss.
+
+        None (most methods): ``model(**batch).loss`` is the task loss. A method whose
+        library folds a regulariser into ``.loss`` (peft's AdaLoRA) returns the task loss
+        here and the regulariser from :meth:`regularisers`, so every method's logged
+        ``train_loss`` is the same quantity.
+        """
+        return None
+
+    def regularisers(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Auxiliary loss terms (weighted) optimised beside the task loss, logged apart from it; {} for most."""
+        return {}
 
     def resolved(self, model: torch.nn.Module, ctx: MethodContext) -> dict[str, Any]:
         """Options as actually applied (e.g. resolved target modules), for the record."""

@@ -192,7 +192,10 @@ def _build(
         records = [r for r in records if r.run_id in keep]
     runs = runs_frame(records)
     (runs if raw_csv else csv_safe_frame(runs)).to_csv(stage / "runs.csv", index=False)
-    num, board = leaderboard(records)
+    from lorabench.report.select import load_select
+
+    select_metric = load_select(out_dir)
+    num, board = leaderboard(records, select_metric)
     (num if raw_csv else csv_safe_frame(num)).to_csv(stage / "leaderboard.csv", index=False)
     (stage / "leaderboard.md").write_text(board, encoding="utf-8")
     plots = make_plots(num, stage / "plots", records)
@@ -239,6 +242,8 @@ def _build(
                 md.append(line)
             md += [""]
     (stage / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    data = page_data(out_dir, records, env, compare_rows, None if baseline is None else str(baseline), others, plots)
+    data = page_data(
+        out_dir, records, env, compare_rows, None if baseline is None else str(baseline), others, plots, select_metric
+    )
     (stage / "report.html").write_text(render_page(data), encoding="utf-8")
     return plots

@@ -80,6 +80,18 @@ def _differs(m: Metric, a: Agg, b: Agg) -> int:
     return 1 if m.better(b.mean, a.mean) else -1
 
 
+def inside_noise(values: list[float], metric: str) -> bool:
+    """Whether all of ``values`` lie within ``metric``'s registered noise of the smallest.
+
+    The plots' "inside the noise" notes read this, with the same noise as the Pareto mark
+    (:func:`_differs`), so a panel spanning 534-539 MiB of host RSS says so.
+    """
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if len(finite) < 2:
+        return False
+    return max(finite) - min(finite) <= METRICS.get(metric).noise(min(finite))
+
+
 def pareto_points(points: list[Point], metric: str, cost: str = MEMORY) -> set[int]:
     """Indices of the points no other point beats on (``cost``, ``metric``) beyond the noise."""
     mq, mc = METRICS.get(metric), METRICS.get(cost)
@@ -188,6 +200,10 @@ def numeric_frame(points: list[Point]) -> pd.DataFrame:
         front = pareto_points(pts, metrics[0]) if metrics else set()
         for i, p in enumerate(pts):
             row: dict[str, Any] = dict(zip(POINT, p.key))
+            if p.selection is not None:  # a row chosen out of a sweep: the plain method, the rate apart
+                row["method"] = p.selection.key[2]
+                row["lr"] = p.selection.chosen.lr if p.selection.chosen else math.nan
+                row["selected_on"] = f"val_{p.selection.metric}"
             row.update(
                 n=p.n,
                 seeds=len(p.runs),
@@ -205,6 +221,9 @@ def numeric_frame(points: list[Point]) -> pd.DataFrame:
                 row[f"{name}_std"] = agg.std if agg and agg.std is not None else math.nan
                 row[f"{name}_ci95"] = agg.half if agg and agg.half is not None else math.nan
                 row[f"{name}_n"] = agg.n if agg else 0
+                # The band the tables and plots show (Agg.band: t95 from 3 seeds, min-max with 2).
+                lo, hi, _kind = agg.band() if agg else (math.nan, math.nan, "")
+                row[f"{name}_lo"], row[f"{name}_hi"] = (lo, hi) if agg and agg.n >= 2 else (math.nan, math.nan)
             row["task"] = task
             rows.append(row)
     df = pd.DataFrame(rows)
@@ -244,7 +263,25 @@ def leaderboard_markdown(points: list[Point]) -> str:
     return "\n".join(out)
 
 
-def leaderboard(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, str]:
-    """(numeric frame, markdown) of the records' leaderboard."""
+def leaderboard(records: list[dict[str, Any]], select_metric: str | None = None) -> tuple[pd.DataFrame, str]:
+    """(numeric frame, markdown) of the records' leaderboard.
+
+    With ``select_metric`` (the suite's ``select.metric``), each learning-rate sweep is
+    one row: the rate chosen on that validation metric, with its test scores
+    (:mod:`lorabench.report.select`); every rate's figures follow the tables.
+    """
+    from lorabench.report.select import select, selection_markdown
+
     points = group([run_from_record(r) for r in records])
-    return numeric_frame(points), leaderboard_markdown(points)
+    if not select_metric:
+        return numeric_frame(points), leaderboard_markdown(points)
+    points, selections = select(points, select_metric)
+    board = leaderboard_markdown(points)
+    if selections:
+        m = METRICS.get(select_metric)
+        board += (
+            f"\n`(lr=… selected)`: the learning rate chosen out of the sweep on validation {select_metric} "
+            f"({m.direction}, mean over seeds); the row's scores are that rate's test scores.\n\n"
+            + selection_markdown(selections)
+        )
+    return numeric_frame(points), board

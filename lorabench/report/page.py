@@ -225,6 +225,7 @@ def _run_detail(out_dir: Path, rec: Record) -> dict[str, Any]:
         "env": rec.env,
         "profile": profile,
         "metrics": rec.metrics,
+        "val_metrics": rec.val_metrics or None,
         "train_loss": _train_loss(rec),
         "eval": rec.curves.get("eval") or [],
         "predictions": _predictions(out_dir, rec.run_id),
@@ -308,10 +309,19 @@ def page_data(
     baseline: str | None = None,
     others: list[Record] | None = None,
     plots: list[Any] | None = None,
+    select_metric: str | None = None,
 ) -> dict[str, Any]:
-    """Everything report.html shows, as JSON-ready data."""
+    """Everything report.html shows, as JSON-ready data.
+
+    With ``select_metric`` a learning-rate sweep is one point (the rate chosen on
+    validation), and its drill-down lists every rate (:mod:`lorabench.report.select`).
+    """
+    from lorabench.report.select import select, sweep_rows
+
     runs = [run_from_record(r) for r in records]
     points = group(runs)
+    if select_metric:
+        points, _ = select(points, select_metric)
     recs = {r.run_id: r for r in records}
     meanings = flag_meanings()
     tasks = by_task(points)
@@ -359,6 +369,7 @@ def page_data(
                     "pareto": i in front,
                     "values": {n: v for n in metrics + costs if (v := _value(METRICS.get(n), p, n)) is not None},
                     "runs": [r.run_id for r in p.runs],
+                    "sweep": sweep_rows(p.selection) if p.selection is not None else None,
                     "loss": _curve(ok, _train_loss),
                     "eval": _curve(
                         ok,

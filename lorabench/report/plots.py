@@ -21,9 +21,14 @@ import pandas as pd
 
 from lorabench.metrics import METRICS
 from lorabench.record_data import Record
+from lorabench.report.leaderboard import inside_noise
 
 MEM = "peak_mem_train_mb"
 LINESTYLES = ("-", "--", ":", "-.")
+DID_NOT_LEARN = "did_not_learn"
+# Series at the same rank are spread this far apart on the log-2 rank axis (a share of
+# one doubling), so their error bars do not hide each other.
+DODGE = 0.06
 
 
 @dataclass(frozen=True)
@@ -158,14 +163,44 @@ def _run_order(rec: Record) -> tuple[Any, ...]:
     )
 
 
-def _scatter_by_method(ax: Any, grp: pd.DataFrame, x: str, y: str, yerr: str | None = None) -> None:
-    """One marker per point: colour = method, marker = precision; legend outside the axes."""
+def band_err(grp: pd.DataFrame, metric: str) -> Any | None:
+    """Asymmetric error bars (below, above the mean) from the leaderboard's band columns.
+
+    The band is the table's (:meth:`lorabench.stats.Agg.band`): the 95% t interval from 3
+    seeds, the observed min-max with 2, nothing with 1; None when no point has one.
+    """
+    lo, hi, mean = f"{metric}_lo", f"{metric}_hi", f"{metric}_mean"
+    if lo not in grp or hi not in grp or grp[lo].isna().all():
+        return None
+    below = (grp[mean] - grp[lo]).fillna(0).clip(lower=0).to_numpy()
+    above = (grp[hi] - grp[mean]).fillna(0).clip(lower=0).to_numpy()
+    return [below, above]
+
+
+def did_not_learn(grp: pd.DataFrame) -> pd.Series:
+    """Rows whose point carries the did_not_learn flag (any seed), as the leaderboard's DNL marker."""
+    flags = grp["flags"] if "flags" in grp else pd.Series("", index=grp.index)
+    return flags.fillna("").astype(str).str.split(";").apply(lambda fs: DID_NOT_LEARN in fs)
+
+
+def _scatter_by_method(ax: Any, grp: pd.DataFrame, x: str, y: str, metric: str | None = None) -> None:
+    """One marker per point: colour = method, marker = precision, a red x where it did not learn;
+    error bars are the table's band of ``metric``; legend outside the axes."""
     import seaborn as sns
 
     sns.scatterplot(data=grp, x=x, y=y, hue="method", style="precision", s=70, ax=ax, zorder=3)
-    if yerr and yerr in grp and grp[yerr].notna().any():
-        ax.errorbar(grp[x], grp[y], yerr=grp[yerr].fillna(0), fmt="none", ecolor="0.5", lw=0.8, zorder=2)
+    err = band_err(grp, metric) if metric else None
+    if err is not None:
+        ax.errorbar(grp[x], grp[y], yerr=err, fmt="none", ecolor="0.5", lw=0.8, zorder=2)
+    dnl = grp[did_not_learn(grp)]
+    if len(dnl):
+        ax.scatter(dnl[x], dnl[y], marker="x", s=120, color="crimson", lw=1.8, zorder=5, label="did not learn")
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
+
+
+def dodge(n: int) -> list[float]:
+    """Multiplicative x offsets for ``n`` series on a log-2 axis, centred on the true value."""
+    return [2 ** (DODGE * (i - (n - 1) / 2)) for i in range(n)]
 
 
 def memory_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
@@ -183,16 +218,14 @@ def memory_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
         m = METRICS.get(metric)
         grp = grp.assign(point=grp.apply(_label, axis=1))
         fig, ax = plt.subplots(figsize=(8, 5))
-        _scatter_by_method(ax, grp, mcol, col, f"{metric}_ci95" if f"{metric}_ci95" in grp else None)
+        _scatter_by_method(ax, grp, mcol, col, metric)
         front = grp[grp["pareto"].astype(bool)].sort_values(mcol)
         if len(front):
             ax.scatter(front[mcol], front[col], s=220, facecolors="none", edgecolors="black", lw=1.2, zorder=4)
         if len(front) > 1:
             ax.plot(front[mcol], front[col], color="0.3", lw=1, ls="--", zorder=1)
         src = grp["mem_source"].dropna().iloc[0] if grp["mem_source"].notna().any() else "?"
-        spread = grp[mcol].max() - grp[mcol].min()
-        noise = METRICS.get(MEM).noise(grp[mcol].min())
-        note = "  (all memory differences inside the noise)" if spread <= noise else ""
+        note = "  (all memory differences inside the noise)" if inside_noise(list(grp[mcol]), MEM) else ""
         ax.set(
             xlabel=f"peak train memory, MiB ({src}){note}",
             ylabel=f"{metric} ({m.direction})",
@@ -204,9 +237,10 @@ def memory_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
                 _save(fig, out / f"memory_vs_{metric}_{_slug(task)}.png"),
                 f"{task}: memory vs {metric}",
                 f"Each point is a grid point (method, rank, precision). Circled points form the Pareto front: no other "
-                f"point uses less memory and scores better beyond the noise (95% intervals with >= 2 seeds, else "
-                f"{metric}'s tolerance and {METRICS.get(MEM).noise_rel:.0%} memory). {m.direction.capitalize()}; "
-                f"further left is cheaper. Memory is {src}"
+                f"point uses less memory and scores better beyond the noise ({metric}'s tolerance and "
+                f"{METRICS.get(MEM).noise_rel:.0%} memory, and with >= 2 seeds bands that do not overlap). Error bars "
+                f"are the table's band (95% t interval from 3 seeds, min-max with 2); a red x marks a point that did "
+                f"not learn. {m.direction.capitalize()}; further left is cheaper. Memory is {src}"
                 + (
                     " (host RSS on CPU: dominated by the imported libraries at tiny model sizes)."
                     if src == "rss"
@@ -237,72 +271,121 @@ def rank_sweep(num: pd.DataFrame, out: Path) -> list[Plot]:
         fig, axes = plt.subplots(1, 2 if has_mem else 1, figsize=(12 if has_mem else 7, 4.2), squeeze=False)
         styles = series_styles(len(swept))
         m = METRICS.get(metric)
-        for (colour, ls), series in zip(styles, swept):
+        for (colour, ls), series, shift in zip(styles, swept, dodge(len(swept))):
             g = grp[grp["series"] == series].sort_values("rank")
-            r = g["rank"].astype(int)
-            ci = g.get(f"{metric}_ci95")
-            axes[0][0].errorbar(
-                r, g[col], yerr=None if ci is None else ci.fillna(0), color=colour, ls=ls, marker="o", label=series
-            )
+            r = g["rank"].astype(int) * shift  # dodged: bars of two methods at one rank stay apart
+            axes[0][0].errorbar(r, g[col], yerr=band_err(g, metric), color=colour, ls=ls, marker="o", label=series)
+            dnl = g[did_not_learn(g)]
+            if len(dnl):
+                axes[0][0].scatter(
+                    dnl["rank"].astype(int) * shift, dnl[col], marker="x", s=120, color="crimson", lw=1.8, zorder=5
+                )
             if has_mem:
-                axes[0][1].plot(r, g[f"{MEM}_mean"], color=colour, ls=ls, marker="o", label=series)
+                axes[0][1].errorbar(
+                    r, g[f"{MEM}_mean"], yerr=band_err(g, MEM), color=colour, ls=ls, marker="o", label=series
+                )
         for ax in axes[0]:
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted(grp["rank"].astype(int).unique()))
             ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{int(v)}"))
             ax.set_xlabel("rank")
         axes[0][0].set(ylabel=f"{metric} ({m.direction})", title=f"{task}: {metric} vs rank")
+        mem_note = has_mem and inside_noise(list(grp[f"{MEM}_mean"]), MEM)
         if has_mem:
             src = grp["mem_source"].dropna().iloc[0] if grp["mem_source"].notna().any() else "?"
             axes[0][1].set(ylabel=f"peak train MiB ({src})", title=f"{task}: memory vs rank")
+            if mem_note:
+                axes[0][1].text(
+                    0.5,
+                    0.02,
+                    f"all differences inside the noise ({METRICS.get(MEM).noise_rel:.0%} of {src})",
+                    transform=axes[0][1].transAxes,
+                    ha="center",
+                    va="bottom",
+                    fontsize=8.5,
+                    color="0.25",
+                    bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"},
+                )
         axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         fig.tight_layout()
         plots.append(
             Plot(
                 _save(fig, out / f"rank_sweep_{_slug(task)}.png"),
                 f"{task}: rank sweep",
-                f"One line per method and precision run at two or more ranks (log-2 axis); error bars are 95% "
-                f"intervals where there are several seeds. Left: {metric} ({m.direction}); right: peak memory. "
-                "A flat quality line means the extra rank buys nothing.",
+                f"One line per method and precision run at two or more ranks (log-2 axis; lines are nudged sideways "
+                f"around each rank so their error bars do not hide each other). Error bars are the table's band "
+                f"(95% t interval from 3 seeds, min-max with 2); a red x marks a point that did not learn. "
+                f"Left: {metric} ({m.direction}); right: peak memory"
+                + (", all of it inside the noise here" if mem_note else "")
+                + ". A flat quality line means the extra rank buys nothing.",
             )
         )
     return plots
 
 
-def throughput(records: list[Record], out: Path) -> list[Plot]:
-    """Per-step tokens/s of each point (box: the spread over timed steps and seeds)."""
+def _throughput_label(spec: dict[str, Any], task_too: bool) -> str:
+    method = spec["method"] if spec["rank"] is None else f"{spec['method']}-r{spec['rank']}"
+    label = f"{spec['model']['name']} {method}@{spec['precision']}"
+    return f"{spec['task']}: {label}" if task_too else label
+
+
+def throughput(records: list[Record], out: Path, num: pd.DataFrame | None = None) -> list[Plot]:
+    """Per-step tokens/s of each point (box: the spread over timed steps and seeds), with the
+    leaderboard's figure for the point drawn on it (a diamond), so plot and table agree."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    rows = []
-    for r in records:
-        prof = r.profile
-        steps, tokens, timed = prof.step_s, prof.timed_tokens, prof.timed_steps
-        if r.status != "success" or not steps or not tokens or not timed:
+    from lorabench.metrics import record_values
+
+    ok = [r for r in records if r.status == "success" and r.profile.step_s and r.profile.timed_tokens]
+    labels = {}
+    for r in ok:
+        labels.setdefault(_throughput_label(r.spec, False), set()).add(r.spec["task"])
+    task_too = any(len(tasks) > 1 for tasks in labels.values())  # one box per leaderboard row
+    rows, keys = [], {}
+    for r in ok:
+        prof, spec = r.profile, r.spec
+        if not prof.timed_steps or "tokens_per_s" not in record_values(r):
             continue
-        spec = r.spec
-        method = spec["method"] if spec["rank"] is None else f"{spec['method']}-r{spec['rank']}"
-        label = f"{spec['model']['name']} {method}@{spec['precision']}"
-        per_step = tokens / timed
-        rows += [{"point": label, "precision": spec["precision"], "tok_s": per_step / s} for s in steps if s > 0]
+        label = _throughput_label(spec, task_too)
+        keys[label] = (spec["task"], spec["model"]["name"], spec["method"], spec["rank"], spec["precision"])
+        per_step = prof.timed_tokens / prof.timed_steps  # the tokens of median_tokens_per_s, per step
+        rows += [{"point": label, "precision": spec["precision"], "tok_s": per_step / s} for s in prof.step_s if s > 0]
     if not rows:
         return []
     df = pd.DataFrame(rows)
     tps = METRICS.get("tokens_per_s")
-    order = sorted(df.groupby("point")["tok_s"].median().items(), key=lambda kv: tps.sort_key(kv[1]))
-    order = [k for k, _ in order]  # best first, in the registry's direction
+    table: dict[str, float] = {}
+    if num is not None and "tokens_per_s_mean" in num:
+        for label, (task, model, method, rank, precision) in keys.items():
+            hit = num[
+                (num["task"] == task)
+                & (num["model"] == model)
+                & (num["method"] == method)
+                & (num["rank"].isna() if rank is None else num["rank"] == rank)
+                & (num["precision"] == precision)
+            ]
+            if len(hit) and pd.notna(hit["tokens_per_s_mean"].iloc[0]):
+                table[label] = float(hit["tokens_per_s_mean"].iloc[0])
+    medians = df.groupby("point")["tok_s"].median().to_dict()
+    figure = {k: table.get(k, v) for k, v in medians.items()}
+    order = [k for k, _ in sorted(figure.items(), key=lambda kv: tps.sort_key(kv[1]))]  # best first
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(order) + 1.6))
     sns.boxplot(data=df, y="point", x="tok_s", hue="precision", order=order, dodge=False, showfliers=False, ax=ax)
+    if table:
+        ys = [i for i, k in enumerate(order) if k in table]
+        ax.scatter([table[order[i]] for i in ys], ys, marker="D", s=28, color="black", zorder=5, label="leaderboard")
     ax.set(xlabel=f"train tokens/s per step (warm-up excluded; {tps.direction})", ylabel="", title="throughput")
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.legend(title="precision", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return [
         Plot(
             _save(fig, out / "throughput.png"),
             "throughput per method and precision",
-            "Each box is one grid point: the median tokens/s over its timed steps (line), the middle half of the "
-            "steps (box) and the range without outliers (whiskers). A wide box means the machine's load moved "
-            "the timing; compare medians only where boxes are narrow.",
+            "Each box is one grid point's timed steps over its seeds: the middle half of the steps (box), the range "
+            "without outliers (whiskers) and their median (line). The black diamond is the leaderboard's tokens/s "
+            "(each seed's median step, averaged over seeds); points are sorted by it, best first. A wide box means "
+            "the machine's load moved the timing; compare only where boxes are narrow.",
         )
     ]
 
@@ -322,7 +405,7 @@ def trainable_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
         m = METRICS.get(metric)
         grp = grp.assign(point=grp.apply(_label, axis=1))
         fig, ax = plt.subplots(figsize=(8, 5))
-        _scatter_by_method(ax, grp, "trainable_pct_mean", col, f"{metric}_ci95" if f"{metric}_ci95" in grp else None)
+        _scatter_by_method(ax, grp, "trainable_pct_mean", col, metric)
         ax.set_xscale("log")
         _plain_log_labels(ax.xaxis)
         ax.set(
@@ -336,7 +419,8 @@ def trainable_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
                 _save(fig, out / f"trainable_vs_{metric}_{_slug(task)}.png"),
                 f"{task}: trainable share vs {metric}",
                 f"Quality bought per trained parameter: further left trains fewer parameters; {m.direction}. "
-                "The axis is logarithmic, so each step left is ten times fewer trainable parameters.",
+                "The axis is logarithmic, so each step left is ten times fewer trainable parameters. A red x marks "
+                "a point that did not learn.",
             )
         )
     return plots
@@ -417,6 +501,6 @@ def make_plots(num: pd.DataFrame, out: Path, records: list[Record] | None = None
         *memory_vs_quality(num, out),
         *trainable_vs_quality(num, out),
         *rank_sweep(num, out),
-        *throughput(records, out),
+        *throughput(records, out, num),
         *learning_curves(records, out),
     ]

@@ -56,6 +56,10 @@ class Run:
     error: str | None = None
     recipe: str | None = None  # lorabench.record.recipe_hash of the spec
     alpha: float | None = None  # the LoRA alpha the run used (resolved by the method), if it has one
+    lr: float | None = None  # the learning rate the run trained with
+    # Set for a run of a learning-rate sweep: the point without the rate (``key`` names the rate).
+    sweep_key: PointKey | None = None
+    val_values: dict[str, float] = field(default_factory=dict)  # validation metrics (record.val_metrics)
     ranks: str | None = None  # "2 fsdp": a run over several processes (its memory figures are per rank)
 
 
@@ -66,6 +70,7 @@ class Point:
     key: PointKey
     runs: list[Run]
     aggs: dict[str, Agg] = field(default_factory=dict)
+    selection: Any = None  # lorabench.report.select.Selection, for a row chosen out of a sweep
 
     @property
     def task(self) -> str:
@@ -180,6 +185,22 @@ def _alpha(rec: Record) -> float | None:
         return None
 
 
+def swept_key(key: PointKey, lr: float | None, sweep: Any) -> tuple[PointKey, PointKey | None]:
+    """(the run's point key, the point without the rate): a swept run's method cell names its rate."""
+    if not sweep or "lr" not in sweep or lr is None:
+        return key, None
+    task, model, method, rank, precision = key
+    return (task, model, f"{method} lr={lr:g}", rank, precision), key
+
+
+def _val_values(values: Any) -> dict[str, float]:
+    out = {}
+    for name, value in (values or {}).items():
+        if name in METRICS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
 def run_from_record(rec: Record, where: str = "") -> Run:
     spec, profile = rec.spec, rec.profile
     primary, task_metrics = _task_info(rec)
@@ -191,9 +212,17 @@ def run_from_record(rec: Record, where: str = "") -> Run:
     other = (profile.host_cpu_train or {}).get("other_cpu_share")
     if other is not None and other > BUSY_HOST_SHARE:
         flags.append("busy_host")
+    lr = (spec.get("train") or {}).get("lr")
+    lr = float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None
+    key, sweep_key = swept_key(
+        (spec["task"], spec["model"]["name"], spec["method"], spec["rank"], spec["precision"]), lr, spec.get("sweep")
+    )
     return Run(
         run_id=rec.run_id,
-        key=(spec["task"], spec["model"]["name"], spec["method"], spec["rank"], spec["precision"]),
+        key=key,
+        sweep_key=sweep_key,
+        lr=lr,
+        val_values=_val_values(rec.val_metrics),
         seed=spec.get("seed"),
         status=status,
         values=record_values(rec, where or rec.run_id),
@@ -256,10 +285,20 @@ def runs_from_csv(path: Path) -> list[Run]:
         primary = row.get("primary_metric") or None
         metrics = {m: math.nan if m == primary and not row.get(m) else _raw(row.get(m)) for m in quality_metrics()}
         status, error = _non_finite(row["status"], row.get("error") or None, metrics)
+        lr = _num(row.get("lr"))
+        key, sweep_key = swept_key(
+            (row["task"], row["model"], row["method"], None if rank is None else int(rank), row["precision"]),
+            lr,
+            (row.get("sweep") or "").split(";"),
+        )
+        vals = {m: v for m in quality_metrics() if (v := _num(row.get(f"val_{m}"))) is not None}
         runs.append(
             Run(
                 run_id=row["run_id"],
-                key=(row["task"], row["model"], row["method"], None if rank is None else int(rank), row["precision"]),
+                key=key,
+                sweep_key=sweep_key,
+                lr=lr,
+                val_values=vals,
                 seed=None if _num(row.get("seed")) is None else int(float(row["seed"])),
                 status=status,
                 values={n: v for n in METRICS if (v := _num(row.get(n))) is not None},

@@ -177,7 +177,11 @@ def run_point(spec: RunSpec, run_dir: Path, world: World | None = None) -> dict[
             **({"forgetting": {k: v for k, v in reference.items() if k != "seconds"}} if reference else {}),
         },
         "flags": flags,
-        "curves": {"train_loss": stats.curve, **({"eval": stats.eval_curve} if stats.eval_curve else {})},
+        "curves": {
+            "train_loss": stats.curve,  # the task loss, for every method
+            **({"eval": stats.eval_curve} if stats.eval_curve else {}),
+            **({"regularisers": stats.regularisers} if stats.regularisers else {}),
+        },
         "predictions": result.predictions,
         "env": env,
     }
@@ -257,7 +261,9 @@ def train(
         after_step=lambda step: method.after_step(model, step),
         evaluate=periodic_eval,
         eval_every=spec.eval.every,
-        forward=chunked_ce_forward(model) if spec.train.loss == "chunked" else None,
+        # The task loss; a method's regularisers (AdaLoRA's) are added, and logged, by the loop.
+        forward=chunked_ce_forward(model) if spec.train.loss == "chunked" else method.task_forward(model),
+        regularisers=(lambda: method.regularisers(model)) if method.regularisers(model) else None,
         world=world,
     )
 

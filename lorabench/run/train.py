@@ -40,7 +40,9 @@ class TrainStats:
     timed_steps: int
     tokens: int
     samples: int
-    curve: list[list[float]] = field(default_factory=list)  # [step, loss, lr]
+    curve: list[list[float]] = field(default_factory=list)  # [step, task loss, lr]
+    # A method's regularisers (AdaLoRA's orth_reg), weighted, per logged step: {name: [[step, value], ...]}
+    regularisers: dict[str, list[list[float]]] = field(default_factory=dict)
     eval_curve: list[dict[str, float]] = field(default_factory=list)  # {"step": s, metric: value, ...}
     eval_s: float = 0.0  # periodic evaluation time, excluded from train_s and timed_s
     step_s: list[float] = field(default_factory=list)  # seconds per timed step (warm-up and eval excluded)
@@ -106,6 +108,7 @@ def train(
     evaluate: Callable[[], dict[str, float]] | None = None,
     eval_every: int | None = None,
     forward: Callable[[dict[str, Any]], torch.Tensor] | None = None,
+    regularisers: Callable[[], dict[str, torch.Tensor]] | None = None,
     world: Any = None,
 ) -> TrainStats:
     """Train ``model`` on ``rows`` per ``cfg``; returns timing, throughput and the loss curve.
@@ -114,7 +117,9 @@ def train(
     method's own bookkeeping, e.g. AdaLoRA's budget). ``evaluate()`` runs every
     ``eval_every`` steps and after the last one for a quality curve; its time is
     excluded from every training timer. ``forward(batch)``, when given, computes the loss
-    instead of ``model(**batch).loss`` (e.g. a chunked cross-entropy). ``world`` (a
+    instead of ``model(**batch).loss`` (e.g. a chunked cross-entropy); it is the task
+    loss. ``regularisers()`` gives a method's extra loss terms: they are optimised with the
+    task loss but logged apart, so ``curve`` is the task loss for every method. ``world`` (a
     ``distributed.World``) makes this one rank of several: its slice of each global
     batch, its loss weighted by its share of the batch's loss items, the logged loss
     and the token counts summed over the ranks.
@@ -141,8 +146,9 @@ def train(
     # `non_blocking` is a synchronous copy); on CPU the batch is used as it is.
     pin = ctx.device == "cuda"
     model.train()
-    pending: list[tuple[int, torch.Tensor, float]] = []
+    pending: list[tuple[int, torch.Tensor, float, dict[str, torch.Tensor]]] = []
     curve: list[list[float]] = []
+    reg_curve: dict[str, list[list[float]]] = {}
     tokens = samples = 0
     eval_curve: list[dict[str, float]] = []
     eval_s = 0.0
@@ -154,13 +160,18 @@ def train(
     def flush() -> None:
         # One .item() per logged step keeps host-device syncs off the hot path.
         if world is not None and pending:  # the global batch's loss: one all-reduce per flush
-            means = world.mean_over_ranks(torch.stack([t for _, t, _ in pending]))
-            pending[:] = [(s, means[i], lr) for i, (s, _, lr) in enumerate(pending)]
-        for step, loss_t, lr in pending:
+            means = world.mean_over_ranks(torch.stack([t for _, t, _, _ in pending]))
+            pending[:] = [(s, means[i], lr, regs) for i, (s, _, lr, regs) in enumerate(pending)]
+        for step, loss_t, lr, regs in pending:
             loss = float(loss_t)
             if not math.isfinite(loss):
                 raise Diverged(f"loss is {loss} at step {step}")
             curve.append([step, round(loss, 6), lr])
+            for name, value_t in regs.items():
+                value = float(value_t)
+                if not math.isfinite(value):
+                    raise Diverged(f"regulariser {name} is {value} at step {step}")
+                reg_curve.setdefault(name, []).append([step, round(value, 6)])
         if curve:
             progress.report(int(curve[-1][0]) + 1, n_steps, curve[-1][1])  # the driver's status line
         pending.clear()
@@ -172,6 +183,7 @@ def train(
             eval_s_at_timed = eval_s
             clock.start()
         step_loss = torch.zeros((), device=ctx.device)
+        step_regs: dict[str, torch.Tensor] = {}
         for _ in range(cfg.grad_accum):
             host = next(stream)
             if step >= warmup:
@@ -191,8 +203,11 @@ def train(
                 if world is not None:
                     loss = loss * share
                 loss = loss / cfg.grad_accum
-            scaler.scale(loss).backward()
+                regs = {k: v / cfg.grad_accum for k, v in (regularisers() if regularisers else {}).items()}
+            scaler.scale(loss + sum(regs.values()) if regs else loss).backward()
             step_loss += loss.detach()
+            for name, value in regs.items():
+                step_regs[name] = step_regs.get(name, 0) + value.detach()
         scaler.unscale_(opt)
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -203,7 +218,7 @@ def train(
         lr_now = sched.get_last_lr()[0]
         sched.step()
         opt.zero_grad(set_to_none=True)
-        pending.append((step, step_loss, lr_now))
+        pending.append((step, step_loss, lr_now, step_regs))
         if (step + 1) % cfg.log_every == 0 or step == n_steps - 1:
             flush()
         if step >= warmup:
@@ -234,6 +249,7 @@ def train(
         tokens=tokens,
         samples=samples,
         curve=curve,
+        regularisers=reg_curve,
         eval_curve=eval_curve,
         eval_s=eval_s,
         step_s=clock.seconds(),

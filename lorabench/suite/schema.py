@@ -183,6 +183,36 @@ class MatrixBlock:
     compile: tuple[bool, ...] | None = None
     attn_implementation: tuple[AttnImpl, ...] | None = None
     loss: tuple[LossKernel, ...] | None = None
+    # A learning-rate sweep axis for this block's methods (overrides `train.lr`; see `select`).
+    lr: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.lr is not None:
+            bad = [x for x in self.lr if not x > 0]
+            if bad or not self.lr or len(set(self.lr)) != len(self.lr):
+                raise ValueError(f"`lr` should be distinct rates > 0, got {list(self.lr)}")
+
+
+@dataclass(frozen=True)
+class SelectSettings:
+    """Model selection over a sweep: per point and task, the rate with the best mean validation ``metric``.
+
+    The metric's direction comes from the metric registry; it is read from each run's
+    ``val_metrics`` (so every task needs a validation split), never from test.
+    """
+
+    metric: str
+    over: tuple[Literal["lr"], ...] = ("lr",)
+
+    def __post_init__(self) -> None:
+        from lorabench.metrics import METRICS, quality_metrics
+
+        if self.metric not in quality_metrics():
+            known = ", ".join(quality_metrics())
+            hint = METRICS.unknown_message(self.metric) if self.metric not in METRICS else "a cost figure"
+            raise ValueError(f"`metric`: {self.metric!r} is not a validation metric ({hint}); one of: {known}")
+        if not self.over:
+            raise ValueError("`over` should name the swept axes, e.g. [lr]")
 
 
 @dataclass(frozen=True)
@@ -214,6 +244,7 @@ class Suite:
     quantization: QuantSettings
     execution: ExecutionSettings
     description: str = ""
+    select: SelectSettings | None = None
     # Line of each top-level key, so later validation (plan) can point into the file.
     lines: dict[str, int] = field(default_factory=dict)
 
@@ -232,6 +263,7 @@ TOP_KEYS = {
     "eval": "evaluation settings",
     "quantization": "bitsandbytes settings",
     "execution": "device, threads, timeout",
+    "select": "model selection over a learning-rate sweep: {metric: <validation metric>, over: [lr]}",
 }
 
 
@@ -390,6 +422,7 @@ def parse_schema(text: str, file: str, default_name: str = "suite") -> tuple[Sui
         eval=section(EvalSettings, "eval"),
         quantization=section(QuantSettings, "quantization"),
         execution=section(ExecutionSettings, "execution"),
+        select=section(SelectSettings, "select") if "select" in raw else None,
         description=description,
         lines={k: key_line(raw, k) or 1 for k in raw},
     )
@@ -400,6 +433,7 @@ def parse_schema(text: str, file: str, default_name: str = "suite") -> tuple[Sui
         "eval": EvalSettings(),
         "quantization": QuantSettings(),
         "execution": ExecutionSettings(),
+        "select": None,
     }
     broken = {k for k, v in suite_kwargs.items() if v is MISSING}
     for k in broken:

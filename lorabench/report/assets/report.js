@@ -115,7 +115,10 @@ function renderBoards() {
         // The primary metric and tokens/s show their seed band; other columns the mean (band on hover).
         if (!v) return el("td", { text: "-" });
         const full = c.key === primary || c.key === "tokens_per_s";
-        return el("td", { class: c.key === primary ? "primary" : null, text: full ? v.t : v.m, title: v.t });
+        // The band goes on its own line under the mean: the table keeps to the page's width.
+        const band = full && v.t.startsWith(v.m) ? v.t.slice(v.m.length).trim() : "";
+        return el("td", { class: c.key === primary ? "primary" : null, title: v.t }, v.m,
+          ...(band ? [el("span", { class: "band", text: band })] : []));
       });
       const cls = p.status !== "success" ? "failed" : p.flags.includes("did_not_learn") ? "dnl" : null;
       const tr = el("tr", { class: cls, "data-point": p.id, tabindex: "0" }, ...tds);
@@ -275,6 +278,14 @@ function openDrill(id) {
   if (p.flags.length) body.append(el("ul", {}, ...p.flags.map((f) => el("li", { text: `${f}: ${(D.flags[f] || {}).meaning || ""}` }))));
   const vals = Object.entries(p.values).map(([k, v]) => el("tr", {}, el("td", { class: "l", text: metricName(k) }), el("td", { text: v.t }), el("td", { class: "l", text: v.band })));
   body.append(el("div", { class: "wrap" }, el("table", {}, el("thead", {}, el("tr", {}, el("th", { class: "l", text: "figure" }), el("th", { text: "value" }), el("th", { class: "l", text: "band" }))), el("tbody", {}, ...vals))));
+  if (p.sweep) {
+    const sw = p.sweep;
+    body.append(el("h4", { text: `learning-rate sweep: chosen on validation ${sw.metric} (${sw.direction}), test ${sw.test_metric || "-"} reported` }));
+    const head = el("tr", {}, ...["lr", "seeds", `validation ${sw.metric}`, `test ${sw.test_metric || "-"}`, ""].map((t) => el("th", { class: "l", text: t })));
+    const rows = sw.rows.map((r) => el("tr", {}, ...[r.lr, r.seeds, r.val, r.test, r.note].map((t) => el("td", { class: "l", text: t }))));
+    body.append(el("div", { class: "wrap" }, el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows))));
+    sw.notes.forEach((n) => body.append(el("p", { text: n })));
+  }
   const chart = el("div", { id: "drill-chart", class: "chart" });
   body.append(chart);
   const traces = [];
@@ -290,7 +301,8 @@ function openDrill(id) {
       det.append(el("div", { class: "wrap" }, el("table", { class: "pred" }, el("thead", {}, el("tr", {}, ...cols.map((c) => el("th", { class: "l", text: c })))),
         el("tbody", {}, ...r.predictions.map((x) => el("tr", {}, ...cols.map((c) => el("td", { text: x[c] === undefined ? "" : x[c] }))))))));
     }
-    det.append(el("h4", { text: "metrics" }), kv(r.metrics));
+    det.append(el("h4", { text: "metrics (test split)" }), kv(r.metrics));
+    if (r.val_metrics) det.append(el("h4", { text: "val_metrics (validation split)" }), kv(r.val_metrics));
     det.append(el("h4", { text: "resolved configuration (spec)" }), kv(r.spec));
     det.append(el("h4", { text: "resolved by the run" }), kv(r.resolved));
     det.append(el("h4", { text: "environment" }), kv(r.env));
