@@ -346,6 +346,58 @@ register_metric(
 )
 
 
+def _to_target(key: str) -> Callable[[Profile], float | None]:
+    """A time-to-target figure from ``profile.time_to_target`` (lorabench.report.target); None unless reached."""
+
+    def source(profile: Profile) -> float | None:
+        ttt = profile.time_to_target
+        if not isinstance(ttt, dict) or ttt.get("reached") is not True:
+            return None
+        return ttt.get(key)
+
+    return source
+
+
+# Time-to-target (issue 18): training spent before the run's eval curve first reached its
+# task's target (warm-up included, evaluation excluded). Set when the report is built.
+register_metric(
+    "steps_to_target",
+    higher_is_better=False,
+    description="optimizer steps until the eval curve first reached the task's target",
+    kind="cost",
+    fmt=",.0f",
+    source=_to_target("steps"),
+)
+register_metric(
+    "tokens_to_target",
+    higher_is_better=False,
+    description="training tokens (warm-up included) until the eval curve first reached the task's target",
+    kind="cost",
+    fmt=",.0f",
+    source=_to_target("tokens"),
+)
+register_metric(
+    "seconds_to_target",
+    higher_is_better=False,
+    description="training seconds (evaluation excluded) until the eval curve first reached the task's target",
+    kind="cost",
+    fmt=",.1f",
+    unit="s",
+    source=_to_target("seconds"),
+    noise_rel=TIMING_NOISE,
+)
+register_metric(
+    "joules_to_target",
+    higher_is_better=False,
+    description="device energy (NVML on GPU, RAPL on CPU; whole device) until the eval curve first reached the target",
+    kind="cost",
+    fmt=",.0f",
+    unit="J",
+    source=_to_target("joules"),
+    noise_rel=TIMING_NOISE,
+)
+
+
 def quality_metrics() -> list[str]:
     return [n for n in METRICS if METRICS.get(n).kind == "quality"]
 

@@ -69,7 +69,7 @@ def _model_type(model: ModelSpec | None) -> str | None:
     return None  # a hub id: known only once its config is fetched, at run time
 
 
-def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> dict[str, Any] | None:
+def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> Any:
     from lorabench.tasks import TASK_PRESETS, TASK_TYPES
 
     raw = suite.tasks.get(name)
@@ -91,28 +91,7 @@ def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> 
         return None
     task_cls = TASK_TYPES.get(ttype)
     opts = build(task_cls.Options, raw, col, where, line)
-    if opts is MISSING:
-        return None
-    from lorabench.data.sources import wire_source
-
-    out = dataclasses.asdict(opts)
-    out["data"] = wire_source(out["data"])  # suites without validation keep their run ids
-    return task_wire(out)
-
-
-#: Task options added after run ids were in use: left out of a run's spec while unset, so a
-#: suite that does not use them keeps its run ids and its records stay as they were.
-TASK_KEYS_OMITTED_UNSET = ("forgetting",)
-
-
-def task_wire(options: dict[str, Any]) -> dict[str, Any]:
-    """A task's options as a run spec holds them (unset late-added keys left out)."""
-    from lorabench.data.sources import wire_source
-
-    out = {k: v for k, v in options.items() if not (k in TASK_KEYS_OMITTED_UNSET and v is None)}
-    if out.get("forgetting"):
-        out["forgetting"] = {**out["forgetting"], "data": wire_source(out["forgetting"]["data"])}
-    return out
+    return None if opts is MISSING else opts
 
 
 def _method_options(method: str, suite: Suite, col: Collector, cache: dict[str, Any]) -> Any:
@@ -250,13 +229,13 @@ def _check_select(suite: Suite, specs: dict[str, RunSpec], col: Collector) -> No
         if spec.task in seen:
             continue
         seen.add(spec.task)
-        if not has_val(spec.task_options["data"]):
+        if not has_val(spec.task_options.data):
             col.error(
                 line,
                 f"select: task {spec.task!r} has no validation split; selection never reads test. Add "
                 "`val_fraction` or `val_file` to its data",
             )
-        metrics = TASK_TYPES.get(spec.task_options["type"]).metrics
+        metrics = TASK_TYPES.get(spec.task_options.type).metrics
         if sel.metric not in metrics:
             col.error(line, f"select.metric: task {spec.task!r} reports {', '.join(metrics)}, not {sel.metric!r}")
 

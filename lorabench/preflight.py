@@ -85,9 +85,9 @@ def _check_data_paths(suite: Suite, specs: list[RunSpec], found: Found, env_requ
         if spec.task in seen:
             continue
         seen.add(spec.task)
-        source = spec.task_options["data"] or {}
+        source = spec.task_options.data
         for key in DATA_PATH_KEYS:
-            written = source.get(key)
+            written = getattr(source, key)  # the DataSource fields that name a file
             if not written:
                 continue
             line = _data_line(suite, spec.task, key)
@@ -106,7 +106,7 @@ def _check_data_paths(suite: Suite, specs: list[RunSpec], found: Found, env_requ
             elif not os.path.isfile(resolved):
                 cwd = "" if os.path.isabs(os.path.expanduser(written)) else f", relative to {os.getcwd()}"
                 found.issues.append(Issue(suite.file, line, f"{where}: data file not found: {shown}{cwd}"))
-            elif source.get("format", "auto") == "auto" and os.path.splitext(resolved)[1].lower() not in FILE_FORMATS:
+            elif source.format == "auto" and os.path.splitext(resolved)[1].lower() not in FILE_FORMATS:
                 found.issues.append(
                     Issue(
                         suite.file,
@@ -278,8 +278,8 @@ def position_limit(config: dict[str, Any] | None) -> tuple[int, str] | None:
     return None
 
 
-def _decoder_only(config: dict[str, Any], task_options: dict[str, Any]) -> bool:
-    arch = task_options["architecture"]  # summarization's option (the only caller's task)
+def _decoder_only(config: dict[str, Any], task_options: Any) -> bool:
+    arch = task_options.architecture  # summarization's option (the only caller's task)
     if arch != "auto":
         return arch == "causal-lm"
     return not (config.get("is_encoder_decoder") or config.get("model_type") in RELATIVE_POSITION_TYPES)
@@ -288,7 +288,7 @@ def _decoder_only(config: dict[str, Any], task_options: dict[str, Any]) -> bool:
 def needed_positions(spec: RunSpec, config: dict[str, Any]) -> list[tuple[str, int]]:
     """The parts of the longest sequence ``spec`` feeds the model, as (what, tokens)."""
     parts = [("train.max_seq_len", spec.train.max_seq_len)]
-    if spec.task_options["type"] == "summarization" and _decoder_only(config, spec.task_options):
+    if spec.task_options.type == "summarization" and _decoder_only(config, spec.task_options):
         parts.append(("eval.generation.max_new_tokens", spec.eval.generation.max_new_tokens))
     virtual = spec.method_cls.extra_positions(spec.method_options)
     if virtual > 0:

@@ -232,6 +232,11 @@ class Profile(RecordPart):
     estimate_bytes: dict[str, Any] | None = optional()  # accounting.estimate's answer for this run
     notes: list[str] = optional(list)  # why a figure is null, said in words
     forgetting_s: float | None = optional()  # scoring the forgetting reference, where the task names one
+    # Joules over training (eval excluded) and their source, or the reason there are none (run.energy).
+    energy: dict[str, Any] | None = optional()
+    # Set by the report (report.target), not the run: the cost until the eval curve first reached
+    # its task's target, with the target (the default one depends on every run of the task).
+    time_to_target: dict[str, Any] | None = optional()
     distributed: Distributed | None = optional(parse=Distributed.from_dict)  # only runs over several processes
     WHERE: ClassVar[str] = "profile"
 

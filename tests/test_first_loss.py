@@ -58,7 +58,7 @@ def first_logged_loss(spec: Any, tmp_path: Path) -> tuple[float, Any]:
     pipeline.seed_everything(spec.seed)
     from lorabench.tasks import TASK_TYPES
 
-    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
     method = spec.method_cls()
     ctx = pipeline.RunContext(device="cpu", amp_dtype=None, seed=spec.seed)
     model, tokenizer, info = pipeline.load_model(spec, task, "cpu")
@@ -75,7 +75,7 @@ def base_loss(spec: Any) -> float:
     from lorabench.run.train import batches
     from lorabench.tasks import TASK_TYPES
 
-    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
     model, tokenizer, _ = pipeline.load_model(spec, task, "cpu")
     data = pipeline.build_data(spec, task, tokenizer)
     batch = next(batches(data.train, spec.train.batch_size, spec.seed, lambda b: task.collate(b, tokenizer)))
@@ -128,7 +128,7 @@ def test_adalora_regulariser_is_logged_apart_and_still_optimised(specs: dict[str
     from lorabench.run.train import batches
     from lorabench.tasks import TASK_TYPES
 
-    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
     method = spec.method_cls()
     model, tokenizer, _ = pipeline.load_model(spec, task, "cpu")
     data = pipeline.build_data(spec, task, tokenizer)

@@ -101,7 +101,7 @@ def reload_and_evaluate(rec: dict[str, Any], run_dir: Path) -> dict[str, float]:
     spec = RunSpec.from_dict(rec["spec"])
     device = rec["resolved"]["device"]
     seed_everything(spec.seed)
-    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
     family = task.resolve_family(lambda: is_encoder_decoder(spec.model))
     base, tokenizer, info = load_model(
         spec.model, family, spec.precision, spec.quantization, device, task.model_kwargs()

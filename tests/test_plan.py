@@ -74,7 +74,7 @@ train: {steps: 3}
     (spec,) = specs(text)
     assert spec.rank == 8
     assert spec.method_options.dropout == 0.05
-    assert spec.task_options["type"] == "causal-lm"
+    assert spec.task_options.type == "causal-lm"
 
 
 # --- committed results keep their run_ids -------------------------------------------

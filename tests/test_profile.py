@@ -139,7 +139,7 @@ def _train_tiny(tiny_dir, **kw):
     """Train the tiny GPT-2 on 16 random rows of 16 tokens; ``kw``: train settings, then train()'s own."""
     rows = [{"input_ids": ids, "labels": list(ids)} for ids in torch.randint(1, 64, (16, 16)).tolist()]
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
-    extra = {k: kw.pop(k) for k in ("evaluate", "eval_every") if k in kw}
+    extra = {k: kw.pop(k) for k in ("evaluate", "eval_every", "energy") if k in kw}
     return train(
         model,
         CausalLM("t", {}),
@@ -256,3 +256,38 @@ def test_host_cpu_sees_another_process_and_this_one() -> None:
     assert others["other_cpu_share"] > 0.5 / cpus
     assert ours["own_cpu_share"] > 0.5 / cpus
     assert 0 <= ours["other_cpu_share"] <= 1 and others["loadavg_1m"] is not None
+
+
+class _FakeMeter:
+    """An energy counter that reads the given joules, one value per read (the first is the start)."""
+
+    def __init__(self, readings: list[float]) -> None:
+        self.readings = list(readings)
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        self.t0 = self.readings.pop(0)
+
+    def joules(self) -> float:
+        return self.readings.pop(0) - self.t0
+
+
+def test_eval_points_carry_the_training_cost_so_far_evaluation_excluded(tiny_dir) -> None:
+    """Time-to-target reads these: 4 rows x 16 tokens a step, warm-up steps counted; eval energy subtracted."""
+    # Counter reads: start 100; eval at step 2: before 105, after 107; eval at step 5: before 112, after 115; end 115.
+    meter = _FakeMeter([100, 105, 107, 112, 115, 115])
+    stats = _train_tiny(
+        tiny_dir,
+        steps=6,
+        warmup_steps=2,
+        batch_size=4,
+        evaluate=lambda: {"perplexity": 1.0},
+        eval_every=3,
+        energy=meter,
+    )
+    first, second = stats.eval_curve
+    assert (first["step"], first["train_tokens"], first["train_j"]) == (2, 3 * 64, 5.0)
+    assert (second["step"], second["train_tokens"], second["train_j"]) == (5, 6 * 64, 10.0)  # 12 J less 2 J of eval
+    assert 0 < first["train_s"] < second["train_s"] <= stats.train_s + 1e-6
+    assert stats.energy_j == pytest.approx(10.0)  # 15 J less the 5 J the two evaluations drew
+    assert stats.tokens == 4 * 64  # throughput still counts only the timed steps

@@ -29,6 +29,7 @@ from lorabench.report.leaderboard import leaderboard, runs_frame
 from lorabench.report.page import compare_rows as page_compare_rows
 from lorabench.report.page import page_data, render_page
 from lorabench.report.plots import Plot, make_plots
+from lorabench.report.target import load_target, target_notes, with_time_to_target
 
 #: lorabench's own plots in ``plots/``: the only PNGs a later report may delete.
 PLOT_MANIFEST = ".lorabench-plots.json"
@@ -190,6 +191,8 @@ def _build(
         keep = set(run_ids)
         others = [r for r in records if r.run_id not in keep]
         records = [r for r in records if r.run_id in keep]
+    # Time-to-target needs every run of a task (the default target is relative to the best).
+    records = with_time_to_target(records, load_target(out_dir))
     runs = runs_frame(records)
     (runs if raw_csv else csv_safe_frame(runs)).to_csv(stage / "runs.csv", index=False)
     from lorabench.report.select import load_select
@@ -197,7 +200,7 @@ def _build(
     select_metric = load_select(out_dir)
     num, board = leaderboard(records, select_metric)
     (num if raw_csv else csv_safe_frame(num)).to_csv(stage / "leaderboard.csv", index=False)
-    (stage / "leaderboard.md").write_text(board, encoding="utf-8")
+    (stage / "leaderboard.md").write_text(board + target_notes(records), encoding="utf-8")
     plots = make_plots(num, stage / "plots", records)
     compare_md = ""
     compare_rows: list[dict[str, Any]] | None = None

@@ -25,6 +25,14 @@ MEMORY = "peak_mem_train_mb"
 # Cost columns of every task table, after the task's own metrics.
 COST_COLUMNS = ("trainable_pct", "trainable_params", "total_params", MEMORY, "tokens_per_s", "train_s", "adapter_bytes")
 
+# Time-to-target columns (shown where some run has them) and their short headers.
+TARGET_COLUMNS = {
+    "steps_to_target": "steps",
+    "tokens_to_target": "tokens",
+    "seconds_to_target": "s",
+    "joules_to_target": "J",
+}
+
 
 def flag_meanings() -> dict[str, str]:
     return {**FLAG_MEANINGS, **REPORT_FLAGS}
@@ -154,6 +162,8 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
     has_mfu = any("mfu" in p.aggs for p in points)
     has_alpha = any(p.alpha != "-" for p in points)  # the resolved LoRA alpha (alpha_ratio x rank, ...)
     has_estimate = any("estimate_mb" in p.aggs for p in points) and sources != ["rss"]
+    # Time-to-target (lorabench.report.target): where some run of the task has an eval curve.
+    to_target = [n for n in TARGET_COLUMNS if any(n in p.aggs for p in points)]
     rows = []
     for i, p in enumerate(points):
         _task, model, method, rank, precision = p.key
@@ -183,6 +193,10 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
         row["step ms (spread)"] = step if spread is None or step == "-" else f"{step} ({spread:.0%})"
         row["train s"] = _cell("train_s", p, ci=False)
         row["adapter bytes"] = _cell("adapter_bytes", p, ci=False)
+        for name in to_target:
+            reached = sum(1 for r in p.ok if name in r.values)
+            cell = _cell(name, p, ci=False)
+            row[f"to target: {TARGET_COLUMNS[name]}"] = cell if reached == p.n else f"{cell} ({reached}/{p.n} reached)"
         row["pareto"] = "*" if i in front else ""
         for f in p.flags:
             if f not in flags_used:

@@ -48,6 +48,10 @@ TABLE_COSTS = (
     "mfu",
     "train_s",
     "adapter_bytes",
+    "steps_to_target",
+    "tokens_to_target",
+    "seconds_to_target",
+    "joules_to_target",
 )
 PREDICTIONS_PER_RUN = 3
 # Training-recipe fields shown in the configuration table (spec.train keys and labels).
@@ -187,6 +191,40 @@ def _curve(runs: list[dict[str, Any]], pick: Any) -> dict[str, list[Any]] | None
         lo.append(a)
         hi.append(b)
     return {"step": steps, "mean": mean, "lo": lo, "hi": hi}
+
+
+def _quality_cost(runs: list[Record], metric: str) -> dict[str, list[float]] | None:
+    """The eval curve against cost, mean over seeds at each step: {x-axis: values, "value": quality}.
+
+    x-axes are ``tokens`` and ``seconds`` (and ``joules`` where every seed measured them);
+    the report's time-to-quality chart plots ``value`` against the one chosen.
+    """
+    keys = {"tokens": "train_tokens", "seconds": "train_s", "joules": "train_j"}
+    at: dict[float, list[dict[str, Any]]] = {}
+    for r in runs:
+        for e in r.curves.get("eval") or []:
+            if isinstance(e.get(metric), (int, float)) and "train_tokens" in e:
+                at.setdefault(e["step"], []).append(e)
+    if not at:
+        return None
+    out: dict[str, list[float]] = {"value": [], **{k: [] for k in keys}}
+    for step in sorted(at):
+        pts = at[step]
+        out["value"].append(sum(p[metric] for p in pts) / len(pts))
+        for axis, key in keys.items():
+            vals = [p[key] for p in pts if isinstance(p.get(key), (int, float))]
+            out[axis].append(sum(vals) / len(vals) if len(vals) == len(pts) else None)  # type: ignore[arg-type]
+    return {k: v for k, v in out.items() if all(x is not None for x in v)}
+
+
+def _targets(records: list[Record]) -> dict[str, dict[str, Any]]:
+    """Per task, the time-to-target target the records were measured against (lorabench.report.target)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        ttt = rec.profile.time_to_target
+        if isinstance(ttt, dict) and rec.spec["task"] not in out:
+            out[rec.spec["task"]] = {k: ttt.get(k) for k in ("metric", "target", "rule")}
+    return out
 
 
 def _train_loss(r: Record) -> list[tuple[float, float]]:
@@ -379,6 +417,7 @@ def page_data(
                     )
                     if metrics
                     else None,
+                    "quality_cost": _quality_cost(ok, metrics[0]) if metrics else None,
                 }
             )
     created = sorted(r.created_at for r in records if r.created_at)
@@ -419,6 +458,7 @@ def page_data(
         "baseline": baseline,
         "others": [{"label": r.label, "run_id": r.run_id, "status": r.status} for r in others or []],
         "plots": [{"file": f"plots/{p.path.name}", "title": p.title} for p in plots or []],
+        "targets": _targets(records),
     }
 
 

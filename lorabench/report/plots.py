@@ -490,6 +490,67 @@ def learning_curves(records: list[Record], out: Path) -> list[Plot]:
     return plots
 
 
+def time_to_quality(records: list[Record], out: Path) -> list[Plot]:
+    """Per task: the eval curve against training tokens and seconds, one line per run, the target dotted.
+
+    Reads the cost each curve point recorded (``train_tokens``, ``train_s``) and the
+    target ``profile.time_to_target`` names (set by lorabench.report.target).
+    """
+    import matplotlib.pyplot as plt
+
+    from lorabench.report.results import run_from_record
+
+    def curve(r: Record) -> list[dict[str, Any]]:
+        return r.curves.get("eval") or []
+
+    ok = [r for r in records if r.ok and curve(r) and "train_tokens" in curve(r)[0]]
+    plots = []
+    for task in sorted({r.spec["task"] for r in ok}):
+        runs = sorted((r for r in ok if r.spec["task"] == task), key=_run_order)
+        metric = run_from_record(runs[0]).primary
+        runs = [r for r in runs if metric and metric in curve(r)[0]]
+        if not runs:
+            continue
+        seeds = len({r.spec["seed"] for r in runs})
+        target = next((r.profile.time_to_target for r in runs if r.profile.time_to_target), None)
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), squeeze=False)
+        styles = dict(zip([r.run_id for r in runs], series_styles(len(runs))))
+        for col, (key, label) in enumerate((("train_tokens", "training tokens"), ("train_s", "training seconds"))):
+            ax = axes[0][col]
+            for r in runs:
+                colour, ls = styles[r.run_id]
+                pts = [p for p in curve(r) if p.get(key) is not None]
+                ax.plot(
+                    [p[key] for p in pts],
+                    [p[metric] for p in pts],
+                    marker="o",
+                    ms=3,
+                    lw=1.3,
+                    color=colour,
+                    ls=ls,
+                    label=_curve_label(r, seeds),
+                )
+            if target and target.get("metric") == metric:
+                ax.axhline(target["target"], color="0.5", ls=":", lw=1)
+            ax.set(
+                xlabel=f"{label} (warm-up included, eval excluded)",
+                ylabel=f"{metric} ({METRICS.get(metric).direction})",
+            )
+        axes[0][0].set_title(f"{task}: quality against training cost")
+        axes[0][-1].legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        fig.tight_layout()
+        rule = f" Dotted: the target, {metric} {target['target']:.4g} ({target['rule']})." if target else ""
+        plots.append(
+            Plot(
+                _save(fig, out / f"time_to_quality_{_slug(task)}.png"),
+                f"{task}: time to quality",
+                f"The periodic-evaluation {metric} of every successful run against the training tokens (left) and "
+                f"seconds (right) spent to reach it.{rule} Where a line first crosses the target is its time to target.",
+            )
+        )
+    return plots
+
+
 def make_plots(num: pd.DataFrame, out: Path, records: list[Record] | None = None) -> list[Plot]:
     """Every plot the data supports (an empty series is never drawn)."""
     if num.empty:
@@ -503,4 +564,5 @@ def make_plots(num: pd.DataFrame, out: Path, records: list[Record] | None = None
         *rank_sweep(num, out),
         *throughput(records, out, num),
         *learning_curves(records, out),
+        *time_to_quality(records, out),
     ]

@@ -33,6 +33,7 @@ from lorabench.preflight import positions_error
 from lorabench.provenance import run_environment
 from lorabench.record_data import Distributed, PhaseMemory, Profile, RankMemory
 from lorabench.run.distributed import World, merge_memory, whole_state
+from lorabench.run.energy import EnergyMeter
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, dir_bytes
 from lorabench.run.train import TrainStats, check_finite, total_steps
@@ -92,9 +93,9 @@ def run_point(spec: RunSpec, run_dir: Path, world: World | None = None) -> dict[
     device = resolve_device(spec.execution.device)
     seed_everything(spec.seed)
     monitor = MemoryMonitor(device, spec.execution.memory_sample_s)
-    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
     method = spec.method_cls()
-    has_val = data_has_val(spec.task_options["data"])
+    has_val = data_has_val(spec.task_options.data)
     ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=spec.seed)
     try:
         with monitor.track() as load:
@@ -107,7 +108,8 @@ def run_point(spec: RunSpec, run_dir: Path, world: World | None = None) -> dict[
             trained = world.wrap(model) if world is not None else model
         with monitor.track() as training:
             host = HostCPU()
-            stats = train(spec, task, method, model, tokenizer, data, ctx, trained, world)
+            meter = EnergyMeter(device)
+            stats = train(spec, task, method, model, tokenizer, data, ctx, meter, trained, world)
         host_train = host.finish()
         with monitor.track() as evaluation:
             result, eval_s = evaluate(spec, task, model, tokenizer, data, ctx)
@@ -130,7 +132,7 @@ def run_point(spec: RunSpec, run_dir: Path, world: World | None = None) -> dict[
         merged = merge_memory([{k: m.to_dict() for k, m in r.memory_mb.items()} for r in ranks.per_rank])
         memory_mb = {phase: PhaseMemory.from_dict(m) for phase, m in merged.items()}
     perf, perf_notes = _performance(model, spec, mctx, task, info, stats, device, ctx, env)
-    flags, sanity = compute_flags(spec.task_options["type"], stats.curve, result.predictions)
+    flags, sanity = compute_flags(spec.task_options.type, stats.curve, result.predictions)
     profile = Profile(
         trainable_params=trainable,
         total_params=total,
@@ -153,6 +155,7 @@ def run_point(spec: RunSpec, run_dir: Path, world: World | None = None) -> dict[
         memory_mb=memory_mb,
         **({"distributed": ranks} if ranks is not None else {}),
         host_cpu_train=host_train,
+        energy=meter.describe(stats.energy_j),
         **perf,
         notes=monitor.notes + perf_notes,
         **({"forgetting_s": reference["seconds"]} if reference is not None else {}),
@@ -235,6 +238,7 @@ def train(
     tokenizer: Any,
     data: TaskData,
     ctx: RunContext,
+    energy: EnergyMeter | None = None,
     trained: Any = None,
     world: World | None = None,
 ) -> TrainStats:
@@ -264,6 +268,7 @@ def train(
         # The task loss; a method's regularisers (AdaLoRA's) are added, and logged, by the loop.
         forward=chunked_ce_forward(model) if spec.train.loss == "chunked" else method.task_forward(model),
         regularisers=(lambda: method.regularisers(model)) if method.regularisers(model) else None,
+        energy=energy,
         world=world,
     )
 
@@ -286,11 +291,11 @@ def forgetting_base(
     Measured before the method touches the model, so it is the base as loaded (at the
     run's precision: a quantised run is compared with its quantised base).
     """
-    options = spec.task_options.get("forgetting")  # left out of the spec when the suite sets none
+    options = forgetting.reference_of(spec.task_options)
     if options is None:
         return None
     name = forgetting.measure_name(task.family)
-    where = describe(options["data"], "eval")
+    where = describe(options.data, "eval")
     key = forgetting.base_key(spec, task.family, info.get("resolved_path"), tokenizer_fingerprint(tokenizer))
 
     def compute() -> float:
@@ -307,7 +312,8 @@ def forgetting_after(
     spec: RunSpec, task: Task, model: Any, tokenizer: Any, ctx: RunContext, reference: dict[str, Any]
 ) -> dict[str, Any]:
     """``reference`` completed with the fine-tuned model's score and the change (positive: forgot)."""
-    options = spec.task_options["forgetting"]
+    options = forgetting.reference_of(spec.task_options)
+    assert options is not None  # forgetting_base found one
     with Stopwatch(ctx.sync) as sw:
         after = forgetting.measure(
             model, tokenizer, task.family, options, spec.task, spec.train.max_seq_len, spec.eval, ctx

@@ -46,6 +46,7 @@ class TrainStats:
     eval_curve: list[dict[str, float]] = field(default_factory=list)  # {"step": s, metric: value, ...}
     eval_s: float = 0.0  # periodic evaluation time, excluded from train_s and timed_s
     step_s: list[float] = field(default_factory=list)  # seconds per timed step (warm-up and eval excluded)
+    energy_j: float | None = None  # joules over training, periodic evaluation excluded (None: no counter)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -109,6 +110,7 @@ def train(
     eval_every: int | None = None,
     forward: Callable[[dict[str, Any]], torch.Tensor] | None = None,
     regularisers: Callable[[], dict[str, torch.Tensor]] | None = None,
+    energy: Any = None,
     world: Any = None,
 ) -> TrainStats:
     """Train ``model`` on ``rows`` per ``cfg``; returns timing, throughput and the loss curve.
@@ -123,6 +125,11 @@ def train(
     ``distributed.World``) makes this one rank of several: its slice of each global
     batch, its loss weighted by its share of the batch's loss items, the logged loss
     and the token counts summed over the ranks.
+
+    Each periodic evaluation point also records what training had cost up to it, warm-up
+    included and evaluation excluded: ``train_tokens``, ``train_s`` and, with an
+    ``energy`` meter (:class:`lorabench.run.energy.EnergyMeter`) that has a source,
+    ``train_j``. Time-to-target reads these.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -150,10 +157,14 @@ def train(
     curve: list[list[float]] = []
     reg_curve: dict[str, list[list[float]]] = {}
     tokens = samples = 0
+    all_tokens = 0  # warm-up included: the cost of reaching a quality counts every step
+    eval_j = 0.0
     eval_curve: list[dict[str, float]] = []
     eval_s = 0.0
     eval_s_at_timed = 0.0
     clock = StepClock(ctx.device)
+    if energy is not None:
+        energy.start()
     t0 = time.perf_counter()
     t_timed = t0
 
@@ -186,10 +197,12 @@ def train(
         step_regs: dict[str, torch.Tensor] = {}
         for _ in range(cfg.grad_accum):
             host = next(stream)
+            n_tok = task.count_tokens(host)
+            all_tokens += n_tok
             if step >= warmup:
                 # Counted on the host copy: on the device, int(mask.sum()) would be a
                 # CPU-GPU sync every micro-step, stalling the queue while we collate.
-                tokens += task.count_tokens(host)
+                tokens += n_tok
                 samples += int(host["input_ids"].shape[0])
             if world is not None:
                 # The ranks average gradients; weighting each rank's mean loss by its share of
@@ -228,15 +241,24 @@ def train(
         if evaluate is not None and eval_every and ((step + 1) % eval_every == 0 or step == n_steps - 1):
             ctx.sync()
             t_eval = time.perf_counter()
+            joules = energy.joules() if energy is not None else None
+            seen = all_tokens if world is None else int(world.all_sum([float(all_tokens)])[0])  # every rank's
+            cost: dict[str, float] = {"train_tokens": seen, "train_s": round(t_eval - t0 - eval_s, 6)}
+            if joules is not None:
+                cost["train_j"] = round(joules - eval_j, 3)
             model.eval()
-            eval_curve.append({"step": step, **evaluate()})
+            eval_curve.append({"step": step, **evaluate(), **cost})
             model.train()
             ctx.sync()
             eval_s += time.perf_counter() - t_eval
+            if joules is not None:
+                after = energy.joules()
+                eval_j += (after - joules) if after is not None else 0.0
             if step >= warmup:
                 clock.start()  # the evaluation is not part of the next step
     ctx.sync()
     t_end = time.perf_counter()
+    total_j = energy.joules() if energy is not None else None
     flush()
     timed_steps = n_steps - warmup
     if world is not None:  # throughput is the whole run's: every rank's tokens in rank 0's timed stretch
@@ -253,4 +275,5 @@ def train(
         eval_curve=eval_curve,
         eval_s=eval_s,
         step_s=clock.seconds(),
+        energy_j=None if total_j is None else total_j - eval_j,
     )

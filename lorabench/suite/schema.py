@@ -203,6 +203,9 @@ class SelectSettings:
 
     metric: str
     over: tuple[Literal["lr"], ...] = ("lr",)
+    # The quality every run's eval curve is timed to (time-to-target, lorabench.report.target), on
+    # `metric`; null: within 5% of the best run's final value, per task.
+    target: float | None = None
 
     def __post_init__(self) -> None:
         from lorabench.metrics import METRICS, quality_metrics

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from lorabench.suite.typed import check_fields
+from lorabench.data.sources import wire_source
 
 if TYPE_CHECKING:
     from lorabench.suite.schema import EvalSettings
@@ -55,9 +55,9 @@ class Task:
     primary_metric: ClassVar[str]
     Options: ClassVar[type]
 
-    def __init__(self, task_name: str, options: dict[str, Any]) -> None:
+    def __init__(self, task_name: str, options: Any) -> None:
         self.task_name = task_name
-        self.options = options
+        self.options = options  # the task type's ``Options`` dataclass, as the run spec holds it
 
     def resolve_family(self, encoder_decoder: Callable[[], bool]) -> str:
         """The model family this task runs with; ``encoder_decoder()`` asks the model's config, if needed."""
@@ -90,11 +90,23 @@ class Task:
         raise NotImplementedError
 
 
-def check_counts(n_train: int | None, n_eval: int | None) -> None:
-    """Shared option check (in ``Options.__post_init__``): ``n_train``/``n_eval`` are positive."""
-    check_fields(
-        SimpleNamespace(n_train=n_train, n_eval=n_eval), {"n_train": ">= 1", "n_eval": ">= 1"}
-    )  # null: all rows
+#: Task options added after run ids were in use: left out of a run's spec while unset, so a
+#: suite that does not use them keeps its run ids and its records stay as they were.
+TASK_KEYS_OMITTED_UNSET = ("forgetting",)
+
+
+def options_wire(options: Any) -> dict[str, Any]:
+    """A task's ``Options`` as a run spec's wire format holds them (``RunSpec.to_dict``, records, run_ids).
+
+    Keys added after run ids were in use are left out while unset or at their default
+    (:data:`TASK_KEYS_OMITTED_UNSET`, ``data.wire_source``), so older suites keep their run ids.
+    """
+    out = dataclasses.asdict(options)
+    out["data"] = wire_source(out["data"])  # suites without validation keep their run ids
+    out = {k: v for k, v in out.items() if not (k in TASK_KEYS_OMITTED_UNSET and v is None)}
+    if out.get("forgetting"):
+        out["forgetting"] = {**out["forgetting"], "data": wire_source(out["forgetting"]["data"])}
+    return out
 
 
 def pad_batch(rows: list[dict[str, Any]], pad_id: int, left: bool = False) -> dict[str, Any]:

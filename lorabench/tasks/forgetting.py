@@ -36,10 +36,11 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lorabench.data.sources import DataError, DataSource, describe, load_columns
 from lorabench.suite.typed import check_fields
+from lorabench.tasks.base import options_wire
 
 if TYPE_CHECKING:
     from lorabench.suite.schema import EvalSettings
@@ -61,8 +62,15 @@ class ForgettingOptions:
     n_eval: int | None = None  # null: every row of the eval split (200 for a synthetic source)
     data_seed: int = 0
 
+    RANGES: ClassVar[dict[str, str]] = {"n_eval": ">= 1"}
+
     def __post_init__(self) -> None:
-        check_fields(self, {"n_eval": ">= 1"})
+        check_fields(self, self.RANGES)
+
+
+def reference_of(options: Any) -> ForgettingOptions | None:
+    """A task's forgetting reference, or None: unset, or a task type without one (summarization)."""
+    return getattr(options, "forgetting", None)
 
 
 def measure_name(family: str) -> str:
@@ -103,30 +111,30 @@ def split_halves(texts: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def _texts(options: dict[str, Any], task: str) -> list[str]:
+def _texts(options: ForgettingOptions, task: str) -> list[str]:
     rows = load_columns(
-        options["data"],
+        options.data,
         "eval",
-        options["n_eval"],
-        options["data_seed"],
+        options.n_eval,
+        options.data_seed,
         task,
-        {"text": options["text_column"]},
+        {"text": options.text_column},
         ("text",),
     )
     texts = [r["text"] for r in rows if r["text"].strip()]
     if not texts:
-        raise DataError(f"task {task!r}: forgetting reference {describe(options['data'], 'eval')} has no text")
+        raise DataError(f"task {task!r}: forgetting reference {describe(options.data, 'eval')} has no text")
     return texts
 
 
 def _perplexity(
-    model: Any, tokenizer: Any, options: dict[str, Any], task: str, max_len: int, eval_cfg: EvalSettings, ctx: Any
+    model: Any, tokenizer: Any, options: ForgettingOptions, task: str, max_len: int, eval_cfg: EvalSettings, ctx: Any
 ) -> float:
     """The reference's perplexity, scored exactly as a causal-LM task scores its eval split."""
     from lorabench.tasks.base import TaskData
-    from lorabench.tasks.causal_lm import CausalLM, windows
+    from lorabench.tasks.causal_lm import CausalLM, CausalLMOptions, windows
 
-    lm = CausalLM(task, {"data": options["data"], "text_column": options["text_column"], "stride": None})
+    lm = CausalLM(task, CausalLMOptions(type="causal-lm", data=options.data, text_column=options.text_column))
     wins = windows(lm.stream(_texts(options, task), tokenizer), max_len, None)
     return lm.evaluate(model, tokenizer, TaskData(train=[], eval=wins), eval_cfg, ctx).metrics["perplexity"]
 
@@ -158,12 +166,12 @@ def _embed(model: Any, tokenizer: Any, texts: list[str], max_len: int, batch_siz
 
 
 def _pair_retrieval(
-    model: Any, tokenizer: Any, options: dict[str, Any], task: str, max_len: int, eval_cfg: EvalSettings, ctx: Any
+    model: Any, tokenizer: Any, options: ForgettingOptions, task: str, max_len: int, eval_cfg: EvalSettings, ctx: Any
 ) -> float:
     pairs = split_halves(_texts(options, task))
     if len(pairs) < 2:
         raise DataError(
-            f"task {task!r}: forgetting reference {describe(options['data'], 'eval')} has fewer than 2 texts of "
+            f"task {task!r}: forgetting reference {describe(options.data, 'eval')} has fewer than 2 texts of "
             "4 or more words; pair retrieval needs at least 2"
         )
     first = _embed(model, tokenizer, [a for a, _ in pairs], max_len, eval_cfg.batch_size, ctx)
@@ -175,7 +183,7 @@ def measure(
     model: Any,
     tokenizer: Any,
     family: str,
-    options: dict[str, Any],
+    options: ForgettingOptions,
     task: str,
     max_len: int,
     eval_cfg: EvalSettings,
@@ -229,7 +237,7 @@ def base_key(spec: Any, family: str, resolved_path: str | None, tokenizer_fp: st
             "precision": spec.precision,
             "quantization": spec.quantization if spec.precision not in ("fp32", "fp16", "bf16") else None,
             "family": family,
-            "reference": spec.task_options["forgetting"],
+            "reference": options_wire(spec.task_options)["forgetting"],
             "max_seq_len": spec.train.max_seq_len,
             "eval": [spec.eval.batch_size],
             "tokenizer": tokenizer_fp,

@@ -263,7 +263,26 @@ function curvesChart() {
   const q = taskPrimary(task);
   $("eval-chart").hidden = !evals.length;
   if (evals.length) Plotly.react("eval-chart", evals, layout({ height: 380, xaxis: { title: { text: "optimizer step" } }, yaxis: { title: { text: `eval ${q}` } } }), CONFIG);
+  ttqChart(task, pts, q);
   $("curves-how").textContent = `One line per grid point: the mean over its seeds; the shaded band is the 95% t interval with 3+ seeds, the min–max range with 2. Smoothing is an exponential moving average (0: none). Click a legend entry to hide it. Compare where curves end, not where they start; a flat curve did not learn.`;
+}
+
+// Time to quality: the eval curve against what training spent (tokens, seconds, joules), with the task's target.
+function ttqChart(task, pts, q) {
+  const axis = $("c-cost").value, labels = { tokens: "training tokens (warm-up included)", seconds: "training seconds (eval excluded)", joules: "device energy (J)" };
+  const traces = [];
+  pts.forEach((p, i) => {
+    const c = p.quality_cost;
+    if (!c || !c[axis]) return;
+    const colour = PALETTE[i % PALETTE.length], dash = DASHES[Math.floor(i / PALETTE.length) % DASHES.length];
+    traces.push({ type: "scatter", mode: "lines+markers", x: c[axis], y: c.value, name: shortLabel(p), line: { color: colour, dash, width: 2 }, marker: { size: 4 } });
+  });
+  const t = (D.targets || {})[task];
+  const shapes = t && t.metric === q ? [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: t.target, y1: t.target, line: { dash: "dot", color: "#888", width: 1 } }] : [];
+  $("ttq").hidden = !traces.length;
+  if (!traces.length) return;
+  Plotly.react("ttq-chart", traces, layout({ height: 380, shapes, xaxis: { title: { text: labels[axis] } }, yaxis: { title: { text: `eval ${q}` } } }), CONFIG);
+  $("ttq-how").textContent = t ? `Dotted line: the target, ${q} ${t.target.toPrecision(4)} (${t.rule}). A method's time to target is where its line first crosses it (the leaderboard's "to target" columns). Energy is shown only where the device has a counter (NVML, RAPL).` : "";
 }
 
 // ---------- drill-down ----------
@@ -344,6 +363,7 @@ function charts() {
   $("p-y").addEventListener("change", paretoChart);
   $("c-task").addEventListener("change", curvesChart);
   $("c-smooth").addEventListener("input", curvesChart);
+  $("c-cost").addEventListener("change", curvesChart);
   for (const id of ["summary-task", "p-task", "c-task"]) if (D.main_task) $(id).value = D.main_task;
   if (D.tasks.length) { summaryChart(); paretoAxes(); paretoChart(); curvesChart(); }
 }

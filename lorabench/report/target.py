@@ -1,0 +1,169 @@
+"""Time-to-target: what a run spent before its quality first reached a target.
+
+MLPerf's training benchmark reports time-to-quality for one fixed model; here every
+method of a task gets it, from its periodic-evaluation curve (``curves.eval``: the
+validation split when the task has one). Each curve point records what training had cost
+up to it (``train_tokens``, ``train_s``, and ``train_j`` where the device has an energy
+counter), warm-up included and evaluation excluded. The first point that reaches the
+target gives the run's ``steps``, ``tokens``, ``seconds`` and ``joules``.
+
+The target of a task is explicit (``select.target`` in the suite) or, by default,
+within 5% of the best run's final curve value on the task's primary metric:
+``0.95 x best`` where higher is better, ``best / 0.95`` where lower is better. The
+default depends on the other runs, so it is computed when the report is built, from the
+records; the result is attached to each record's ``profile.time_to_target`` as the
+report reads it (runs.csv, leaderboard, report.html). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lorabench.metrics import METRICS
+from lorabench.record_data import Profile, Record
+
+DEFAULT_SHARE = 0.95
+
+
+@dataclass(frozen=True)
+class Target:
+    """A task's quality target on one metric, and the rule that set it."""
+
+    metric: str
+    value: float
+    rule: str
+
+
+def reached(value: float, target: float, higher_is_better: bool) -> bool:
+    return value >= target if higher_is_better else value <= target
+
+
+def default_target(finals: list[float], higher_is_better: bool, share: float = DEFAULT_SHARE) -> float | None:
+    """Within ``1 - share`` of the best of ``finals``: ``share x best`` (higher better) or ``best / share``."""
+    finals = [v for v in finals if math.isfinite(v)]
+    if not finals:
+        return None
+    best = max(finals) if higher_is_better else min(finals)
+    return best * share if higher_is_better else best / share
+
+
+def time_to_target(curve: list[dict[str, Any]], target: Target) -> dict[str, Any]:
+    """The cost at the first curve point that reaches ``target``; ``reached: False`` if none does.
+
+    ``steps`` counts optimizer steps done (a point logged after step index 9 is 10 steps).
+    """
+    higher = METRICS.get(target.metric).higher_is_better
+    out: dict[str, Any] = {"metric": target.metric, "target": target.value, "rule": target.rule}
+    for point in curve:
+        value = point.get(target.metric)
+        if isinstance(value, (int, float)) and math.isfinite(value) and reached(value, target.value, higher):
+            out.update(reached=True, value=value, steps=int(point["step"]) + 1)
+            out["tokens"] = point.get("train_tokens")
+            out["seconds"] = point.get("train_s")
+            if point.get("train_j") is not None:
+                out["joules"] = point["train_j"]
+            return out
+    out["reached"] = False
+    return out
+
+
+def _primary(rec: Record) -> str | None:
+    from lorabench.report.results import run_from_record
+
+    return run_from_record(rec).primary
+
+
+def task_targets(records: list[Record], explicit: tuple[str, float] | None = None) -> dict[str, Target]:
+    """Per task: the explicit target (``(metric, value)``, the suite's ``select.target``) or the default one.
+
+    Only successful runs with an evaluation curve holding the primary metric count.
+    """
+    finals: dict[str, tuple[str, list[float]]] = {}
+    for rec in records:
+        curve = rec.curves.get("eval") or []
+        metric = _primary(rec)
+        if not rec.ok or not curve or metric is None or metric not in curve[-1]:
+            continue
+        task = rec.spec["task"]
+        finals.setdefault(task, (metric, []))[1].append(float(curve[-1][metric]))
+    out: dict[str, Target] = {}
+    for task, (metric, values) in finals.items():
+        if explicit is not None:
+            out[task] = Target(explicit[0], float(explicit[1]), "select.target")
+            continue
+        value = default_target(values, METRICS.get(metric).higher_is_better)
+        if value is not None:
+            rule = f"{DEFAULT_SHARE:.0%} of the best run's final {metric} ({'x 0.95' if METRICS.get(metric).higher_is_better else '/ 0.95'})"
+            out[task] = Target(metric, value, rule)
+    return out
+
+
+def with_time_to_target(records: list[Record], explicit: tuple[str, float] | None = None) -> list[Record]:
+    """Copies of ``records`` with ``profile.time_to_target`` set wherever the run has a curve and its task a target.
+
+    The records on disk are not changed: the default target depends on every run of the task.
+    """
+    targets = task_targets(records, explicit)
+    out = []
+    for rec in records:
+        curve = rec.curves.get("eval") or []
+        target = targets.get(rec.spec["task"])
+        if target is None or not curve or not rec.ok:
+            out.append(rec)
+            continue
+        # Through the wire form, so absent fields stay absent (dataclasses.replace would write them as null).
+        profile = Profile.from_dict({**rec.profile.to_dict(), "time_to_target": time_to_target(curve, target)})
+        out.append(Record.from_dict({**rec.to_dict(), "profile": profile.to_dict()}))
+    return out
+
+
+def load_target(out_dir: Path) -> tuple[str, float] | None:
+    """``(select.metric, select.target)`` of the suite last run into ``out_dir`` (its ``suite.yaml``), else None.
+
+    Read as :func:`lorabench.report.select.load_select` reads the metric: only these keys, and a
+    copy that cannot be read gives the default target, never a guess.
+    """
+    import yaml
+
+    path = Path(out_dir) / "suite.yaml"
+    if not path.is_file() or path.is_symlink():
+        return None
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    sel = raw.get("select") if isinstance(raw, dict) else None
+    if not isinstance(sel, dict):
+        return None
+    metric, value = sel.get("metric"), sel.get("target")
+    if not isinstance(metric, str) or metric not in METRICS or isinstance(value, bool):
+        return None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return metric, float(value)
+
+
+def target_notes(records: list[Record]) -> str:
+    """Markdown saying each task's time-to-target target (appended to leaderboard.md), or ''."""
+    seen: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        ttt = rec.profile.time_to_target
+        if isinstance(ttt, dict):
+            seen.setdefault(rec.spec["task"], ttt)
+    if not seen:
+        return ""
+    lines = ["", "## Time to target", ""]
+    for task, ttt in sorted(seen.items()):
+        m = METRICS.get(ttt["metric"])
+        sign = ">=" if m.higher_is_better else "<="
+        lines.append(f"- {task}: {ttt['metric']} {sign} {m.format(ttt['target'])} ({ttt['rule']}), on the eval curve")
+    lines += [
+        "",
+        "The to-target columns count training up to the first periodic evaluation that reached it (warm-up "
+        "included, evaluation excluded); `(k/n reached)` where some seeds never did.",
+        "",
+    ]
+    return "\n".join(lines)
