@@ -46,9 +46,10 @@ _HASHED_UNLESS_DEFAULT = (
 
 
 def _no_empty_lists(d: dict[str, Any]) -> dict[str, Any]:
-    """``d`` without keys holding ``[]``: an empty tuple on the wire (``data.clean``), which a suite
+    """``d`` without keys holding ``[]`` or ``()``: an empty tuple on the wire (``data.clean``; a tuple still
+    when the spec crossed by pickle, as to a forked run), which a suite
     may not write but which is its field's default."""
-    return {k: _no_empty_lists(v) if isinstance(v, dict) else v for k, v in d.items() if v != []}
+    return {k: _no_empty_lists(v) if isinstance(v, dict) else v for k, v in d.items() if v not in ([], ())}
 
 
 @dataclass(frozen=True)
