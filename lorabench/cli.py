@@ -7,6 +7,8 @@ with no traceback. ``--help``, ``validate`` and ``list`` never import torch.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -162,7 +164,6 @@ def _cmd_env(args: argparse.Namespace) -> int:
     Worth a look on a new machine before a suite: a preinstalled stack may differ from
     requirements.lock (an offline install lists the differences in the venv's lock-drift.txt).
     """
-    import json
 
     from lorabench.provenance import device_environment, static_environment
 
@@ -262,7 +263,6 @@ def _alpha_arg(text: str) -> float | str:
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
-    import json
 
     if args.own_process:  # a count on the meta device never builds a bitsandbytes layer
         from lorabench.accounting.slim import hide_bitsandbytes
@@ -312,7 +312,6 @@ def _estimate_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    import json
 
     if args.own_process and not (args.trace and args.precision in QUANTIZED):  # only a k-bit trace needs it
         from lorabench.accounting.slim import hide_bitsandbytes
@@ -435,7 +434,6 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    import json
 
     from lorabench.accounting.fit import fit, gpu_memory, parse_memory, parse_methods, rows_json, table
 
@@ -610,7 +608,11 @@ def _add_executor_args(r: argparse.ArgumentParser) -> None:
         help="local GPU pool: comma-separated device ids (e.g. 0,1,2,3); one run per device at a time, "
         "each run sees only its device (CUDA_VISIBLE_DEVICES)",
     )
-    r.add_argument("--address", help="with --executor ray: the cluster (auto, ray://HOST:PORT); default: a local Ray")
+    r.add_argument(
+        "--address",
+        help="with --executor ray: an existing cluster, HEAD:PORT of its `ray start --head --port`, or auto "
+        "(the one `ray start` last started here); default: a local Ray started and stopped by lorabench",
+    )
 
 
 def _add_compare_parsers(sub: argparse._SubParsersAction) -> None:
@@ -660,8 +662,6 @@ def main(argv: list[str] | None = None) -> int:
         print("\nlorabench: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # stdout closed early (`lorabench ... | head`): nothing left to tell
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 1
     except OSError as exc:  # a full disk, a read-only directory, a permission: one line, not a traceback

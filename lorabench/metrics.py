@@ -17,6 +17,7 @@ side uses this too.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -174,7 +175,6 @@ def step_time_median(profile: Profile) -> float | None:
     steps = profile.step_s or []
     if not steps:
         return None
-    import statistics
 
     return statistics.median(steps)
 
@@ -201,7 +201,6 @@ def step_time_spread(profile: Profile) -> float | None:
     steps = sorted(profile.step_s or [])
     if len(steps) < 4:
         return None
-    import statistics
 
     q1, _, q3 = statistics.quantiles(steps, n=4)
     med = statistics.median(steps)

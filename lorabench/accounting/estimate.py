@@ -57,6 +57,10 @@ FSDP2 keeps gathered through the step, are not modelled).
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -345,9 +349,6 @@ def inventory(net: Any, base_ids: set[int], quant_ids: dict[int, int], norms_tra
 
 def _config_dir(model: str) -> str:
     """A directory holding ``config.json`` for MODEL: builtin:NAME, config:NAME, packaged:NAME, a directory or a config file."""
-    import os
-    import shutil
-    import tempfile
 
     ref = ModelRef.parse(model)
     if ref.kind is ModelKind.BUILTIN:
@@ -392,8 +393,6 @@ def estimate_model(
     strategy: str = "ddp",
 ) -> Estimate:
     """Build MODEL on the meta device, apply the method as a run would, and :func:`estimate`."""
-    import json
-    import os
 
     import torch
 

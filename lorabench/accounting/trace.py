@@ -35,8 +35,12 @@ batches (the trace's batches are full length).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import functools
+import logging
 import re
+import warnings
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -368,7 +372,6 @@ class CudaAutocastPolicy(torch.overrides.TorchFunctionMode):
 
     def follow_checkpointing(self, model: torch.nn.Module) -> None:
         """Have every checkpointed layer's recompute run under this policy (``context_fn``)."""
-        import functools
 
         for mod in model.modules():
             fn = getattr(mod, "_gradient_checkpointing_func", None)
@@ -876,11 +879,9 @@ def trace_model(
         device=device,
     )
     auto = getattr(transformers, AUTO_CLASSES[family])
-    import warnings
 
     depth = _layers(config)
     extrapolated = layers is None and depth is not None and depth > EXTRAPOLATE_ABOVE
-    import logging
 
     verbosity = transformers.utils.logging.get_verbosity()
     transformers.utils.logging.set_verbosity_error()  # config chatter, once per traced model
@@ -967,7 +968,6 @@ def _layers(config: Any) -> int | None:
 
 
 def _with_layers(config: Any, k: int | None) -> Any:
-    import copy
 
     if k is None or k == _layers(config):
         return config

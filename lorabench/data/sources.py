@@ -15,8 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from lorabench.data.dialogues import dialogues
 from lorabench.data.files import load_file
+from lorabench.data.grammar import documents
 from lorabench.data.rows import DataError, Rows
+from lorabench.data.sentiment import reviews
 from lorabench.registry import Registry
 from lorabench.suite.typed import check_fields
 
@@ -273,7 +276,6 @@ def _load_hub(source: DataSource, split: str, task: str) -> Rows:
 
 def _grammar(kind: str) -> Callable[[str, int, int], Rows]:
     def generate(split: str, n: int, seed: int) -> Rows:
-        from lorabench.data.grammar import documents
 
         return [{"text": t} for t in documents(kind, n, seed)]
 
@@ -281,13 +283,11 @@ def _grammar(kind: str) -> Callable[[str, int, int], Rows]:
 
 
 def _sentiment(split: str, n: int, seed: int) -> Rows:
-    from lorabench.data.sentiment import reviews
 
     return reviews(n, seed)
 
 
 def _dialogues(split: str, n: int, seed: int) -> Rows:
-    from lorabench.data.dialogues import dialogues
 
     return dialogues(n, seed)  # type: ignore[return-value]
 

@@ -12,12 +12,14 @@ import math
 from typing import Any
 
 import pandas as pd
+from tabulate import tabulate
 
 from lorabench.metrics import METRICS, Metric, peak_memory, record_values, step_time_spread
 from lorabench.record import flat_row
 from lorabench.record_data import Record
 from lorabench.report.escape import md_cell, md_text
 from lorabench.report.results import POINT, REPORT_FLAGS, Point, group, run_from_record, sort_points
+from lorabench.report.select import select, selection_markdown
 from lorabench.sanity import FLAG_MEANINGS
 from lorabench.stats import Agg
 
@@ -250,7 +252,6 @@ def numeric_frame(points: list[Point]) -> pd.DataFrame:
 
 def leaderboard_markdown(points: list[Point]) -> str:
     """One section per task: heading, table, how to read it, and the legend of its flags."""
-    from tabulate import tabulate
 
     if not points:
         return "_no runs_\n"
@@ -284,7 +285,6 @@ def leaderboard(records: list[dict[str, Any]], select_metric: str | None = None)
     one row: the rate chosen on that validation metric, with its test scores
     (:mod:`lorabench.report.select`); every rate's figures follow the tables.
     """
-    from lorabench.report.select import select, selection_markdown
 
     points = group([run_from_record(r) for r in records])
     if not select_metric:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import functools
 import gzip
+import html
 import itertools
 import json
+import re
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -32,6 +34,7 @@ from lorabench.report.leaderboard import (
     pareto_points,
 )
 from lorabench.report.results import Point, group, run_from_record
+from lorabench.report.select import select, sweep_rows
 from lorabench.stats import aggregate
 
 # Cost axes of the Pareto chart (the issue's list), in the order the selector offers them.
@@ -354,7 +357,6 @@ def page_data(
     With ``select_metric`` a learning-rate sweep is one point (the rate chosen on
     validation), and its drill-down lists every rate (:mod:`lorabench.report.select`).
     """
-    from lorabench.report.select import select, sweep_rows
 
     runs = [run_from_record(r) for r in records]
     points = group(runs)
@@ -493,8 +495,6 @@ def _finite(obj: Any) -> Any:
 
 def render_page(data: dict[str, Any]) -> str:
     """The page: template, styles, script, data and the compressed charting library in one file."""
-    import html
-    import re
 
     parts = {
         "TITLE": html.escape(f"lorabench: {data['suite']}"),

@@ -21,6 +21,7 @@ from lorabench.record import load_records, recipe_hash
 from lorabench.record_data import Profile, Record
 from lorabench.report.escape import csv_unneutralise
 from lorabench.stats import Agg, aggregate
+from lorabench.tasks import TASK_TYPES
 
 POINT = ("task", "model", "method", "rank", "precision")
 PointKey = tuple[str, str, str, "int | None", str]
@@ -142,7 +143,6 @@ class Point:
 
 def _task_info(rec: Record) -> tuple[str | None, tuple[str, ...]]:
     """(primary metric, the task's metrics in order) from the task type's declaration."""
-    from lorabench.tasks import TASK_TYPES
 
     ttype = (rec.spec.get("task_options") or {}).get("type")
     if ttype in TASK_TYPES:

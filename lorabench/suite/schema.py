@@ -7,11 +7,13 @@ model is loaded, and raises one :class:`SuiteError` listing every problem.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from lorabench.errors import Issue, SuiteError, UsageError
+from lorabench.metrics import METRICS, quality_metrics
 from lorabench.suite.typed import MISSING, Collector, FieldErrors, build, check_ranges, convert, key_line
 from lorabench.suite.yamlnodes import LDict, LList, decode, load_yaml
 from lorabench.vocab import Device, Precision
@@ -208,8 +210,6 @@ class SelectSettings:
     target: float | None = None
 
     def __post_init__(self) -> None:
-        from lorabench.metrics import METRICS, quality_metrics
-
         if self.metric not in quality_metrics():
             known = ", ".join(quality_metrics())
             hint = METRICS.unknown_message(self.metric) if self.metric not in METRICS else "a cost figure"
@@ -349,8 +349,6 @@ def parse_schema(text: str, file: str, default_name: str = "suite") -> tuple[Sui
         raise SuiteError([Issue(file, getattr(raw, "line", 1), "a suite must be a mapping of keys")])
     for key in raw:
         if key not in TOP_KEYS:
-            import difflib
-
             close = difflib.get_close_matches(key, TOP_KEYS, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             col.error(key_line(raw, key), f"unknown top-level key {key!r}{hint}; allowed: {', '.join(TOP_KEYS)}")

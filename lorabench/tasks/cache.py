@@ -24,7 +24,7 @@ from typing import Any
 import lorabench.data
 import lorabench.tasks
 from lorabench.data.sources import DataSource, expand_path
-from lorabench.models.builtin import cache_root
+from lorabench.paths import cache_root
 from lorabench.tasks.base import TaskData, options_wire
 
 CACHE_VERSION = 2  # 2: JSON entries (1 was pickle; those files are ignored, never read)

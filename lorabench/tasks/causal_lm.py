@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from lorabench.data.sources import DataError, DataSource, describe, has_val, load_columns
 from lorabench.suite.typed import check_fields
-from lorabench.tasks.base import EvalResult, Task, TaskData
-from lorabench.tasks.forgetting import ForgettingOptions
+from lorabench.tasks.base import EvalResult, ForgettingOptions, Task, TaskData
 
 if TYPE_CHECKING:
     from lorabench.suite.schema import EvalSettings

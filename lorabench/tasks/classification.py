@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from lorabench.data.batching import pad_batch
 from lorabench.data.sources import DataError, DataSource, describe, has_val, load_columns
 from lorabench.suite.typed import check_fields
-from lorabench.tasks.base import EvalResult, Task, TaskData, pad_batch
-from lorabench.tasks.forgetting import ForgettingOptions
+from lorabench.tasks.base import EvalResult, ForgettingOptions, Task, TaskData
 
 if TYPE_CHECKING:
     from lorabench.suite.schema import EvalSettings

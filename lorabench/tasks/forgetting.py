@@ -34,13 +34,15 @@ import hashlib
 import inspect
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from lorabench.data.sources import DataError, DataSource, describe, load_columns
-from lorabench.suite.typed import check_fields
-from lorabench.tasks.base import options_wire
+from lorabench.data.batching import pad_batch
+from lorabench.data.sources import DataError, describe, load_columns
+from lorabench.paths import cache_root
+from lorabench.tasks.base import ForgettingOptions, TaskData, options_wire
+from lorabench.tasks.cache import write_entry
+from lorabench.tasks.causal_lm import CausalLM, CausalLMOptions, windows
 
 if TYPE_CHECKING:
     from lorabench.suite.schema import EvalSettings
@@ -51,21 +53,6 @@ MEASURES: dict[str, tuple[str, bool]] = {
     "causal-lm": ("perplexity", False),
     "classification": ("pair_retrieval", True),
 }
-
-
-@dataclass(frozen=True)
-class ForgettingOptions:
-    """A task's reference evaluation: text the base model already handles well."""
-
-    data: DataSource
-    text_column: str = "text"
-    n_eval: int | None = None  # null: every row of the eval split (200 for a synthetic source)
-    data_seed: int = 0
-
-    RANGES: ClassVar[dict[str, str]] = {"n_eval": ">= 1"}
-
-    def __post_init__(self) -> None:
-        check_fields(self, self.RANGES)
 
 
 def reference_of(options: Any) -> ForgettingOptions | None:
@@ -131,9 +118,6 @@ def _perplexity(
     model: Any, tokenizer: Any, options: ForgettingOptions, task: str, max_len: int, eval_cfg: EvalSettings, ctx: Any
 ) -> float:
     """The reference's perplexity, scored exactly as a causal-LM task scores its eval split."""
-    from lorabench.tasks.base import TaskData
-    from lorabench.tasks.causal_lm import CausalLM, CausalLMOptions, windows
-
     lm = CausalLM(task, CausalLMOptions(type="causal-lm", data=options.data, text_column=options.text_column))
     wins = windows(lm.stream(_texts(options, task), tokenizer), max_len, None)
     return lm.evaluate(model, tokenizer, TaskData(train=[], eval=wins), eval_cfg, ctx).metrics["perplexity"]
@@ -142,8 +126,6 @@ def _perplexity(
 def _embed(model: Any, tokenizer: Any, texts: list[str], max_len: int, batch_size: int, ctx: Any) -> Any:
     """Mean-pooled last hidden state of each text (padding excluded)."""
     import torch
-
-    from lorabench.tasks.base import pad_batch
 
     ids = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
     out = []
@@ -208,10 +190,8 @@ def measure(
 
 
 def _code() -> str:
-    from lorabench.tasks import causal_lm
-
     h = hashlib.sha256()
-    for mod in (causal_lm, inspect.getmodule(measure)):
+    for mod in (inspect.getmodule(CausalLM), inspect.getmodule(measure)):
         h.update(Path(inspect.getfile(mod)).read_bytes())  # type: ignore[arg-type]
     return h.hexdigest()
 
@@ -250,8 +230,6 @@ def base_key(spec: Any, family: str, resolved_path: str | None, tokenizer_fp: st
 
 
 def cache_dir() -> Path:
-    from lorabench.models.builtin import cache_root
-
     return cache_root() / "forgetting"
 
 
@@ -277,8 +255,6 @@ def base_score(key: str, name: str, compute: Any, describe_ref: str) -> tuple[fl
     A lock file makes concurrent runs of one suite compute it once. A cache that cannot
     be written (read-only, full) costs time, never the run.
     """
-    from lorabench.tasks.cache import write_entry
-
     path = cache_dir() / f"{key}.json"
     cached = _read(path, name)
     if cached is not None:
