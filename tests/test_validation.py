@@ -640,6 +640,7 @@ LAZY_INTERNAL = {
     "lorabench.execute": "only the chosen executor is imported (Ray is optional)",
     "lorabench.execute.entry": "the run process imports the run stage after it starts, so import_s is measured",
     "lorabench.execute.ray": "runs in a Ray worker, which imports the run stage itself",
+    "lorabench.execute.ranks": "each rank imports the run stage after its own start-up, as a single run does",
     "lorabench.accounting.estimate": "models.loading imports torch: config-only estimates must not",
     "lorabench.accounting.params": "models.loading imports torch: config-only counts must not",
     "lorabench.accounting.trace": "the tracer's model building imports torch, on use",

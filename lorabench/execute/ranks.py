@@ -20,6 +20,7 @@ at its timeout, or with its driver, leaves no rank behind.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,6 @@ RANK_LOG = "log.rank{rank}.txt"
 def _die_with_parent() -> None:
     """SIGKILL this rank when the run process dies (Linux; a no-op elsewhere)."""
     try:
-        import ctypes
-
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -119,15 +118,15 @@ def run_ranks(
     spec_dict: dict[str, Any],
     run_dir: Path,
     device_slot: str | None,
-    started: Callable[[], Any] | None,
     start: Callable[..., dict[str, Any]],
     redirect: Callable[[Path], None],
-) -> dict[str, Any]:
-    """Run one spec as ``execution.processes`` ranks; returns rank 0's result, or the failing rank's error.
+) -> Iterator[dict[str, Any] | None]:
+    """Run one spec as ``execution.processes`` ranks: yields None once every rank has started,
+    then rank 0's result, or the failing rank's error.
 
-    ``started()`` is called once every rank has finished its own start-up. ``start`` and
-    ``redirect`` are the run process's own start-up and log redirection (``entry``), which
-    each rank repeats for itself.
+    ``start`` and ``redirect`` are the run process's own start-up and log redirection
+    (``entry``), which each rank repeats for itself. Closing the generator early (the
+    driver's start-up bound, an error) ends every rank.
     """
     import torch.multiprocessing as tmp
     from torch.distributed.elastic.utils.distributed import get_free_port
@@ -156,10 +155,11 @@ def run_ranks(
         writer.close()
     messages: dict[int, dict[str, Any]] = {}
     n_started = 0
+    all_started = False
     failure: BaseException | None = None
 
     def drain(timeout: float) -> None:
-        nonlocal n_started
+        nonlocal n_started, all_started
         for reader in mpc.wait(list(readers.values()), timeout):
             rank = next(r for r, c in readers.items() if c is reader)
             try:
@@ -169,14 +169,16 @@ def run_ranks(
                 continue
             if msg.get("started"):
                 n_started += 1
-                if n_started == n and started is not None:
-                    started()
+                all_started = n_started == n
             else:
                 messages[rank] = msg
 
     try:
         while True:
             drain(0.2)
+            if all_started:
+                all_started = False
+                yield None
             try:
                 if procs.join(timeout=0):
                     break
@@ -199,8 +201,9 @@ def run_ranks(
     if failure is None and 0 in messages and messages[0].get("status") == "success":
         result = messages[0]
         result.setdefault("env", {})["rank_pids"] = [p.pid for p in procs.processes]
-        return result
-    return _failure(messages, exitcodes, failure, run_dir)
+        yield result
+        return
+    yield _failure(messages, exitcodes, failure, run_dir)
 
 
 def _failure(

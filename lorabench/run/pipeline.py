@@ -12,6 +12,7 @@ Runs inside the isolated child process. It returns plain data (the profile as
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 from dataclasses import dataclass
@@ -398,8 +399,6 @@ def _performance(
 
 def _ranks_profile(world: World, memory_mb: dict[str, PhaseMemory], spec: RunSpec) -> Distributed:
     """``profile.distributed``: world size, strategy, backend and every rank's peak memory (MiB)."""
-    import os
-
     mine = {"rank": world.rank, "pid": os.getpid(), "memory_mb": {k: m.to_dict() for k, m in memory_mb.items()}}
     return Distributed(
         world_size=world.size,
