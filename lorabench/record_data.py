@@ -13,8 +13,9 @@ left out of ``to_dict()`` and reads as its empty value (None, ``{}`` or ``[]``).
 given explicitly, even as None, is written (``"mfu": null`` says "not computed"). So a
 record read and written again is byte-for-byte the same JSON.
 
-**Adding a field** (say ``profile.predicted_peak_bytes``) is one line in the class, at
-the end of its fields, with its type and a comment saying what it means::
+**Adding a field** (say ``profile.predicted_peak_bytes``) is one line in the class, with
+its type and a comment saying what it means, placed where it should sit in the JSON
+(declaration order is key order; the end is the usual place)::
 
     predicted_peak_bytes: int | None = optional()  # the estimator's peak, before the run
 

@@ -46,10 +46,13 @@ _HASHED_UNLESS_DEFAULT = (
 
 
 def _no_empty_lists(d: dict[str, Any]) -> dict[str, Any]:
-    """``d`` without keys holding ``[]`` or ``()``: an empty tuple on the wire (``data.clean``; a tuple still
-    when the spec crossed by pickle, as to a forked run), which a suite
-    may not write but which is its field's default."""
-    return {k: _no_empty_lists(v) if isinstance(v, dict) else v for k, v in d.items() if v not in ([], ())}
+    """``d`` without keys holding an empty list or tuple (``data.clean``: ``()`` from the planner,
+    ``[]`` once through JSON), which a suite may not write but which is its field's default."""
+    return {
+        k: _no_empty_lists(v) if isinstance(v, dict) else v
+        for k, v in d.items()
+        if not (isinstance(v, (list, tuple)) and len(v) == 0)
+    }
 
 
 @dataclass(frozen=True)

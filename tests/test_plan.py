@@ -137,8 +137,3 @@ def test_committed_suites_still_plan_their_committed_run_ids() -> None:
         planned = {s.run_id for s in expand(load_suite(SUITE_OF[name]))}
         assert ids <= planned, (name, sorted(ids - planned))
 
-
-def test_a_spec_rebuilds_from_its_wire_form_before_json_too() -> None:
-    """The executor hands ``to_dict()`` to the run by pickle, where an empty tuple stays a tuple."""
-    for spec in specs(BASE.format(name="a")):
-        assert RunSpec.from_dict(spec.to_dict()).run_id == spec.run_id
