@@ -136,4 +136,3 @@ def test_committed_suites_still_plan_their_committed_run_ids() -> None:
     for name, ids in by_suite.items():
         planned = {s.run_id for s in expand(load_suite(SUITE_OF[name]))}
         assert ids <= planned, (name, sorted(ids - planned))
-
