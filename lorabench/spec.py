@@ -37,6 +37,8 @@ _NOT_HASHED = ("timeout_s", "startup_timeout_s", "keep_adapter", "peak_tflops")
 # so existing results keep their run ids (and resume) when the schema grows.
 _HASHED_UNLESS_DEFAULT = (
     ("execution", "compile", False),
+    ("execution", "processes", 1),
+    ("execution", "strategy", "ddp"),
     ("train", "loss", "default"),
     ("model", "attn_implementation", None),
     ("method_options", "alpha_ratio", None),

@@ -139,9 +139,15 @@ class ExecutionSettings:
     compile: bool = False  # torch.compile the model before training
     # Peak dense TFLOP/s for MFU, overriding the built-in datasheet table (needed on CPU).
     peak_tflops: float | None = None
+    # One run as N ranks (torch.distributed): `ddp` replicates the model on each rank,
+    # `fsdp` (FSDP2's fully_shard) shards it. train.batch_size stays the global batch,
+    # split evenly across the ranks, so a point trains on the same data at any N.
+    processes: int = 1
+    strategy: Literal["ddp", "fsdp"] = "ddp"
 
     def __post_init__(self) -> None:
         rules = {
+            "processes": ">= 1",
             "threads": ">= 1",
             "timeout_s": "> 0",
             "startup_timeout_s": "> 0",
