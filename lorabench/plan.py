@@ -222,7 +222,7 @@ def _check_select(suite: Suite, specs: dict[str, RunSpec], col: Collector) -> No
     sel, line = suite.select, suite.lines.get("select")
     if sel is None:
         return
-    if not any(s.sweep for s in specs.values()):
+    if not any(s.sweep for s in specs.values()) and sel.target is None:  # a target alone times runs to it
         col.error(line, "select: nothing to select from: no method sweeps `lr` (give a list of rates)")
     seen: set[str] = set()
     for spec in specs.values():

@@ -214,3 +214,9 @@ def test_the_example_sweep_suite_plans_eight_runs_with_selection() -> None:
         ("full", 1e-4), ("full", 1e-3), ("lora", 1e-3), ("lora", 3e-3)
     ]  # fmt: skip
     assert len(specs) == 8 and all(s.sweep == ("lr",) for s in specs)
+
+
+def test_select_with_only_a_target_needs_no_sweep() -> None:
+    """`select.target` (time-to-target) is useful without a sweep; without either, select is a typo."""
+    specs = plan(lora_lr="1.0e-3", select="select: {metric: perplexity, target: 6.0}")
+    assert all(s.sweep == () for s in specs)
