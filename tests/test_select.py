@@ -201,3 +201,16 @@ execution: {threads: 1}
     assert (out / "leaderboard.md").read_text() == first  # recomputed from the records alike
     check = run_cli("check", "--baseline", str(out), "--current", str(out))
     assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+
+
+def test_the_example_sweep_suite_plans_eight_runs_with_selection() -> None:
+    from lorabench.suite.schema import read_suite
+
+    text, file, stem = read_suite(Path(__file__).resolve().parents[1] / "suites" / "examples" / "lr_sweep.yaml")
+    suite = parse_suite(text, file, stem)
+    specs = expand(suite)
+    assert suite.select is not None and suite.select.metric == "perplexity"
+    assert sorted({(s.method, s.train.lr) for s in specs}) == [
+        ("full", 1e-4), ("full", 1e-3), ("lora", 1e-3), ("lora", 3e-3)
+    ]  # fmt: skip
+    assert len(specs) == 8 and all(s.sweep == ("lr",) for s in specs)
