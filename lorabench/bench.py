@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lorabench import atomic
+from lorabench.errors import UsageError
 from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.plan import expand
 from lorabench.record import TRANSIENT_STATUSES, load_records, make_record, read_record, write_record
@@ -157,6 +158,13 @@ def _run_locked(
         ran += recorded
     own = executor is None and bool(todo)
     executor = make_executor() if own else executor
+    several = sorted({s.execution.processes for s in todo if s.execution.processes > 1})
+    if several and getattr(executor, "name", "local") == "ray":
+        # A Ray task is one worker with the resources it asked for; ranks forked inside it are untested.
+        raise UsageError(
+            f"execution.processes: {several[0]} runs with the local executor only; --executor ray runs one "
+            "process per run"
+        )
     if todo and hasattr(executor, "startup_timeout_s"):
         from lorabench.execute.base import startup_timeout_of
 

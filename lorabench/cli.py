@@ -347,7 +347,18 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     from lorabench.accounting.estimate import estimate_model
 
     kwargs = _estimate_kwargs(args)
-    result = estimate_model(args.model, args.method, args.precision, args.batch_size, args.seq_len, **kwargs)
+    if args.trace and args.processes > 1:
+        raise UsageError("--trace traces one process; give --processes 1 (the default) with it")
+    result = estimate_model(
+        args.model,
+        args.method,
+        args.precision,
+        args.batch_size,
+        args.seq_len,
+        processes=args.processes,
+        strategy=args.strategy,
+        **kwargs,
+    )
     traced, rows, flags = None, [], []
     if args.trace:
         from lorabench.accounting.trace import Untraceable, compare, trace_model
@@ -372,6 +383,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     print(
         f"{inp['model']}: {inp['method']}{rank} at {inp['precision']}, batch {inp['batch_size']} x seq {inp['seq_len']}, {inp['optimizer']}, "
         f"{inp['attn_implementation']}{', grad checkpointing' if inp['grad_checkpointing'] else ''}"
+        + (f", {inp['processes']} processes ({inp['strategy']}), per rank" if inp["processes"] > 1 else "")
     )
     print("analytic terms:")
     for key, value in result.breakdown.items():
@@ -432,6 +444,12 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
     es.add_argument("--compute-dtype", choices=FLOAT_PRECISIONS, help="k-bit compute dtype (default: bf16 on cuda)")
     es.add_argument(
         "--loss", default="default", choices=["default", "chunked", "liger"], help="the loss kernel (train.loss)"
+    )
+    es.add_argument(
+        "--processes", type=int, default=1, help="ranks of one run (execution.processes); the batch is the global one"
+    )
+    es.add_argument(
+        "--strategy", default="ddp", choices=["ddp", "fsdp"], help="with --processes > 1: ddp replicates, fsdp shards"
     )
     es.add_argument(
         "--trace",

@@ -16,12 +16,14 @@ from typing import Any
 
 from lorabench.errors import Issue, SuiteError, UsageError
 from lorabench.methods import METHODS, is_peft_entry
+from lorabench.methods.base import Method
 from lorabench.models import BUILTIN_MODELS
 from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.spec import ModelSpec, RunSpec
 from lorabench.suite.schema import ExecutionSettings, ModelDef, Suite, TrainSettings
 from lorabench.suite.typed import MISSING, Collector, build, convert, key_line
 from lorabench.suite.yamlnodes import LDict
+from lorabench.vocab import QUANTIZED
 
 
 def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) -> ModelSpec | None:
@@ -220,7 +222,7 @@ def _check_select(suite: Suite, specs: dict[str, RunSpec], col: Collector) -> No
     sel, line = suite.select, suite.lines.get("select")
     if sel is None:
         return
-    if not any(s.sweep for s in specs.values()):
+    if not any(s.sweep for s in specs.values()) and sel.target is None:  # a target alone times runs to it
         col.error(line, "select: nothing to select from: no method sweeps `lr` (give a list of rates)")
     seen: set[str] = set()
     for spec in specs.values():
@@ -327,6 +329,12 @@ def expand(suite: Suite) -> list[RunSpec]:
                         col.error(line, f"matrix: {method} at rank {rank}: peft refuses it: {refused}")
                     if refused:
                         continue
+                refused = _distributed_refusal(suite.execution, precision, train_cfg, method, cls)
+                if refused:
+                    if (refused, line) not in bad_combos:
+                        bad_combos.add((refused, line))
+                        col.error(line, refused)
+                    continue
                 swept = method_lrs(method, suite, col)
                 if swept is not None and block.lr is not None:
                     if (method, "lr", line) not in bad_combos:
@@ -404,6 +412,43 @@ def _optimised_variants(
             )
         )
     return out
+
+
+def _distributed_refusal(
+    execution: ExecutionSettings, precision: str, train: TrainSettings, method: str, cls: Any
+) -> str | None:
+    """Why this point cannot run as ``execution.processes`` ranks, or None.
+
+    FSDP shards every parameter as a flat tensor of one dtype; bitsandbytes' k-bit
+    weights are packed bytes (nf4/fp4 in uint8 unless ``bnb_4bit_quant_storage`` equals
+    the compute dtype, int8 with per-row scales beside them), which lorabench does not
+    load that way: refused here rather than failing inside the run.
+    """
+    n = execution.processes
+    if n == 1:
+        return None
+    if train.batch_size % n:
+        return (
+            f"train.batch_size ({train.batch_size}) is the global batch and must split evenly over "
+            f"execution.processes ({n})"
+        )
+    if train.loss == "chunked":
+        return (
+            "train.loss: chunked calls the model's backbone and head directly, past DDP's and FSDP's forward; "
+            f"use train.loss: default or liger with execution.processes ({n})"
+        )
+    if cls.task_forward is not Method.task_forward:
+        return (
+            f"{method} computes its loss past the model's own forward (and so past DDP's and FSDP's); "
+            f"it runs with execution.processes: 1 only"
+        )
+    if execution.strategy == "fsdp" and precision in QUANTIZED:
+        return (
+            f"{precision} under execution.strategy: fsdp is refused: FSDP shards parameters of one dtype, and "
+            "lorabench loads bitsandbytes' k-bit weights packed as bytes (quant_storage is not the compute "
+            "dtype); use strategy: ddp, or processes: 1"
+        )
+    return None
 
 
 def _matches(rule: Any, point: dict[str, Any]) -> bool:

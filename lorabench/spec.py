@@ -37,6 +37,8 @@ _NOT_HASHED = ("timeout_s", "startup_timeout_s", "keep_adapter", "peak_tflops", 
 # so existing results keep their run ids (and resume) when the schema grows.
 _HASHED_UNLESS_DEFAULT = (
     ("execution", "compile", False),
+    ("execution", "processes", 1),
+    ("execution", "strategy", "ddp"),
     ("train", "loss", "default"),
     ("model", "attn_implementation", None),
     ("method_options", "alpha_ratio", None),
@@ -44,9 +46,13 @@ _HASHED_UNLESS_DEFAULT = (
 
 
 def _no_empty_lists(d: dict[str, Any]) -> dict[str, Any]:
-    """``d`` without keys holding ``[]``: an empty tuple on the wire (``data.clean``), which a suite
-    may not write but which is its field's default."""
-    return {k: _no_empty_lists(v) if isinstance(v, dict) else v for k, v in d.items() if v != []}
+    """``d`` without keys holding an empty list or tuple (``data.clean``: ``()`` from the planner,
+    ``[]`` once through JSON), which a suite may not write but which is its field's default."""
+    return {
+        k: _no_empty_lists(v) if isinstance(v, dict) else v
+        for k, v in d.items()
+        if not (isinstance(v, (list, tuple)) and len(v) == 0)
+    }
 
 
 @dataclass(frozen=True)

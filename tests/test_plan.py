@@ -113,6 +113,8 @@ def test_a_committed_record_keeps_its_run_id_and_spec(path: Path) -> None:
             "attn_implementation",
             "alpha_ratio",
             "peak_tflops",
+            "processes",
+            "strategy",
             "startup_timeout_s",
         }, key
 

@@ -640,6 +640,7 @@ LAZY_INTERNAL = {
     "lorabench.execute": "only the chosen executor is imported (Ray is optional)",
     "lorabench.execute.entry": "the run process imports the run stage after it starts, so import_s is measured",
     "lorabench.execute.ray": "runs in a Ray worker, which imports the run stage itself",
+    "lorabench.execute.ranks": "each rank imports the run stage after its own start-up, as a single run does",
     "lorabench.accounting.estimate": "models.loading imports torch: config-only estimates must not",
     "lorabench.accounting.params": "models.loading imports torch: config-only counts must not",
     "lorabench.accounting.trace": "the tracer's model building imports torch, on use",
@@ -713,6 +714,26 @@ def test_no_get_with_a_default_on_a_run_spec() -> None:
             if isinstance(target, ast.Name) and target.id == "spec" and isinstance(node.func.value, ast.Attribute):
                 bad.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not bad, bad
+
+
+def test_runs_over_several_processes_are_checked_before_any_work() -> None:
+    base = GOOD.replace("steps: 5", "steps: 5\n  batch_size: 6")
+    several = base + "execution: {processes: 4, strategy: fsdp}\n"
+    (batch,) = issues_of(several)
+    assert "train.batch_size (6) is the global batch and must split evenly over execution.processes (4)" in batch
+    nf4 = base.replace("method: [lora]", "method: [lora]\n  precision: [nf4]")  # QLoRA
+    (refused,) = issues_of(nf4 + "execution: {processes: 2, strategy: fsdp}\n")
+    assert "nf4 under execution.strategy: fsdp is refused" in refused and "s.yaml:" in refused
+    assert "\n" not in refused
+    parse_suite(nf4 + "execution: {processes: 2, strategy: ddp}\n", "s.yaml")  # DDP replicates k-bit bases
+    (adalora,) = issues_of(base.replace("method: [lora]", "method: [adalora]") + "execution: {processes: 2}\n")
+    assert "adalora computes its loss past the model's own forward" in adalora
+    (chunked,) = issues_of(base + "  loss: chunked\nexecution: {processes: 2}\n")
+    assert "train.loss: chunked" in chunked
+    (zero,) = issues_of(base + "execution: {processes: 0}\n")
+    assert "`processes` should be >= 1, got 0" in zero
+    (strategy,) = issues_of(base + "execution: {strategy: zero}\n")
+    assert "execution.strategy: expected one of 'ddp', 'fsdp', got 'zero'" in strategy
 
 
 #: The run spec's typed parts, whichever name holds the spec: none is a dict.

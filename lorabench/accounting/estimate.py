@@ -52,6 +52,15 @@ V = vocabulary, L = layers, e = activation bytes, e_r = residual-stream bytes):
 Peak = weights + adapter + optimizer state + max(activations + logits (+ int8 buffers and
 held inputs), gradients + optimizer step): activations are freed during the backward pass
 as gradients appear.
+
+Over several processes (``execution.processes`` = N, the figure is per rank): the
+batch is the global batch, so each rank's activations and logits are those of
+batch/N rows. DDP replicates everything else (its gradient buckets are the gradients
+themselves, ``gradient_as_bucket_view``). FSDP divides weights, their k-bit upcast,
+adapter, gradients, optimizer state and its step by N, and adds ``fsdp_gathered_unit``:
+the whole parameters of the unit being computed, all-gathered for its forward or
+backward (one layer's share of the weights; the root's embeddings and head, which
+FSDP2 keeps gathered through the step, are not modelled).
 """
 
 from __future__ import annotations
@@ -227,8 +236,10 @@ def estimate(
     device: str = "cuda",
     loss: str = "default",
     dropout_features: int = 0,
+    processes: int = 1,
+    strategy: str = "ddp",
 ) -> Estimate:
-    """Every term of the module docstring, for one training configuration.
+    """Every term of the module docstring, for one training configuration (per rank over ``processes``).
 
     ``dropout_features``: the summed input width of the adapter layers with dropout (LoRA's
     ``lora_dropout``), over the whole model.
@@ -244,7 +255,9 @@ def estimate(
     base_total = inv.quant_numel + inv.other_base
     fp32_stream = e == 4 or (kbit and prepare_kbit) or inv.trainable_base * 2 > base_total
     e_r = 4 if fp32_stream else e
-    tokens = batch_size * seq_len
+    if processes < 1 or batch_size % processes:
+        raise UsageError(f"the batch ({batch_size}) must split evenly over {processes} processes")
+    tokens = batch_size // processes * seq_len  # each rank's share of the global batch
     trainable = inv.trainable_base + inv.adapter
     b: dict[str, int] = {}
     b.update(weight_bytes(inv, precision, compute_dtype, prepare_kbit, double_quant))
@@ -277,7 +290,13 @@ def estimate(
         b["int8_matmul_buffers"] = int8_buffer_bytes(shape, tokens)
         b["int8_held_inputs"] = int8_held_bytes(shape, tokens, e, e_io)
     b["cuda_context"] = CUDA_CONTEXT_BYTES if device == "cuda" else 0
+    if processes > 1 and strategy == "fsdp":
+        b["fsdp_gathered_unit"] = (b["weights"] + b.get("kbit_fp32_upcast", 0)) // max(1, shape.layers)
+        for key in ("weights", "kbit_fp32_upcast", "adapter", "gradients", "optimizer_state", "optimizer_step"):
+            if key in b:
+                b[key] = -(-b[key] // processes)  # each rank's shard (rounded up)
     static = b["weights"] + b.get("kbit_fp32_upcast", 0) + b["adapter"] + b["optimizer_state"]
+    static += b.get("fsdp_gathered_unit", 0)
     forward = acts + b["logits"] + b.get("int8_matmul_buffers", 0) + b.get("int8_held_inputs", 0)
     dynamic = max(forward, b["gradients"] + b["optimizer_step"])
     allocated = static + dynamic
@@ -293,6 +312,8 @@ def estimate(
             "optimizer": optimizer,
             "attn_implementation": attn,
             "loss": loss,
+            "processes": processes,
+            "strategy": strategy if processes > 1 else None,
             "compute_dtype": compute_dtype if kbit else None,
             "activation_bytes": e,
             "residual_bytes": e_r,
@@ -402,6 +423,8 @@ def estimate_model(
     task_type: str | None = None,
     method_opts: Any = None,
     loss: str = "default",
+    processes: int = 1,
+    strategy: str = "ddp",
 ) -> Estimate:
     """Build MODEL on the meta device, apply the method as a run would, and :func:`estimate`."""
 
@@ -484,6 +507,8 @@ def estimate_model(
         device=device,
         loss=loss,
         dropout_features=dropout_features,
+        processes=processes,
+        strategy=strategy,
     )
     result.inputs.update(model=model, method=method, rank=ctx.rank, task_type=task_type)
     result.notes.extend(notes)

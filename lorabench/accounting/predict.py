@@ -80,10 +80,13 @@ def predict_spec(
     )
     args = (spec.model.path, spec.method, spec.precision, spec.train.batch_size, spec.train.max_seq_len)
     notes: list[str] = []
+    processes = spec.execution.processes
     with _rng_kept():
         try:
             if not trace:
                 raise Untraceable(TRACE_SKIPPED.format(device=device))
+            if processes > 1:
+                raise Untraceable(f"not traced: the trace follows one process, this run is {processes} ranks")
             est = trace_model(*args, **kw, eval_batch_size=spec.eval.batch_size, max_grad_norm=spec.train.max_grad_norm)
         except Untraceable as exc:
             notes.append(f"memory prediction is analytic: {exc}")
@@ -92,7 +95,7 @@ def predict_spec(
         else:
             return Prediction(est.allocated_bytes, "trace", round(time.perf_counter() - t0, 3), notes)
         try:
-            est = estimate_model(*args, **kw)
+            est = estimate_model(*args, **kw, processes=processes, strategy=spec.execution.strategy)
         except Exception as exc:  # the analytic model covers transformers configs only
             notes.append(f"no memory prediction: {type(exc).__name__}: {exc}")
             return Prediction(None, None, round(time.perf_counter() - t0, 3), notes)

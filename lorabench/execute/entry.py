@@ -130,6 +130,31 @@ def run_stages(spec_dict: dict[str, Any], run_dir: str, device_slot: str | None 
     progress.set_run_dir(path)
     startup: dict[str, float | None] = {"import_s": None, "cuda_init_s": None}
     t0 = time.perf_counter()
+    if spec_dict["execution"]["processes"] > 1:
+        # This process is the ranks' parent (execute/ranks.py); each rank starts itself.
+        from lorabench.execute.ranks import run_ranks
+
+        ranks: dict[str, Any] | None = None
+        steps = run_ranks(spec_dict, path, device_slot, start_run, _redirect_output)
+        try:
+            for msg in steps:
+                if msg is None:  # every rank has started
+                    yield {STARTED: True}
+                else:
+                    ranks = msg
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as exc:  # the run's row; closing run_ranks ends every rank
+            steps.close()
+            traceback.print_exc()
+            ranks = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:4000]}
+        assert ranks is not None
+        ranks.setdefault("wall_s", time.perf_counter() - t0)
+        ranks.setdefault("env", {})["pid"] = os.getpid()
+        sys.stdout.flush()
+        yield ranks
+        return
     try:
         startup = start_run(spec_dict, device_slot)
         yield {STARTED: True}

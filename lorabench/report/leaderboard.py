@@ -156,7 +156,9 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
     primary = metrics[0] if metrics else None
     front = pareto_points(points, primary) if primary else set()
     sources = sorted({p.mem_source for p in points if p.mem_source})
-    mem_header = f"peak train MiB ({', '.join(sources) or '-'})"
+    # A run over several processes records each rank's peak; the column holds the largest rank's.
+    has_ranks = any(p.ranks not in ("1", "-") for p in points)
+    mem_header = f"peak train MiB{' per rank' if has_ranks else ''} ({', '.join(sources) or '-'})"
     flags_used: list[str] = []
     # Device-only figures get a column only where some run has them (null on CPU).
     has_mfu = any("mfu" in p.aggs for p in points)
@@ -175,6 +177,7 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
             "rank": "-" if rank is None else str(rank),
             "precision": precision,
             **({"α": p.alpha} if has_alpha else {}),
+            **({"processes": p.ranks} if has_ranks else {}),
             "n": f"{p.n}/{len(p.runs)}" if p.n != len(p.runs) else str(p.n),
             "status": p.status,
         }

@@ -139,6 +139,11 @@ class ExecutionSettings:
     compile: bool = False  # torch.compile the model before training
     # Peak dense TFLOP/s for MFU, overriding the built-in datasheet table (needed on CPU).
     peak_tflops: float | None = None
+    # One run as N ranks (torch.distributed): `ddp` replicates the model on each rank,
+    # `fsdp` (FSDP2's fully_shard) shards it. train.batch_size stays the global batch,
+    # split evenly across the ranks, so a point trains on the same data at any N.
+    processes: int = 1
+    strategy: Literal["ddp", "fsdp"] = "ddp"
     # The GPU's memory ("80GiB", "40960MiB" or a card name such as "A100-40GB"): before any
     # run starts, each point's traced peak is checked against it (lorabench.accounting.predict).
     gpu_memory: str | None = None
@@ -147,6 +152,7 @@ class ExecutionSettings:
 
     def __post_init__(self) -> None:
         rules = {
+            "processes": ">= 1",
             "threads": ">= 1",
             "timeout_s": "> 0",
             "startup_timeout_s": "> 0",
