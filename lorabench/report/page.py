@@ -415,6 +415,10 @@ def page_data(
                     "values": {n: v for n in metrics + costs if (v := _value(METRICS.get(n), p, n)) is not None},
                     "runs": [r.run_id for r in p.runs],
                     "sweep": sweep_rows(p.selection) if p.selection is not None else None,
+                    # The split curves.eval was measured on (resolved.splits): validation where the task has one.
+                    "eval_split": next(
+                        (s for r in ok if (s := (r.resolved.get("splits") or {}).get("curves.eval"))), "test"
+                    ),
                     "loss": _curve(ok, _train_loss),
                     "eval": _curve(
                         ok,
