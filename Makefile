@@ -5,18 +5,26 @@ VENV   ?= .venv
 SUITE  ?= smoke
 OUT    ?= results/$(SUITE)
 ARGS   ?=
-STAMP  := $(VENV)/.lorabench-installed
+# Optional extras, each from its own lock (requirements-NAME.lock): `make install EXTRAS=ray`.
+EXTRAS ?=
+comma  := ,
+empty  :=
+space  := $(empty) $(empty)
+EXTRAS_LIST := $(strip $(subst $(comma),$(space),$(EXTRAS)))
+BASE_STAMP  := $(VENV)/.lorabench-installed
+# One stamp per set of extras: `make install EXTRAS=ray` over a venv made without it still runs.
+STAMP  := $(BASE_STAMP)$(if $(EXTRAS_LIST),-$(subst $(space),-,$(EXTRAS_LIST)))
 # A directory of wheels for a machine with no package registry (`make install WHEELS=.whl`;
 # `make wheels` fills .whl/ on a machine that has one). Empty: install from the registry.
 WHEELS ?=
 # The committed smoke baseline that `make check` gates against (refresh: `make baseline`).
 BASELINE ?= results/baselines/smoke-cpu
 
-.PHONY: bench test lint validate benchmarks perf clean-results install lock lock-check baseline check compare report wheels test-drift example-fair
+.PHONY: bench test lint validate benchmarks perf clean-results install lock lock-extras lock-check baseline check compare report wheels test-drift example-fair
 
-$(STAMP): pyproject.toml scripts/bootstrap.sh requirements.lock
-	PYTHON=$(PYTHON) VENV=$(VENV) WHEELS=$(WHEELS) bash scripts/bootstrap.sh
-	@touch $@
+$(STAMP): pyproject.toml scripts/bootstrap.sh requirements.lock $(EXTRAS_LIST:%=requirements-%.lock)
+	PYTHON=$(PYTHON) VENV=$(VENV) WHEELS=$(WHEELS) EXTRAS="$(EXTRAS_LIST)" bash scripts/bootstrap.sh
+	@touch $@ $(BASE_STAMP)
 
 install: $(STAMP)
 
@@ -25,13 +33,18 @@ install: $(STAMP)
 wheels: $(STAMP)
 	PYTHON=$(VENV)/bin/python WHEELS=.whl bash scripts/collect_wheels.sh
 
-# Re-resolve every dependency from scratch into requirements.lock (deliberate; run the tests after).
+# Re-resolve every dependency from scratch into requirements.lock and each extra's
+# requirements-NAME.lock (deliberate; run the tests after). lock-extras: the extras only.
 lock:
 	PYTHON=$(PYTHON) bash scripts/lock.sh
 
-# Fail when .venv differs from requirements.lock (a package missing, extra or at another version).
+lock-extras: $(BASE_STAMP)
+	PYTHON=$(VENV)/bin/python bash scripts/lock.sh --extras-only
+
+# Fail when .venv differs from requirements.lock (a package missing, extra or at another version),
+# or from an extra's lock: all of EXTRAS' required, any other extra all or nothing.
 lock-check: $(STAMP)
-	$(VENV)/bin/python scripts/check_lock.py
+	$(VENV)/bin/python scripts/check_lock.py $(if $(EXTRAS_LIST),--extra $(subst $(space),$(comma),$(EXTRAS_LIST)))
 
 bench: $(STAMP)
 	$(VENV)/bin/lorabench run suites/$(SUITE).yaml --out $(OUT) --strict $(ARGS)

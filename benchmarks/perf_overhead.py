@@ -159,7 +159,7 @@ class _Collate:
         self.task, self.pad_id = task, pad_id
 
     def collate(self, rows: list[dict[str, Any]], _tokenizer: Any) -> dict[str, Any]:
-        from lorabench.tasks.base import pad_batch
+        from lorabench.data.batching import pad_batch
 
         return pad_batch(rows, self.pad_id)
 

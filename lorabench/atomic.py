@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,8 +104,6 @@ def signals_held() -> Iterator[None]:
 
     A held signal is delivered as soon as the block ends.
     """
-    import signal
-    import threading
 
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lorabench import atomic
+from lorabench.errors import UsageError
 from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.plan import expand
 from lorabench.record import TRANSIENT_STATUSES, load_records, make_record, read_record, write_record
@@ -152,8 +153,18 @@ def _run_locked(
     if unavailable:
         ran += _record_unavailable([s for s in todo if s.model.path in unavailable], unavailable, runs_dir)
         todo = [s for s in todo if s.model.path not in unavailable]
+    if any(s.execution.gpu_memory for s in todo):
+        recorded, todo = _plan_memory(todo, runs_dir)
+        ran += recorded
     own = executor is None and bool(todo)
     executor = make_executor() if own else executor
+    several = sorted({s.execution.processes for s in todo if s.execution.processes > 1})
+    if several and getattr(executor, "name", "local") == "ray":
+        # A Ray task is one worker with the resources it asked for; ranks forked inside it are untested.
+        raise UsageError(
+            f"execution.processes: {several[0]} runs with the local executor only; --executor ray runs one "
+            "process per run"
+        )
     if todo and hasattr(executor, "startup_timeout_s"):
         from lorabench.execute.base import startup_timeout_of
 
@@ -266,6 +277,47 @@ def _record_unavailable(specs: list[RunSpec], unavailable: dict[str, str], runs_
         write_record(runs_dir / spec.run_id, make_record(spec, result, env))
         print(f"  {spec.label}: failed: {result['error']}", file=sys.stderr)
     return len(specs)
+
+
+def _plan_memory(todo: list[RunSpec], runs_dir: Path) -> tuple[int, list[RunSpec]]:
+    """Check every point with ``execution.gpu_memory`` before any run starts.
+
+    A point predicted not to fit is a ``predicted_oom`` row when its suite says
+    ``skip_predicted_oom`` (never dropped), else a warning and it runs. Returns (records
+    written, the runs still to do).
+    """
+    from lorabench.preflight import oom_message, plan_fits
+    from lorabench.provenance import git_state, static_environment
+
+    log = sys.stderr
+    planned = [s for s in todo if s.execution.gpu_memory]
+    print(f"lorabench: checking {len(planned)} run(s) against execution.gpu_memory (traced, fake tensors)", file=log)
+    verdicts = {v.run_id: v for v in plan_fits(planned)}
+    skipped: set[str] = set()
+    env: dict[str, Any] | None = None
+    for spec in planned:
+        v = verdicts[spec.run_id]
+        if v.fits is None:
+            print(f"  {spec.label}: not checked: {'; '.join(v.notes)}", file=log)
+            continue
+        if v.fits:
+            continue
+        msg = oom_message(v, spec.execution.gpu_memory or "")
+        if not spec.execution.skip_predicted_oom:
+            print(f"  {spec.label}: warning: {msg}; running it (execution.skip_predicted_oom is false)", file=log)
+            continue
+        env = env or {**static_environment(), **git_state()}
+        profile = {
+            "predicted_peak_bytes": v.peak_bytes,
+            "predicted_method": v.method,
+            "measured_over_predicted": None,
+            "notes": v.notes,
+        }
+        result = {"status": "predicted_oom", "error": f"{msg}; not run", "wall_s": 0.0, "profile": profile}
+        write_record(runs_dir / spec.run_id, make_record(spec, result, env))
+        print(f"  {spec.label}: predicted_oom: {msg}", file=log)
+        skipped.add(spec.run_id)
+    return len(skipped), [s for s in todo if s.run_id not in skipped]
 
 
 def _prepare_builtins(executor: Any, todo: list[RunSpec], out_dir: Path) -> None:

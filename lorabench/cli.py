@@ -7,6 +7,8 @@ with no traceback. ``--help``, ``validate`` and ``list`` never import torch.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -41,7 +43,34 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.plan:
         for s in specs:
             print(f"  {s.run_id}  {s.label}")
+    if args.gpu_memory or any(s.execution.gpu_memory for s in specs):
+        _print_fit(specs, args.gpu_memory)
     return 0
+
+
+def _print_fit(specs: list, gpu_memory: str | None) -> None:
+    """Which points are predicted not to fit the GPU budget (``--gpu-memory`` or ``execution.gpu_memory``)."""
+    from lorabench.accounting.fit import budget_bytes
+    from lorabench.preflight import oom_message, plan_fits
+
+    if gpu_memory:
+        budget_bytes(gpu_memory)  # a usage error before any tracing
+    planned = [s for s in specs if gpu_memory or s.execution.gpu_memory]
+    verdicts = plan_fits(planned, gpu_memory)
+    over = 0
+    print(f"memory check ({len(planned)} runs, traced on fake tensors as CUDA runs):")
+    for spec, v in zip(planned, verdicts):
+        budget = gpu_memory or spec.execution.gpu_memory or ""
+        if v.fits is None:
+            print(f"  ?    {spec.label}: not checked: {'; '.join(v.notes)}")
+        elif v.fits:
+            print(f"  fits {spec.label}: {(v.peak_bytes or 0) / 2**30:.1f} GiB allocated ({v.method})")
+        else:
+            over += 1
+            skip = spec.execution.skip_predicted_oom
+            then = "recorded as predicted_oom, not run" if skip else "run anyway (execution.skip_predicted_oom: false)"
+            print(f"  OOM  {spec.label}: {oom_message(v, budget)}: {then}")
+    print(f"{over} of {len(planned)} runs predicted not to fit")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -162,7 +191,6 @@ def _cmd_env(args: argparse.Namespace) -> int:
     Worth a look on a new machine before a suite: a preinstalled stack may differ from
     requirements.lock (an offline install lists the differences in the venv's lock-drift.txt).
     """
-    import json
 
     from lorabench.provenance import device_environment, static_environment
 
@@ -262,7 +290,6 @@ def _alpha_arg(text: str) -> float | str:
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
-    import json
 
     if args.own_process:  # a count on the meta device never builds a bitsandbytes layer
         from lorabench.accounting.slim import hide_bitsandbytes
@@ -312,7 +339,6 @@ def _estimate_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    import json
 
     if args.own_process and not (args.trace and args.precision in QUANTIZED):  # only a k-bit trace needs it
         from lorabench.accounting.slim import hide_bitsandbytes
@@ -321,7 +347,18 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     from lorabench.accounting.estimate import estimate_model
 
     kwargs = _estimate_kwargs(args)
-    result = estimate_model(args.model, args.method, args.precision, args.batch_size, args.seq_len, **kwargs)
+    if args.trace and args.processes > 1:
+        raise UsageError("--trace traces one process; give --processes 1 (the default) with it")
+    result = estimate_model(
+        args.model,
+        args.method,
+        args.precision,
+        args.batch_size,
+        args.seq_len,
+        processes=args.processes,
+        strategy=args.strategy,
+        **kwargs,
+    )
     traced, rows, flags = None, [], []
     if args.trace:
         from lorabench.accounting.trace import Untraceable, compare, trace_model
@@ -346,6 +383,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     print(
         f"{inp['model']}: {inp['method']}{rank} at {inp['precision']}, batch {inp['batch_size']} x seq {inp['seq_len']}, {inp['optimizer']}, "
         f"{inp['attn_implementation']}{', grad checkpointing' if inp['grad_checkpointing'] else ''}"
+        + (f", {inp['processes']} processes ({inp['strategy']}), per rank" if inp["processes"] > 1 else "")
     )
     print("analytic terms:")
     for key, value in result.breakdown.items():
@@ -408,6 +446,12 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
         "--loss", default="default", choices=["default", "chunked", "liger"], help="the loss kernel (train.loss)"
     )
     es.add_argument(
+        "--processes", type=int, default=1, help="ranks of one run (execution.processes); the batch is the global one"
+    )
+    es.add_argument(
+        "--strategy", default="ddp", choices=["ddp", "fsdp"], help="with --processes > 1: ddp replicates, fsdp shards"
+    )
+    es.add_argument(
         "--trace",
         action="store_true",
         help="also run one real training step on fake tensors (no memory, no GPU) and count what it allocates",
@@ -417,7 +461,6 @@ def _add_estimate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    import json
 
     from lorabench.accounting.fit import fit, gpu_memory, parse_memory, parse_methods, rows_json, table
 
@@ -494,6 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a suite (schema, names, combinations) without running it")
     v.add_argument("suite")
     v.add_argument("--plan", action="store_true", help="also list every run_id and point")
+    v.add_argument(
+        "--gpu-memory",
+        metavar="SIZE|CARD",
+        help="mark the runs predicted not to fit this GPU (80GiB, 40960MiB or a card such as A100-40GB; "
+        "default: the suite's execution.gpu_memory); traces each point on fake tensors (imports torch)",
+    )
     v.set_defaults(func=_cmd_validate)
 
     rep = sub.add_parser("report", help="rebuild runs.csv, leaderboard, plots and report from a results dir")
@@ -592,7 +641,11 @@ def _add_executor_args(r: argparse.ArgumentParser) -> None:
         help="local GPU pool: comma-separated device ids (e.g. 0,1,2,3); one run per device at a time, "
         "each run sees only its device (CUDA_VISIBLE_DEVICES)",
     )
-    r.add_argument("--address", help="with --executor ray: the cluster (auto, ray://HOST:PORT); default: a local Ray")
+    r.add_argument(
+        "--address",
+        help="with --executor ray: an existing cluster, HEAD:PORT of its `ray start --head --port`, or auto "
+        "(the one `ray start` last started here); default: a local Ray started and stopped by lorabench",
+    )
 
 
 def _add_compare_parsers(sub: argparse._SubParsersAction) -> None:
@@ -642,8 +695,6 @@ def main(argv: list[str] | None = None) -> int:
         print("\nlorabench: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # stdout closed early (`lorabench ... | head`): nothing left to tell
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 1
     except OSError as exc:  # a full disk, a read-only directory, a permission: one line, not a traceback

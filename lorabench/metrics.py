@@ -17,6 +17,7 @@ side uses this too.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -174,7 +175,6 @@ def step_time_median(profile: Profile) -> float | None:
     steps = profile.step_s or []
     if not steps:
         return None
-    import statistics
 
     return statistics.median(steps)
 
@@ -201,7 +201,6 @@ def step_time_spread(profile: Profile) -> float | None:
     steps = sorted(profile.step_s or [])
     if len(steps) < 4:
         return None
-    import statistics
 
     q1, _, q3 = statistics.quantiles(steps, n=4)
     med = statistics.median(steps)
@@ -343,6 +342,25 @@ register_metric(
     fmt=",.0f",
     unit="MiB",
     source=lambda p: None if not (p.estimate_bytes or {}).get("allocated") else p.estimate_bytes["allocated"] / MiB,
+)
+register_metric(
+    "predicted_mb",
+    higher_is_better=False,
+    description="the run's memory prediction (a trace of its training step on fake tensors, or the analytic "
+    "model: profile.predicted_method), torch allocated MiB",
+    kind="cost",
+    fmt=",.0f",
+    unit="MiB",
+    source=lambda p: None if not p.predicted_peak_bytes else p.predicted_peak_bytes / MiB,
+)
+register_metric(
+    "mem_vs_predicted",
+    higher_is_better=False,
+    description="measured peak allocated (train, eval) over the prediction: 1.0 is exact, above 1 the prediction "
+    "was optimistic (null where no CUDA allocator measured)",
+    kind="cost",
+    fmt=".3f",
+    source=lambda p: p.measured_over_predicted,
 )
 
 

@@ -16,12 +16,14 @@ from typing import Any
 
 from lorabench.errors import Issue, SuiteError, UsageError
 from lorabench.methods import METHODS, is_peft_entry
+from lorabench.methods.base import Method
 from lorabench.models import BUILTIN_MODELS
 from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.spec import ModelSpec, RunSpec
 from lorabench.suite.schema import ExecutionSettings, ModelDef, Suite, TrainSettings
 from lorabench.suite.typed import MISSING, Collector, build, convert, key_line
 from lorabench.suite.yamlnodes import LDict
+from lorabench.vocab import QUANTIZED
 
 
 def _resolve_model(name: str, suite: Suite, col: Collector, line: int | None) -> ModelSpec | None:
@@ -67,7 +69,7 @@ def _model_type(model: ModelSpec | None) -> str | None:
     return None  # a hub id: known only once its config is fetched, at run time
 
 
-def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> dict[str, Any] | None:
+def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> Any:
     from lorabench.tasks import TASK_PRESETS, TASK_TYPES
 
     raw = suite.tasks.get(name)
@@ -89,28 +91,7 @@ def _resolve_task(name: str, suite: Suite, col: Collector, line: int | None) -> 
         return None
     task_cls = TASK_TYPES.get(ttype)
     opts = build(task_cls.Options, raw, col, where, line)
-    if opts is MISSING:
-        return None
-    from lorabench.data.sources import wire_source
-
-    out = dataclasses.asdict(opts)
-    out["data"] = wire_source(out["data"])  # suites without validation keep their run ids
-    return task_wire(out)
-
-
-#: Task options added after run ids were in use: left out of a run's spec while unset, so a
-#: suite that does not use them keeps its run ids and its records stay as they were.
-TASK_KEYS_OMITTED_UNSET = ("forgetting",)
-
-
-def task_wire(options: dict[str, Any]) -> dict[str, Any]:
-    """A task's options as a run spec holds them (unset late-added keys left out)."""
-    from lorabench.data.sources import wire_source
-
-    out = {k: v for k, v in options.items() if not (k in TASK_KEYS_OMITTED_UNSET and v is None)}
-    if out.get("forgetting"):
-        out["forgetting"] = {**out["forgetting"], "data": wire_source(out["forgetting"]["data"])}
-    return out
+    return None if opts is MISSING else opts
 
 
 def _method_options(method: str, suite: Suite, col: Collector, cache: dict[str, Any]) -> Any:
@@ -241,20 +222,20 @@ def _check_select(suite: Suite, specs: dict[str, RunSpec], col: Collector) -> No
     sel, line = suite.select, suite.lines.get("select")
     if sel is None:
         return
-    if not any(s.sweep for s in specs.values()):
+    if not any(s.sweep for s in specs.values()) and sel.target is None:  # a target alone times runs to it
         col.error(line, "select: nothing to select from: no method sweeps `lr` (give a list of rates)")
     seen: set[str] = set()
     for spec in specs.values():
         if spec.task in seen:
             continue
         seen.add(spec.task)
-        if not has_val(spec.task_options["data"]):
+        if not has_val(spec.task_options.data):
             col.error(
                 line,
                 f"select: task {spec.task!r} has no validation split; selection never reads test. Add "
                 "`val_fraction` or `val_file` to its data",
             )
-        metrics = TASK_TYPES.get(spec.task_options["type"]).metrics
+        metrics = TASK_TYPES.get(spec.task_options.type).metrics
         if sel.metric not in metrics:
             col.error(line, f"select.metric: task {spec.task!r} reports {', '.join(metrics)}, not {sel.metric!r}")
 
@@ -348,6 +329,12 @@ def expand(suite: Suite) -> list[RunSpec]:
                         col.error(line, f"matrix: {method} at rank {rank}: peft refuses it: {refused}")
                     if refused:
                         continue
+                refused = _distributed_refusal(suite.execution, precision, train_cfg, method, cls)
+                if refused:
+                    if (refused, line) not in bad_combos:
+                        bad_combos.add((refused, line))
+                        col.error(line, refused)
+                    continue
                 swept = method_lrs(method, suite, col)
                 if swept is not None and block.lr is not None:
                     if (method, "lr", line) not in bad_combos:
@@ -425,6 +412,43 @@ def _optimised_variants(
             )
         )
     return out
+
+
+def _distributed_refusal(
+    execution: ExecutionSettings, precision: str, train: TrainSettings, method: str, cls: Any
+) -> str | None:
+    """Why this point cannot run as ``execution.processes`` ranks, or None.
+
+    FSDP shards every parameter as a flat tensor of one dtype; bitsandbytes' k-bit
+    weights are packed bytes (nf4/fp4 in uint8 unless ``bnb_4bit_quant_storage`` equals
+    the compute dtype, int8 with per-row scales beside them), which lorabench does not
+    load that way: refused here rather than failing inside the run.
+    """
+    n = execution.processes
+    if n == 1:
+        return None
+    if train.batch_size % n:
+        return (
+            f"train.batch_size ({train.batch_size}) is the global batch and must split evenly over "
+            f"execution.processes ({n})"
+        )
+    if train.loss == "chunked":
+        return (
+            "train.loss: chunked calls the model's backbone and head directly, past DDP's and FSDP's forward; "
+            f"use train.loss: default or liger with execution.processes ({n})"
+        )
+    if cls.task_forward is not Method.task_forward:
+        return (
+            f"{method} computes its loss past the model's own forward (and so past DDP's and FSDP's); "
+            f"it runs with execution.processes: 1 only"
+        )
+    if execution.strategy == "fsdp" and precision in QUANTIZED:
+        return (
+            f"{precision} under execution.strategy: fsdp is refused: FSDP shards parameters of one dtype, and "
+            "lorabench loads bitsandbytes' k-bit weights packed as bytes (quant_storage is not the compute "
+            "dtype); use strategy: ddp, or processes: 1"
+        )
+    return None
 
 
 def _matches(rule: Any, point: dict[str, Any]) -> bool:

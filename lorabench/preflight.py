@@ -15,23 +15,36 @@
   ``HF_HUB_OFFLINE`` is set or the Hub's endpoint does not answer, cannot load: it is found
   once per model, here, instead of once per run after a minute of retries.
 
-Nothing here imports torch or transformers; huggingface_hub only when a hub id is used.
+- **GPU memory** (only when asked: ``execution.gpu_memory`` or ``validate --gpu-memory``).
+  Each point's training step is traced on fake tensors as a CUDA run and checked against
+  the budget by ``lorabench fit``'s rule; the trace runs in a child process
+  (``python -m lorabench.preflight``) that sees no GPU.
+
+Nothing here imports torch or transformers (the GPU memory check does, in its child
+process); huggingface_hub only when a hub id is used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from lorabench import quiet
+from lorabench.accounting.estimate import CUDA_CONTEXT_BYTES
+from lorabench.accounting.fit import FRAGMENTATION, budget_bytes, fits
 from lorabench.errors import Issue, UsageError
 from lorabench.models.ref import ModelKind, ModelRef
 from lorabench.spec import RunSpec
 from lorabench.suite.schema import Suite
 from lorabench.suite.yamlnodes import LDict
+from lorabench.vocab import MiB
 
 DATA_PATH_KEYS = ("file", "train_file", "eval_file", "val_file")
 FILE_FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".raw")
@@ -85,9 +98,9 @@ def _check_data_paths(suite: Suite, specs: list[RunSpec], found: Found, env_requ
         if spec.task in seen:
             continue
         seen.add(spec.task)
-        source = spec.task_options["data"] or {}
+        source = spec.task_options.data
         for key in DATA_PATH_KEYS:
-            written = source.get(key)
+            written = getattr(source, key)  # the DataSource fields that name a file
             if not written:
                 continue
             line = _data_line(suite, spec.task, key)
@@ -106,7 +119,7 @@ def _check_data_paths(suite: Suite, specs: list[RunSpec], found: Found, env_requ
             elif not os.path.isfile(resolved):
                 cwd = "" if os.path.isabs(os.path.expanduser(written)) else f", relative to {os.getcwd()}"
                 found.issues.append(Issue(suite.file, line, f"{where}: data file not found: {shown}{cwd}"))
-            elif source.get("format", "auto") == "auto" and os.path.splitext(resolved)[1].lower() not in FILE_FORMATS:
+            elif source.format == "auto" and os.path.splitext(resolved)[1].lower() not in FILE_FORMATS:
                 found.issues.append(
                     Issue(
                         suite.file,
@@ -278,8 +291,8 @@ def position_limit(config: dict[str, Any] | None) -> tuple[int, str] | None:
     return None
 
 
-def _decoder_only(config: dict[str, Any], task_options: dict[str, Any]) -> bool:
-    arch = task_options["architecture"]  # summarization's option (the only caller's task)
+def _decoder_only(config: dict[str, Any], task_options: Any) -> bool:
+    arch = task_options.architecture  # summarization's option (the only caller's task)
     if arch != "auto":
         return arch == "causal-lm"
     return not (config.get("is_encoder_decoder") or config.get("model_type") in RELATIVE_POSITION_TYPES)
@@ -288,7 +301,7 @@ def _decoder_only(config: dict[str, Any], task_options: dict[str, Any]) -> bool:
 def needed_positions(spec: RunSpec, config: dict[str, Any]) -> list[tuple[str, int]]:
     """The parts of the longest sequence ``spec`` feeds the model, as (what, tokens)."""
     parts = [("train.max_seq_len", spec.train.max_seq_len)]
-    if spec.task_options["type"] == "summarization" and _decoder_only(config, spec.task_options):
+    if spec.task_options.type == "summarization" and _decoder_only(config, spec.task_options):
         parts.append(("eval.generation.max_new_tokens", spec.eval.generation.max_new_tokens))
     virtual = spec.method_cls.extra_positions(spec.method_options)
     if virtual > 0:
@@ -337,3 +350,106 @@ def _point_line(suite: Suite, spec: RunSpec) -> int | None:
         if name in models and spec.method in block.method and spec.task in block.task:
             return line
     return suite.lines.get("train")
+
+
+# -- GPU memory: which points fit execution.gpu_memory (or validate --gpu-memory) ------------
+@dataclass
+class FitVerdict:
+    """One point against the budget: ``fits`` is None where no prediction could be made."""
+
+    run_id: str
+    label: str
+    peak_bytes: int | None
+    method: str | None  # "trace" | "analytic"
+    fits: bool | None
+    notes: list[str] = field(default_factory=list)
+
+
+def _family(spec: RunSpec) -> str:
+    from lorabench.models.loading import is_encoder_decoder  # torch
+    from lorabench.tasks import TASK_TYPES  # torch
+
+    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
+    return task.resolve_family(lambda: is_encoder_decoder(spec.model))
+
+
+def fit_verdicts(spec_dicts: list[dict[str, Any]], gpu_memory: str | None = None) -> list[dict[str, Any]]:
+    """Each spec's traced CUDA peak against ``gpu_memory`` or its own ``execution.gpu_memory``.
+
+    Seeds share one trace. ``compute_dtype: auto`` is planned as bf16, what a run
+    resolves it to on any GPU with bf16 (Ampere and later). Runs in :func:`plan_fits`'s
+    child process: the trace imports torch, transformers and bitsandbytes.
+    """
+    from lorabench.accounting.predict import Prediction, predict_spec  # torch
+
+    memo: dict[str, Any] = {}
+    out = []
+    for d in spec_dicts:
+        spec = RunSpec.from_dict(d)
+        key = json.dumps({k: v for k, v in d.items() if k not in ("seed", "suite")}, sort_keys=True, default=str)
+        pred = memo.get(key)
+        if pred is None:
+            cd = spec.quantization.compute_dtype
+            try:
+                family = _family(spec)
+            except Exception as exc:  # a model whose config cannot be read here: no verdict, and why
+                pred = Prediction(None, None, 0.0, [f"no memory prediction: {type(exc).__name__}: {exc}"])
+            else:
+                pred = predict_spec(spec, family, "cuda", "bf16" if cd == "auto" else cd)
+            memo[key] = pred
+        budget = budget_bytes(gpu_memory or spec.execution.gpu_memory or "0")
+        fit_ok = None if pred.peak_bytes is None else fits(pred.peak_bytes, budget)
+        verdict = FitVerdict(spec.run_id, spec.label, pred.peak_bytes, pred.method, fit_ok, list(pred.notes))
+        out.append(dataclasses.asdict(verdict))
+    return out
+
+
+def plan_fits(specs: list[RunSpec], gpu_memory: str | None = None, timeout_s: float = 3600.0) -> list[FitVerdict]:
+    """:func:`fit_verdicts` in a child process that cannot see a GPU.
+
+    The trace imports bitsandbytes, which creates a CUDA context at import on a GPU
+    machine: in the driver that context would hold device memory for the whole suite
+    (and ``validate`` would no longer be torch-free). The child is a plain interpreter
+    with ``CUDA_VISIBLE_DEVICES`` empty; fake tensors need no device.
+    """
+    payload = json.dumps({"specs": [s.to_dict() for s in specs], "gpu_memory": gpu_memory}, default=str)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lorabench.preflight"],
+        input=payload,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout_s,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1][:300]
+        raise UsageError(f"the memory check before the runs failed: {tail}")
+    return [FitVerdict(**v) for v in json.loads(proc.stdout)]
+
+
+def oom_message(v: FitVerdict, gpu_memory: str) -> str:
+    """Why a point is predicted not to fit, with the figures behind the verdict."""
+    peak = v.peak_bytes or 0
+    need = peak * (1 + FRAGMENTATION) + CUDA_CONTEXT_BYTES
+    return (
+        f"predicted to need {need / 2**30:.1f} GiB ({v.method}: {peak / 2**30:.1f} GiB allocated, "
+        f"+{FRAGMENTATION:.0%} fragmentation, +{CUDA_CONTEXT_BYTES // MiB} MiB CUDA context) "
+        f"> {budget_bytes(gpu_memory) / 2**30:.1f} GiB (gpu_memory {gpu_memory})"
+    )
+
+
+def main() -> None:
+    """``python -m lorabench.preflight``: specs and a budget (JSON) on stdin, verdicts (JSON) on stdout."""
+    quiet.install()
+    request = json.loads(sys.stdin.read())
+    out, sys.stdout = sys.stdout, sys.stderr  # a library's print must not corrupt the answer
+    try:
+        verdicts = fit_verdicts(request["specs"], request["gpu_memory"])
+    finally:
+        sys.stdout = out
+    json.dump(verdicts, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ to add one, are in ``lorabench/record_data.py``.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import re
 from collections.abc import Collection
@@ -18,14 +19,16 @@ from typing import Any
 
 from lorabench import atomic
 from lorabench.errors import UsageError
+from lorabench.metrics import record_values, step_time_spread
 from lorabench.record_data import Profile, Record, RecordError
 from lorabench.spec import RunSpec
 from lorabench.vocab import STATUSES, MiB, Status
 
 SCHEMA_VERSION = 1
-#: Statuses that say nothing about the run itself (a full disk, a quota): resume reruns
-#: them, where every other failure is reused (deterministic, and as costly again).
-TRANSIENT_STATUSES = (Status.FAILED_ENV.value,)
+#: Statuses that say nothing about the run itself (a full disk, a quota; a point never run
+#: because it was predicted not to fit): resume reruns them, where every other failure is
+#: reused (deterministic, and as costly again).
+TRANSIENT_STATUSES = (Status.FAILED_ENV.value, Status.PREDICTED_OOM.value)
 MEM_SOURCES = ("rss", "allocated", "reserved", "nvml")
 
 
@@ -43,8 +46,6 @@ def recipe_hash(spec: dict[str, Any]) -> str:
     trained differently (47 linear-schedule steps vs 40 constant); ``compare`` warns when
     matched points' recipes differ. Kept apart from run_id, which stays as it was.
     """
-    import hashlib
-    import json
 
     blob = json.dumps({k: spec.get(k) for k in RECIPE_SECTIONS}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -183,7 +184,6 @@ def record_problem(rec: Any) -> str | None:
 
 def _profile_problem(rec: Record) -> str | None:
     """Compute what the readers derive from the record (runs.csv row, registered figures) once."""
-    from lorabench.metrics import record_values, step_time_spread
 
     try:
         for key, value in rec.profile.to_dict().items():

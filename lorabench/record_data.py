@@ -13,8 +13,9 @@ left out of ``to_dict()`` and reads as its empty value (None, ``{}`` or ``[]``).
 given explicitly, even as None, is written (``"mfu": null`` says "not computed"). So a
 record read and written again is byte-for-byte the same JSON.
 
-**Adding a field** (say ``profile.predicted_peak_bytes``) is one line in the class, at
-the end of its fields, with its type and a comment saying what it means::
+**Adding a field** (say ``profile.predicted_peak_bytes``) is one line in the class, with
+its type and a comment saying what it means, placed where it should sit in the JSON
+(declaration order is key order; the end is the usual place)::
 
     predicted_peak_bytes: int | None = optional()  # the estimator's peak, before the run
 
@@ -162,6 +163,38 @@ def _memory(value: Any) -> dict[str, PhaseMemory]:
 
 
 @dataclass(frozen=True)
+class RankMemory(RecordPart):
+    """One rank's peak memory per phase, in a run over several processes."""
+
+    rank: int
+    pid: int | None = optional()
+    memory_mb: dict[str, PhaseMemory] = optional(dict, parse=_memory)  # phase -> this rank's peaks
+    WHERE: ClassVar[str] = "profile.distributed.per_rank[]"
+
+
+def _rank_list(value: Any) -> list[RankMemory]:
+    if not isinstance(value, list):
+        raise RecordError(f"profile.distributed.per_rank must be a list, got {type(value).__name__}")
+    return [RankMemory.from_dict(r) for r in value]
+
+
+@dataclass(frozen=True)
+class Distributed(RecordPart):
+    """A run over several processes (``execution.processes``): its ranks and how the model was spread.
+
+    ``profile.memory_mb`` of such a run holds, per phase and source, the largest rank's
+    peak (memory per GPU/rank); ``per_rank`` holds each rank's own.
+    """
+
+    world_size: int
+    strategy: str  # "ddp" (replicated) or "fsdp" (sharded)
+    backend: str | None = optional()  # torch.distributed's: gloo (CPU) or nccl
+    batch_per_rank: int | None = optional()  # train.batch_size is the global batch
+    per_rank: list[RankMemory] = optional(list, parse=_rank_list)
+    WHERE: ClassVar[str] = "profile.distributed"
+
+
+@dataclass(frozen=True)
 class Profile(RecordPart):
     """What a run measured about itself: parameters, throughput, timings, memory, FLOPs, the estimate.
 
@@ -205,6 +238,14 @@ class Profile(RecordPart):
     # Set by the report (report.target), not the run: the cost until the eval curve first reached
     # its task's target, with the target (the default one depends on every run of the task).
     time_to_target: dict[str, Any] | None = optional()
+    distributed: Distributed | None = optional(parse=Distributed.from_dict)  # only runs over several processes
+    # The run's own memory prediction (accounting.predict): torch allocated bytes, the CUDA
+    # context left out; "trace" or "analytic"; the measured allocated peak (train, eval) over
+    # it, null where no CUDA allocator measured; and the seconds predicting took.
+    predicted_peak_bytes: int | None = optional()
+    predicted_method: str | None = optional()
+    measured_over_predicted: float | None = optional()
+    predict_s: float | None = optional()
     WHERE: ClassVar[str] = "profile"
 
     def figure(self, name: str) -> Any:

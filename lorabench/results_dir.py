@@ -24,6 +24,7 @@ from typing import Any
 
 from lorabench.atomic import check_no_links, write_text
 from lorabench.errors import UsageError
+from lorabench.suite.yamlnodes import load_yaml
 
 MARKER = ".lorabench"
 LOCK = ".lock"
@@ -118,7 +119,6 @@ def claim(out_dir: Path, suite_name: str, force: bool = False) -> None:
 
 def _layout_suite(out_dir: Path) -> str | None:
     """The suite an unmarked lorabench directory holds, from its suite.yaml's ``name`` (None if unknown)."""
-    from lorabench.suite.yamlnodes import load_yaml  # bounded: no alias bombs, no tags
 
     path = out_dir / "suite.yaml"
     try:

@@ -2,7 +2,8 @@
 
 A :class:`RunSpec` holds the schema's own settings objects (``TrainSettings``,
 ``QuantSettings``, ``EvalSettings``, ``ExecutionSettings``), the model definition with
-its parsed :class:`~lorabench.models.ref.ModelRef`, and the method's options object.
+its parsed :class:`~lorabench.models.ref.ModelRef`, and the method's and the task's
+options objects.
 So every default is the schema's: nothing downstream re-states one with
 ``.get(key, default)``.
 
@@ -26,18 +27,32 @@ from lorabench.methods.base import Method, MethodContext, method_context
 from lorabench.models.ref import ModelRef
 from lorabench.suite.schema import EvalSettings, ExecutionSettings, ModelDef, QuantSettings, TrainSettings
 from lorabench.suite.typed import Collector, build
+from lorabench.tasks import TASK_TYPES
+from lorabench.tasks.base import options_wire
 from lorabench.vocab import QUANTIZED
 
 # Settings that change how a run is managed but not what it measures.
-_NOT_HASHED = ("timeout_s", "startup_timeout_s", "keep_adapter", "peak_tflops")
+_NOT_HASHED = ("timeout_s", "startup_timeout_s", "keep_adapter", "peak_tflops", "gpu_memory", "skip_predicted_oom")
 # Settings added after run ids were in use: at their default they stay out of the hash,
 # so existing results keep their run ids (and resume) when the schema grows.
 _HASHED_UNLESS_DEFAULT = (
     ("execution", "compile", False),
+    ("execution", "processes", 1),
+    ("execution", "strategy", "ddp"),
     ("train", "loss", "default"),
     ("model", "attn_implementation", None),
     ("method_options", "alpha_ratio", None),
 )
+
+
+def _no_empty_lists(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` without keys holding an empty list or tuple (``data.clean``: ``()`` from the planner,
+    ``[]`` once through JSON), which a suite may not write but which is its field's default."""
+    return {
+        k: _no_empty_lists(v) if isinstance(v, dict) else v
+        for k, v in d.items()
+        if not (isinstance(v, (list, tuple)) and len(v) == 0)
+    }
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,7 @@ class RunSpec:
     precision: str
     quantization: QuantSettings
     task: str
-    task_options: dict[str, Any]  # the task's Options as plain data (validated by the planner)
+    task_options: Any  # the task type's Options dataclass, validated by the planner
     seed: int
     train: TrainSettings
     eval: EvalSettings
@@ -76,6 +91,7 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        d["task_options"] = options_wire(self.task_options)  # late-added keys stay out while unset
         if not d["sweep"]:
             d.pop("sweep")
         return d
@@ -92,6 +108,12 @@ class RunSpec:
             "model": build(ModelSpec, d["model"], col, "model"),
             "method_options": build(
                 method_class(d["method"], d["method_options"]).Options, d["method_options"], col, "method_options"
+            ),
+            "task_options": build(
+                TASK_TYPES.get(d["task_options"]["type"]).Options,
+                _no_empty_lists(d["task_options"]),
+                col,
+                "task_options",
             ),
             "quantization": build(QuantSettings, d["quantization"], col, "quantization"),
             "train": build(TrainSettings, d["train"], col, "train"),

@@ -8,6 +8,7 @@ the plain strings in suite files and records, so records and run_ids do not chan
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 MiB = 1024 * 1024  # the one unit behind every ``*_mb`` figure and every "MiB" printed
@@ -82,6 +83,7 @@ class Status(StrEnum):
     TIMEOUT = "timeout"
     SKIPPED = "skipped"
     FAILED_ENV = "failed_env"  # the machine's fault (full disk, quota): resume reruns it
+    PREDICTED_OOM = "predicted_oom"  # not run: its traced peak exceeds execution.gpu_memory; resume re-decides
 
 
 STATUSES = tuple(s.value for s in Status)
@@ -112,3 +114,49 @@ def resolve_device(choice: str, cuda_available: bool | None = None) -> str:
     if device is Device.CUDA and not cuda_available:
         raise RuntimeError("execution.device is 'cuda' but torch sees no CUDA device")
     return device.value
+
+
+# Memory as nvidia-smi reports memory.total for each card (MiB): what the driver can hand out.
+GPU_MEMORY_MIB: dict[str, int] = {
+    "H200-141GB": 143771,
+    "H100-80GB": 81559,
+    "A100-80GB": 81920,
+    "A100-40GB": 40960,
+    "L40S": 46068,
+    "A6000": 49140,
+    "A10G": 23028,
+    "L4": 23034,
+    "RTX4090": 24564,
+    "RTX3090": 24576,
+    "T4": 15360,
+    "V100-32GB": 32768,
+    "V100-16GB": 16384,
+}
+
+
+def memory_size(text: str) -> int | None:
+    """'24GiB', '80GB', '40960MiB', '24G' -> bytes (GB and G read as GiB, as cards are sold); None if not a size."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(GiB|GB|G|MiB|MB|M|TiB|TB|T)?\s*", text, re.IGNORECASE)
+    if not m:
+        return None
+    value, unit = float(m.group(1)), (m.group(2) or "GiB").lower()
+    return int(value * {"t": 1024**4, "g": 1024**3, "m": MiB}[unit[0]])
+
+
+def card_memory(name: str) -> int | None:
+    """Bytes of a known card (any letter case), None for an unknown name."""
+    for key, mib in GPU_MEMORY_MIB.items():
+        if key.lower() == name.strip().lower():
+            return mib * MiB
+    return None
+
+
+def gpu_budget(text: str) -> int:
+    """A card name ("A100-40GB") or a size ("80GiB") -> bytes; ValueError names both forms."""
+    found = card_memory(text)
+    found = memory_size(text) if found is None else found
+    if found is None:
+        raise ValueError(
+            f"{text!r} is neither a size (24GiB, 80GB, 40960MiB) nor a known card ({', '.join(GPU_MEMORY_MIB)})"
+        )
+    return found

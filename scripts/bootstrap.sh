@@ -6,6 +6,8 @@
 #   PYTHON=python3.11 scripts/bootstrap.sh      TORCH_SPEC="torch==2.13.0" scripts/bootstrap.sh
 #   LORABENCH_UNLOCKED=1 scripts/bootstrap.sh   (resolve the newest versions instead of the lock)
 #   WHEELS=.whl scripts/bootstrap.sh            (no registry: see below)
+#   EXTRAS=ray scripts/bootstrap.sh             (optional extras too, each from its own lock,
+#                                               requirements-NAME.lock, also with --no-deps)
 # With WHEELS=DIR (a machine with no package registry, e.g. a GPU image with torch and most
 # of the stack preinstalled) nothing is downloaded: every installed package is kept, at
 # whatever version the machine has, and only what lorabench[test] still lacks is installed
@@ -18,6 +20,18 @@ VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 LOCK=${LOCK:-requirements.lock}
 WHEELS=${WHEELS:-}
+# Optional extras (`make install EXTRAS=ray`), comma- or space-separated.
+EXTRAS=$(echo "${EXTRAS:-}" | tr ',' ' ' | xargs)
+EXTRA_LOCKS=()
+for extra in $EXTRAS; do
+  extra_lock="${LOCK%.lock}-$extra.lock"
+  if [ ! -f "$extra_lock" ]; then
+    echo "bootstrap: EXTRAS=$extra has no lock ($extra_lock); the locked extras: $(ls "${LOCK%.lock}"-*.lock 2>/dev/null | xargs)" >&2
+    exit 2
+  fi
+  EXTRA_LOCKS+=("$extra_lock")
+done
+EXTRAS_CSV=$(echo "$EXTRAS" | tr ' ' ',')
 # Where the venv sees the interpreter's packages when that interpreter is itself a venv.
 BASE_PTH=_lorabench_base_site.pth
 
@@ -25,6 +39,10 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; th
   echo "bootstrap: $PY is missing or older than Python 3.10" >&2; exit 2
 fi
 if [ -n "$WHEELS" ]; then
+  if [ -n "$EXTRAS" ]; then
+    echo "bootstrap: EXTRAS=$EXTRAS_CSV is not carried as wheels (scripts/collect_wheels.sh collects lorabench[test]); install it apart" >&2
+    exit 2
+  fi
   if [ ! -d "$WHEELS" ]; then
     echo "bootstrap: WHEELS=$WHEELS is not a directory (scripts/collect_wheels.sh fills one, on a machine with a registry)" >&2
     exit 2
@@ -98,11 +116,14 @@ if [ -n "$WHEELS" ]; then
 elif [ "${LORABENCH_UNLOCKED:-0}" = 1 ] || [ ! -f "$LOCK" ]; then
   rm -f "$VENV/lock-drift.txt"
   echo "bootstrap: installing lorabench and the newest matching dependencies, no lock (torch $TORCH_VERSION kept)"
-  "${PIP[@]}" install -q -c "$constraints" -e ".[dev]"
+  "${PIP[@]}" install -q -c "$constraints" -e ".[dev${EXTRAS_CSV:+,$EXTRAS_CSV}]"
 else
   echo "bootstrap: installing the $(grep -cv '^#' "$LOCK") packages pinned in $LOCK (torch $TORCH_VERSION kept)"
+  for extra_lock in "${EXTRA_LOCKS[@]}"; do
+    echo "bootstrap: and the $(grep -cv '^#' "$extra_lock") packages pinned in $extra_lock"
+  done
   rm -f "$VENV/lock-drift.txt"
-  if ! "${PIP[@]}" install -q --no-deps -r "$LOCK"; then
+  if ! "${PIP[@]}" install -q --no-deps -r "$LOCK" "${EXTRA_LOCKS[@]/#/-r}"; then
     [ -d .whl ] && echo "bootstrap: no package registry here? With the wheels in .whl/: make install WHEELS=.whl" >&2
     exit 1
   fi
@@ -118,6 +139,6 @@ else
       exit 1
     fi
   fi
-  "$VENV/bin/python" scripts/check_lock.py --lock "$LOCK"
+  "$VENV/bin/python" scripts/check_lock.py --lock "$LOCK" ${EXTRAS_CSV:+--extra "$EXTRAS_CSV"}
 fi
 "$VENV/bin/python" -c 'import torch, transformers, peft; print(f"bootstrap: ok: torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}")'

@@ -3,15 +3,60 @@
 # throwaway venv with pip, then freeze it. Run the tests against the result before committing.
 # torch and the wheels that come with a torch build (nvidia-*, triton) are left out on purpose:
 # an installed torch (CPU or CUDA build) is kept by scripts/bootstrap.sh, never replaced.
+# Each optional extra in LOCK_EXTRAS then gets its own lock, requirements-NAME.lock: what
+# `pip install lorabench[NAME]` adds, resolved with the base lock as constraints, so the
+# base pins hold with or without it (`make install EXTRAS=NAME` installs both).
 #   PYTHON=python3.11 scripts/lock.sh      TORCH_SPEC="torch==2.13.0" scripts/lock.sh
+#   scripts/lock.sh --extras-only          (re-lock the extras only, against the current base
+#                                          lock, in a throwaway venv over .venv's packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 LOCK=${LOCK:-requirements.lock}
+LOCK_EXTRAS=${LOCK_EXTRAS:-ray}
+EXTRAS_ONLY=0
+[ "${1:-}" = "--extras-only" ] && EXTRAS_ONLY=1
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+
+lock_extras() {
+  # The packages each extra adds: everything installed now, less what the base lock (and the
+  # never-locked torch and CUDA wheels) already covers.
+  for extra in $LOCK_EXTRAS; do
+    "${PIP[@]}" install -q -c "$LOCK" -c "$tmp/constraints.txt" -e ".[$extra]"
+    "${PIP[@]}" check
+    out="${LOCK%.lock}-$extra.lock"
+    {
+      echo "# What the $extra extra (\`make install EXTRAS=$extra\`) adds to $LOCK, resolved with"
+      echo "# that lock as constraints (\`make lock\`: scripts/lock.sh). Installed with --no-deps by"
+      echo "# scripts/bootstrap.sh; checked by scripts/check_lock.py (all of it or none)."
+      echo "# Resolved on $("$tmp/venv/bin/python" -c 'import platform; print(f"CPython {platform.python_version()}, {platform.system()} {platform.machine()}")')."
+      "${PIP[@]}" freeze --exclude-editable --all \
+        | "$tmp/venv/bin/python" -c 'import sys; sys.path.insert(0, "scripts"); from check_lock import UNLOCKED, normalise, read_lock
+from pathlib import Path
+base = read_lock(Path(sys.argv[1]))
+sys.stdout.writelines(line for line in sys.stdin if (n := normalise(line.split("==")[0])) not in base and not UNLOCKED.match(n))' "$LOCK" \
+        | LC_ALL=C sort -f
+    } > "$out.tmp"
+    mv "$out.tmp" "$out"
+    echo "lock: wrote $out ($(grep -vc '^#' "$out") packages on top of $LOCK)"
+  done
+}
+
+if [ "$EXTRAS_ONLY" = 1 ]; then
+  # A throwaway venv that sees $PY's packages (a venv that matches the base lock) after its own.
+  "$PY" scripts/check_lock.py --lock "$LOCK" --locked-only
+  "$PY" -m venv "$tmp/venv"
+  site=$("$tmp/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+  "$PY" -c 'import site; print("\n".join(site.getsitepackages()))' > "$site/_lorabench_base_site.pth"
+  PIP=("$tmp/venv/bin/python" -m pip --disable-pip-version-check)
+  echo "torch==$("$tmp/venv/bin/python" -c 'from importlib.metadata import version; print(version("torch"))')" > "$tmp/constraints.txt"
+  lock_extras
+  exit 0
+fi
+
 "$PY" -m venv "$tmp/venv"
 PIP=("$tmp/venv/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade pip
@@ -35,3 +80,4 @@ sys.stdout.writelines(line for line in sys.stdin if not UNLOCKED.match(normalise
 } > "$LOCK.tmp"
 mv "$LOCK.tmp" "$LOCK"
 echo "lock: wrote $LOCK ($(grep -vc '^#' "$LOCK") packages)"
+lock_extras

@@ -70,3 +70,19 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _environ_restored():
+    """Each test starts from the environment the session started with.
+
+    Libraries change ``os.environ`` as a side effect (peft's BOFT leaves ``CC``/``CXX=gcc``
+    behind when its CUDA extension fails to build), and every later CLI test inherits it
+    through :func:`cli_env`: one such leak made torch.compile link kernels without
+    libstdc++ in an unrelated test.
+    """
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)

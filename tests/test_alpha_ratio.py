@@ -163,3 +163,11 @@ def test_rank_sweep_at_alpha_2r_records_and_shows_the_resolved_alpha(tmp_path: P
         if line.startswith("|") and "lora" in line and "α" not in line
     }
     assert cells == {"8", "16"}, md
+
+
+def test_lycoris_records_the_alpha_it_resolved() -> None:
+    """LoHa at alpha 2r: the count's resolved config carries alpha 2 x rank, as a run's record does."""
+    from lorabench.accounting.params import count
+
+    res = count("builtin:tiny-bert", "loha", rank=4, alpha="2r", task_type="seq-cls", num_labels=2)
+    assert (res.resolved["r"], res.resolved["alpha"]) == (4, 8.0)

@@ -9,6 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from lorabench.record import recipe_hash
 from lorabench.report.compare import check, compare_points, recipe_warnings, render
 from lorabench.report.results import Run, group, load_runs
@@ -91,3 +93,45 @@ def test_the_recipe_hash_leaves_run_ids_alone() -> None:
         rec = json.loads(path.read_text())
         assert RunSpec.from_dict(rec["spec"]).run_id == rec["run_id"] == path.parent.name
         assert recipe_hash(rec["spec"]) == recipe_hash(json.loads(json.dumps(rec["spec"])))
+
+
+def test_cli_compare_of_a_set_with_itself_prints_no_change_marks(capsys: pytest.CaptureFixture[str]) -> None:
+    """The Done-when, through the command: every format, the smoke baseline against itself."""
+    from lorabench.cli import main
+
+    for fmt in ("md", "csv", "json"):
+        assert main(["compare", str(BASELINE), str(BASELINE), "--format", fmt]) == 0
+        out, err = capsys.readouterr()
+        table = out.split("Each cell:")[0]
+        assert "tiny-gpt2/lora-r8/fp32/synthetic-lm" in table and err == ""
+        assert not any(mark in table for mark in ("▲", "▼", "→", "!")), fmt
+        if fmt == "csv":
+            rows = list(csv.DictReader(io.StringIO(out)))
+            assert rows and all(float(r["delta"]) == 0 and r["verdict"] == "same" for r in rows)
+            assert {r["outside_noise"] for r in rows} == {"False"}
+        if fmt == "json":
+            deltas = [d for p in json.loads(out) for d in p["deltas"]]
+            assert deltas and not any(d["outside_noise"] for d in deltas)
+
+
+def test_cli_check_on_busy_host_runs_names_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Current runs timed while other processes held 80% of the CPUs, 4x slower: named, gate called unreliable."""
+    from lorabench.cli import main
+
+    busy = tmp_path / "busy"
+    shutil.copytree(BASELINE, busy)
+    for path in busy.glob("runs/*/record.json"):
+        rec = json.loads(path.read_text())
+        rec["profile"]["host_cpu_train"] = {**(rec["profile"].get("host_cpu_train") or {}), "other_cpu_share": 0.8}
+        rec["profile"]["step_s"] = [s * 4 for s in rec["profile"]["step_s"]]
+        path.write_text(json.dumps(rec))
+    assert main(["check", "--baseline", str(BASELINE), "--current", str(busy), "--tol", "tokens_per_s=50%"]) == 1
+    out = capsys.readouterr().out
+    note = next(line for line in out.splitlines() if line.startswith("note:") and "busy host" in line)
+    labels = {Path(p).parent.name for p in busy.glob("runs/*/record.json")}
+    assert len(labels) == 16 and "16 current point(s)" in note and "tiny-gpt2/ia3/fp32/synthetic-lm" in note
+    assert "unreliable" in note
+    regressions = [line for line in out.splitlines() if "REGRESSION" in line]
+    assert len(regressions) == 16 and all("[timed on a busy host: unreliable]" in r for r in regressions)
+    assert main(["check", "--baseline", str(BASELINE), "--current", str(busy)]) == 0  # quality only: passes
+    assert "busy host" in capsys.readouterr().out  # ... and still names them

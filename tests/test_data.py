@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from lorabench.data.sources import DataError, holdout, load_columns, load_rows, subsample
+from lorabench.data.sources import DataError, DataSource, holdout, load_columns, load_rows, subsample
 from lorabench.errors import SuiteError
 from lorabench.plan import expand
 from lorabench.validate import parse_suite
 
 
-def task_options(task_yaml: str) -> dict[str, Any]:
+def task_options(task_yaml: str) -> Any:
     """The task options exactly as a run receives them (through the suite schema and plan)."""
     suite = parse_suite(
         "matrix: {model: [builtin:tiny-bert], method: [full], task: [t]}\ntrain: {steps: 3}\ntasks:\n  t: " + task_yaml,
@@ -70,15 +70,15 @@ def test_holdout_is_a_seeded_disjoint_partition() -> None:
 )
 def test_every_file_format_maps_columns_and_cleans_text(tmp_path: Path, name: str, text: str, fmt: str) -> None:
     path = write(tmp_path / name, text)
-    source = {"file": None, "train_file": path, "eval_file": path, "format": fmt, "clean": ("html", "whitespace")}
+    source = DataSource(train_file=path, eval_file=path, format=fmt, clean=("html", "whitespace"))
     rows = load_columns(source, "train", None, 0, "t", {"input": "review", "label": "sentiment"}, ("input",))
     assert rows[0] == {"input": "great, film", "label": "positive"}
 
 
 def test_text_files_split_by_paragraph_or_line_and_normalise_crlf(tmp_path: Path) -> None:
     path = write(tmp_path / "w.raw", " = Title = \r\n First line .\r\n \r\n Second para .\r\n")
-    paragraphs = load_rows({"train_file": path, "format": "auto"}, "train", None, 0, "t")
-    lines = load_rows({"train_file": path, "format": "text", "text_rows": "lines"}, "train", None, 0, "t")
+    paragraphs = load_rows(DataSource(train_file=path, format="auto"), "train", None, 0, "t")
+    lines = load_rows(DataSource(train_file=path, format="text", text_rows="lines"), "train", None, 0, "t")
     assert [r["text"] for r in paragraphs] == ["= Title = \n First line .", "Second para ."]
     assert [r["text"] for r in lines] == ["= Title =", "First line .", "Second para ."]
 
@@ -86,20 +86,20 @@ def test_text_files_split_by_paragraph_or_line_and_normalise_crlf(tmp_path: Path
 def test_errors_name_the_task_and_the_file(tmp_path: Path) -> None:
     csv_path = write(tmp_path / "d.csv", "review,sentiment\ngood,positive\n")
     empty = write(tmp_path / "empty.csv", "review,sentiment\n")
-    src = {"train_file": csv_path, "eval_file": csv_path}
+    src = DataSource(train_file=csv_path, eval_file=csv_path)
     with pytest.raises(
         DataError, match=rf"task 'imdb': column 'text' not found in file {re.escape(csv_path)}.*review, sentiment"
     ):
         load_columns(src, "train", None, 0, "imdb", {"text": "text"}, ("text",))
     with pytest.raises(DataError, match=rf"task 'imdb': the eval split is empty \(file {re.escape(empty)}\)"):
-        load_rows({"train_file": csv_path, "eval_file": empty}, "eval", None, 0, "imdb")
+        load_rows(DataSource(train_file=csv_path, eval_file=empty), "eval", None, 0, "imdb")
     with pytest.raises(DataError, match=r"task 'imdb': data file not found: .*nope.csv"):
-        load_rows({"train_file": str(tmp_path / "nope.csv")}, "train", None, 0, "imdb")
+        load_rows(DataSource(train_file=str(tmp_path / "nope.csv")), "train", None, 0, "imdb")
     with pytest.raises(DataError, match=r"task 'imdb': path .*LB_TEST_UNSET.* not set"):
-        load_rows({"train_file": "${LB_TEST_UNSET}/x.csv"}, "train", None, 0, "imdb")
+        load_rows(DataSource(train_file="${LB_TEST_UNSET}/x.csv"), "train", None, 0, "imdb")
     jsonl = write(tmp_path / "n.jsonl", '{"review": null, "sentiment": "positive"}\n')
     with pytest.raises(DataError, match=rf"column 'review' of file {re.escape(jsonl)} holds None, not text"):
-        load_columns({"train_file": jsonl}, "train", None, 0, "imdb", {"text": "review"}, ("text",))
+        load_columns(DataSource(train_file=jsonl), "train", None, 0, "imdb", {"text": "review"}, ("text",))
 
 
 def _classification(tmp_path: Path, csv_text: str, extra: str = "") -> Any:

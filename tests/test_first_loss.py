@@ -58,7 +58,7 @@ def first_logged_loss(spec: Any, tmp_path: Path) -> tuple[float, Any]:
     pipeline.seed_everything(spec.seed)
     from lorabench.tasks import TASK_TYPES
 
-    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
     method = spec.method_cls()
     ctx = pipeline.RunContext(device="cpu", amp_dtype=None, seed=spec.seed)
     model, tokenizer, info = pipeline.load_model(spec, task, "cpu")
@@ -75,7 +75,7 @@ def base_loss(spec: Any) -> float:
     from lorabench.run.train import batches
     from lorabench.tasks import TASK_TYPES
 
-    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
     model, tokenizer, _ = pipeline.load_model(spec, task, "cpu")
     data = pipeline.build_data(spec, task, tokenizer)
     batch = next(batches(data.train, spec.train.batch_size, spec.seed, lambda b: task.collate(b, tokenizer)))
@@ -128,7 +128,7 @@ def test_adalora_regulariser_is_logged_apart_and_still_optimised(specs: dict[str
     from lorabench.run.train import batches
     from lorabench.tasks import TASK_TYPES
 
-    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
     method = spec.method_cls()
     model, tokenizer, _ = pipeline.load_model(spec, task, "cpu")
     data = pipeline.build_data(spec, task, tokenizer)
@@ -159,3 +159,32 @@ def test_adalora_regulariser_is_logged_apart_and_still_optimised(specs: dict[str
         return next(p for n, p in model_box[0].named_parameters() if "lora_A" in n).detach().clone()
 
     assert not torch.equal(trained_a(0.5), trained_a(0.0))
+
+
+def test_adalora_schedule_follows_peft_example(specs: dict[str, Any], tmp_path: Path) -> None:
+    """As peft's example loop: update_and_allocate after every optimizer step (0 .. T-1), total_step = T,
+    tinit/tfinal from the fractions; at T - tfinal the budget is the target, `rank` x adapted matrices."""
+
+    base = specs["adalora"]
+    opts = dataclasses.replace(base.method_options, tinit_frac=0.25, tfinal_frac=0.25)
+    spec = dataclasses.replace(base, method_options=opts, train=dataclasses.replace(base.train, steps=8))
+    seen: list[int] = []
+    real = type(spec.method_cls()).after_step
+    kept: list[Any] = []
+
+    def counting(self: Any, model: Any, step: int) -> None:
+        seen.append(step)
+        kept[:] = [model]
+        real(self, model, step)
+
+    cls = type(spec.method_cls())
+    cls.after_step = counting  # type: ignore[method-assign]
+    try:
+        first_logged_loss(spec, tmp_path)
+    finally:
+        cls.after_step = real  # type: ignore[method-assign]
+    assert seen == list(range(8))
+    cfg = kept[0].peft_config["default"]
+    assert (cfg.total_step, cfg.tinit, cfg.tfinal) == (8, 2, 2)
+    layers = len(cfg.rank_pattern)
+    assert sum(int(sum(v)) for v in cfg.rank_pattern.values()) == cfg.target_r * layers

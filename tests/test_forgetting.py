@@ -16,6 +16,7 @@ import torch
 from conftest import TINY_TRAIN, run_cli
 
 from lorabench.data.rows import DataError
+from lorabench.data.sources import DataSource
 from lorabench.plan import expand
 from lorabench.suite.schema import EvalSettings
 from lorabench.tasks import forgetting
@@ -74,11 +75,11 @@ class _OneHot(torch.nn.Module):
         return SimpleNamespace(logits=logits, hidden_states=(states,) if output_hidden_states else None)
 
 
-def _reference(tmp_path: Path, texts: list[str]) -> dict[str, object]:
+def _reference(tmp_path: Path, texts: list[str]) -> forgetting.ForgettingOptions:
     path = tmp_path / "ref.txt"
     path.write_text("\n".join(texts) + "\n")
-    data = {"eval_file": str(path), "train_file": str(path), "format": "text", "text_rows": "lines", "clean": []}
-    return {"data": data, "text_column": "text", "n_eval": None, "data_seed": 0}
+    data = DataSource(eval_file=str(path), train_file=str(path), format="text", text_rows="lines")
+    return forgetting.ForgettingOptions(data=data, text_column="text", n_eval=None, data_seed=0)
 
 
 def test_pair_retrieval_on_one_hot_states_finds_every_pair_and_a_collapsed_encoder_one(tmp_path: Path) -> None:
@@ -146,8 +147,8 @@ def test_a_suite_without_the_key_keeps_its_task_options_and_run_ids(write_suite)
     plain = expand(load_suite(write_suite(SUITE % "" + TINY_TRAIN, "plain")))
     ref = "    forgetting: {data: {synthetic: prose}, n_eval: 8}"
     with_ref = expand(load_suite(write_suite(SUITE % ref + TINY_TRAIN, "ref")))
-    assert all("forgetting" not in s.task_options for s in plain)
-    assert all(s.task_options["forgetting"]["data"]["synthetic"] == "prose" for s in with_ref)
+    assert all("forgetting" not in s.to_dict()["task_options"] for s in plain)
+    assert all(s.to_dict()["task_options"]["forgetting"]["data"]["synthetic"] == "prose" for s in with_ref)
     assert {s.run_id for s in plain}.isdisjoint({s.run_id for s in with_ref})
 
 

@@ -71,6 +71,12 @@ def record_problems(rec: dict[str, Any], run_dir: Path) -> list[str]:
                 problems.append(f"{label}: {phase}: nvml is null and no note says why")
         elif reserved is not None and nvml < reserved:
             problems.append(f"{label}: {phase}: nvml {nvml} < reserved {reserved}")
+    prof = rec["profile"]
+    if device == "cuda" and prof.get("predicted_method") != "trace":
+        problems.append(f"{label}: memory prediction is {prof.get('predicted_method')!r}, not traced: {prof['notes']}")
+    ratio = prof.get("measured_over_predicted")
+    if device == "cuda" and not (ratio and 0.5 <= ratio <= 2.0):
+        problems.append(f"{label}: measured/predicted memory {ratio!r} (the prediction is off by over 2x)")
     want_amp = AMP[spec["precision"]]
     if spec["precision"] in ("int8", "nf4") and spec["quantization"].get("compute_dtype") != "bf16":
         want_amp = resolved.get("amp_dtype")
@@ -101,7 +107,7 @@ def reload_and_evaluate(rec: dict[str, Any], run_dir: Path) -> dict[str, float]:
     spec = RunSpec.from_dict(rec["spec"])
     device = rec["resolved"]["device"]
     seed_everything(spec.seed)
-    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
     family = task.resolve_family(lambda: is_encoder_decoder(spec.model))
     base, tokenizer, info = load_model(
         spec.model, family, spec.precision, spec.quantization, device, task.model_kwargs()
@@ -174,7 +180,14 @@ def test_record_checks_and_adapter_reload_on_cpu(tmp_path) -> None:
     bad["profile"]["notes"] = []
     bad["resolved"]["amp_dtype"] = None
     problems = " | ".join(record_problems(bad, tmp_path / "nowhere"))
-    for expected in ("env.cuda", "allocated 10.0 <= reserved 5.0", "no note says why", "amp_dtype", "no adapter"):
+    for expected in (
+        "env.cuda",
+        "allocated 10.0 <= reserved 5.0",
+        "no note says why",
+        "amp_dtype",
+        "no adapter",
+        "not traced",
+    ):
         assert expected in problems
 
 

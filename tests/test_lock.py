@@ -163,3 +163,41 @@ def test_wheel_set_rejects_a_malformed_image_with_file_and_line(tmp_path) -> Non
     proc = _wheel_set(tmp_path, "torch==2.11.0\ntorch>=2\n")
     assert proc.returncode == 2
     assert "image.txt:2: expected NAME or NAME==VERSION" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ray_extra_has_its_own_lock_on_top_of_the_base_lock() -> None:
+    """`make install EXTRAS=ray`: requirements-ray.lock pins the ray extra and only what it adds."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extra = read_lock(REPO / "requirements-ray.lock")
+    wanted = {_requirement_name(r) for r in project["optional-dependencies"]["ray"]}
+    assert wanted <= set(extra), sorted(wanted - set(extra))
+    assert not set(extra) & set(read_lock(LOCK)), "a package is pinned in both locks"
+    assert not [name for name in extra if UNLOCKED.match(name)]
+
+
+def test_an_extra_lock_is_required_with_extra_and_otherwise_all_or_nothing(tmp_path) -> None:
+    have = {name: v for name, v in _installed_fresh(venv_only=True).items() if not UNLOCKED.match(name)}
+    moved = sorted(have)[0]  # one of the venv's own packages, locked by the extra instead of the base
+    base = "".join(f"{name}=={version}\n" for name, version in sorted(have.items()) if name != moved)
+    (tmp_path / "requirements-absent.lock").write_text("not-a-real-package==1.0\n")
+    (tmp_path / "requirements-present.lock").write_text(f"{moved}=={have[moved]}\n")
+    # none of `absent` is installed: fine unless it is asked for; `present` is all there
+    proc = _check(base, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "requirements-present.lock" in proc.stdout and "requirements-absent.lock" not in proc.stdout
+    proc = _check(base, tmp_path, "--extra", "absent")
+    assert proc.returncode == 1 and "missing: not-a-real-package==1.0" in proc.stderr
+    assert "make install EXTRAS=absent" in proc.stderr
+    # partly installed: what the extra's lock pins is checked like the base lock
+    (tmp_path / "requirements-present.lock").write_text(f"{moved}==0.0.1\nnot-a-real-package==1.0\n")
+    proc = _check(base, tmp_path)
+    assert proc.returncode == 1
+    assert (
+        f"{moved} is {have[moved]}, the lock pins 0.0.1" in proc.stderr and "missing: not-a-real-package" in proc.stderr
+    )
+    # an extra nobody locked, and a package pinned twice, are usage errors
+    proc = _check(base + f"{moved}=={have[moved]}\n", tmp_path, "--extra", "nope")
+    assert proc.returncode == 2 and "no lock for extra nope" in proc.stderr
+    proc = _check(base + f"{moved}=={have[moved]}\n", tmp_path)
+    assert proc.returncode == 2 and f"{moved} is pinned in" in proc.stderr and "Traceback" not in proc.stderr

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import torch
 
+from lorabench.data.batching import pad_batch
 from lorabench.methods import METHODS
 from lorabench.methods.base import MethodContext, NoOptions
 from lorabench.methods.prepare import upcast_trainable
@@ -29,7 +30,6 @@ from lorabench.run.pipeline import RunContext, amp_dtype, prepare_base
 from lorabench.run.train import train
 from lorabench.spec import ModelSpec, RunSpec
 from lorabench.suite.schema import EvalSettings, ExecutionSettings, ModelDef, QuantSettings, TrainSettings
-from lorabench.tasks.base import pad_batch
 
 STEPS = 3
 

@@ -74,7 +74,7 @@ train: {steps: 3}
     (spec,) = specs(text)
     assert spec.rank == 8
     assert spec.method_options.dropout == 0.05
-    assert spec.task_options["type"] == "causal-lm"
+    assert spec.task_options.type == "causal-lm"
 
 
 # --- committed results keep their run_ids -------------------------------------------
@@ -114,6 +114,8 @@ def test_a_committed_record_keeps_its_run_id_and_spec(path: Path) -> None:
             "attn_implementation",
             "alpha_ratio",
             "peak_tflops",
+            "processes",
+            "strategy",
             "startup_timeout_s",
         }, key
 
@@ -125,9 +127,9 @@ def test_committed_suites_still_plan_their_committed_run_ids() -> None:
     for path in COMMITTED:
         rec = json.loads(path.read_text(encoding="utf-8"))
         by_suite.setdefault(rec["suite"], set()).add(rec["run_id"])
-    for plan in (REPO / "results").glob("*/plan.json"):
-        if plan.parent.name.startswith("_"):
-            continue
+    plans = sorted(p for p in (REPO / "results").rglob("plan.json") if not p.relative_to(REPO).parts[1].startswith("_"))
+    assert plans, "no committed plan.json found"
+    for plan in plans:  # every committed plan.json, at any depth
         ids = {row["run_id"] for row in json.loads(plan.read_text(encoding="utf-8"))}
         suite = {json.loads(p.read_text(encoding="utf-8"))["suite"] for p in plan.parent.glob("runs/*/record.json")}
         assert len(suite) == 1, plan

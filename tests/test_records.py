@@ -66,7 +66,8 @@ def test_a_new_record_has_todays_keys_in_todays_order(tmp_path: Path) -> None:
     crashed = make_record(spec, {"status": "failed", "error": "x", "traceback": "tb", "log_tail": "log"}, {})
     assert list(crashed.to_dict()) == [*RECORD_KEYS, "traceback", "log_tail"]
     write_record(tmp_path / "runs" / spec.run_id, crashed)
-    assert read_record(tmp_path / "runs" / spec.run_id / "record.json") == crashed
+    back = read_record(tmp_path / "runs" / spec.run_id / "record.json")
+    assert back.to_dict() == json.loads(json.dumps(crashed.to_dict()))
 
 
 def test_absent_fields_are_left_out_and_explicit_nulls_are_written() -> None:
@@ -110,3 +111,11 @@ def test_record_parts_say_where_they_are_wrong() -> None:
         Record.from_dict({"run_id": "a", "label": "b", "suite": "c", "status": "success"})
     with pytest.raises(RecordError, match="nvml is not a number"):
         PhaseMemory(rss=1.0, nvml="x")  # type: ignore[arg-type]
+
+
+def test_a_spec_crosses_into_the_run_process_as_sent_and_as_json() -> None:
+    """The executor hands the run ``to_dict()`` as is (tuples) or through JSON (lists): both rebuild."""
+    spec = _spec()
+    for wire in (spec.to_dict(), json.loads(json.dumps(spec.to_dict()))):
+        again = RunSpec.from_dict(wire)
+        assert again.run_id == spec.run_id and again.task_options == spec.task_options

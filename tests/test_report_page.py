@@ -264,22 +264,47 @@ def _raw_figures(rec: dict[str, Any]) -> dict[str, float]:
     out = {k: float(v) for k, v in rec["metrics"].items()}
     out["tokens_per_s"] = prof["timed_tokens"] / prof["timed_steps"] / statistics.median(steps)
     out["step_ms"] = 1000 * statistics.median(steps)
-    mem = prof["memory_mb"]["train"]
-    out["peak_mem_train_mb"] = next(float(mem[s]) for s in ("nvml", "reserved", "rss") if mem.get(s) is not None)
-    for key in ("trainable_params", "total_params", "trainable_pct", "train_s", "adapter_bytes"):
-        out[key] = float(prof[key])
+    for phase in ("train", "eval"):
+        mem = prof["memory_mb"][phase]
+        out[f"peak_mem_{phase}_mb"] = next(float(mem[s]) for s in ("nvml", "reserved", "rss") if mem.get(s) is not None)
+    for key in (
+        "trainable_params",
+        "total_params",
+        "trainable_pct",
+        "train_s",
+        "eval_s",
+        "samples_per_s",
+        "mfu",
+        "adapter_bytes",
+    ):
+        if prof.get(key) is not None:
+            out[key] = float(prof[key])
+    if (prof.get("estimate_bytes") or {}).get("allocated"):
+        out["estimate_mb"] = prof["estimate_bytes"]["allocated"] / 2**20
     return out
 
 
+def _band(values: list[float]) -> tuple[float, float]:
+    """The band a reader is shown: min-max with 2 seeds, the 95% Student-t interval from 3."""
+    if len(values) == 2:
+        return min(values), max(values)
+    half = {3: 4.302652729911275, 4: 3.182446305284263}[len(values)] * statistics.stdev(values) / len(values) ** 0.5
+    return statistics.fmean(values) - half, statistics.fmean(values) + half
+
+
 def test_every_leaderboard_figure_recomputed_from_the_records(report: tuple[Path, list[dict[str, Any]]]) -> None:
-    """leaderboard.csv (means), runs.csv (per run) and report.html agree with the raw records."""
+    """Every figure column of leaderboard.csv (mean, std, n, band) and runs.csv, every cell of the page's
+    tables and the markdown leaderboard's bands, recomputed from the raw records; none left unchecked."""
     import pandas as pd
+
+    from lorabench.report.escape import csv_unneutralise
 
     out, records = report
     board = pd.read_csv(out / "leaderboard.csv")
     runs = pd.read_csv(out / "runs.csv").set_index("run_id")
     page = {p["label"]: p for p in page_data(out)["points"]}
-    checked = 0
+    md = (out / "leaderboard.md").read_text(encoding="utf-8")
+    checked: set[str] = set()
     for _, row in board.iterrows():
         rank = None if pd.isna(row["rank"]) else int(row["rank"])
         key = (row["task"], row["model"], row["method"], rank, row["precision"])
@@ -297,16 +322,41 @@ def test_every_leaderboard_figure_recomputed_from_the_records(report: tuple[Path
             == key
         ]
         figures = [_raw_figures(r) for r in recs]
+        label = f"{key[1]} {key[2] if rank is None else f'{key[2]}-r{rank}'} @{key[4]}"
+        assert row["n"] == len(recs) == page[label]["n"]
+        # The alpha the run used: as the method resolved it, else as the suite set it.
+        alphas = {
+            next(
+                (v for v in ((r.get("resolved") or {}).get("method", {}).get(k) for k in ("lora_alpha", "alpha")) if v),
+                (r["spec"].get("method_options") or {}).get("alpha"),
+            )
+            for r in recs
+        }
+        assert csv_unneutralise(str(row["alpha"])) == (" / ".join(f"{a:g}" for a in sorted(alphas - {None})) or "-")
         for name in figures[0]:
-            want = statistics.fmean(f[name] for f in figures)
+            values = [f[name] for f in figures]
+            want = statistics.fmean(values)
             assert row[f"{name}_mean"] == pytest.approx(want, rel=1e-9), (key, name)
-            assert row[f"{name}_n"] == len(figures)
+            assert row[f"{name}_n"] == len(values)
+            assert row[f"{name}_std"] == pytest.approx(statistics.stdev(values), rel=1e-6, abs=1e-12)
+            lo, hi = _band(values)
+            assert (row[f"{name}_lo"], row[f"{name}_hi"]) == (pytest.approx(lo), pytest.approx(hi)), (key, name)
             for r, f in zip(recs, figures):
                 assert runs.loc[r["run_id"], name] == pytest.approx(f[name], rel=1e-9), (r["run_id"], name)
-            label = f"{key[1]} {key[2] if rank is None else f'{key[2]}-r{rank}'} @{key[4]}"
-            assert page[label]["values"][name]["v"] == pytest.approx(want, rel=1e-9)
-            checked += 1
-    assert checked > 150
+            checked.add(name)
+            cell = page[label]["values"].get(name)
+            if cell is None:  # not a column of the page's table (eval memory): leaderboard.csv only
+                continue
+            assert cell["v"] == pytest.approx(want, rel=1e-9)
+            assert (cell["lo"], cell["hi"]) == (pytest.approx(lo), pytest.approx(hi))
+            m = METRICS.get(name)
+            assert cell["t"] == f"{m.format(want)} ({m.format(lo, ref=want)}–{m.format(hi, ref=want)})" or lo == hi
+            if name == row["primary_metric"] or name == "tokens_per_s":
+                assert cell["t"] in md, (label, name)  # the markdown table shows the same band
+        assert set(page[label]["values"]) <= checked
+    figure_columns = {c.removesuffix("_mean") for c in board.columns if c.endswith("_mean")}
+    assert figure_columns == checked, f"leaderboard figures no test recomputes: {figure_columns - checked}"
+    assert len(checked) >= 20
 
 
 def test_tokens_per_s_is_the_median_step_everywhere() -> None:

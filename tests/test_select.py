@@ -201,3 +201,22 @@ execution: {threads: 1}
     assert (out / "leaderboard.md").read_text() == first  # recomputed from the records alike
     check = run_cli("check", "--baseline", str(out), "--current", str(out))
     assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+
+
+def test_the_example_sweep_suite_plans_eight_runs_with_selection() -> None:
+    from lorabench.suite.schema import read_suite
+
+    text, file, stem = read_suite(Path(__file__).resolve().parents[1] / "suites" / "examples" / "lr_sweep.yaml")
+    suite = parse_suite(text, file, stem)
+    specs = expand(suite)
+    assert suite.select is not None and suite.select.metric == "perplexity"
+    assert sorted({(s.method, s.train.lr) for s in specs}) == [
+        ("full", 1e-4), ("full", 1e-3), ("lora", 1e-3), ("lora", 3e-3)
+    ]  # fmt: skip
+    assert len(specs) == 8 and all(s.sweep == ("lr",) for s in specs)
+
+
+def test_select_with_only_a_target_needs_no_sweep() -> None:
+    """`select.target` (time-to-target) is useful without a sweep; without either, select is a typo."""
+    specs = plan(lora_lr="1.0e-3", select="select: {metric: perplexity, target: 6.0}")
+    assert all(s.sweep == () for s in specs)

@@ -14,10 +14,11 @@ import pytest
 from lorabench.data.sources import load_rows
 from lorabench.errors import SuiteError
 from lorabench.plan import expand
+from lorabench.tasks.base import options_wire
 from lorabench.validate import parse_suite
 
 
-def task_options(task_yaml: str) -> dict[str, Any]:
+def task_options(task_yaml: str) -> Any:
     suite = parse_suite(
         "matrix: {model: [builtin:tiny-bert], method: [full], task: [t]}\ntrain: {steps: 3}\ntasks:\n  t: " + task_yaml,
         "t.yaml",
@@ -37,8 +38,8 @@ def lines(tmp_path: Path) -> Path:
 
 
 def test_val_fraction_of_one_file_is_disjoint_and_leaves_test_where_it_was(lines: Path) -> None:
-    with_val = task_options(f"{{type: causal-lm, data: {{file: {lines}, val_fraction: 0.25}}}}")["data"]
-    without = task_options(f"{{type: causal-lm, data: {{file: {lines}}}}}")["data"]
+    with_val = task_options(f"{{type: causal-lm, data: {{file: {lines}, val_fraction: 0.25}}}}").data
+    without = task_options(f"{{type: causal-lm, data: {{file: {lines}}}}}").data
     train, val, test = (ids(load_rows(with_val, s, None, 0, "t")) for s in ("train", "val", "eval"))
     assert not train & val and not train & test and not val & test
     assert train | val | test == {f"row {i}" for i in range(200)}
@@ -54,7 +55,7 @@ def test_val_fraction_with_train_and_eval_files_carves_the_train_file(lines: Pat
     test_file.write_text('{"text": "held out"}\n', encoding="utf-8")
     src = task_options(
         f"{{type: causal-lm, data: {{train_file: {lines}, eval_file: {test_file}, val_fraction: 0.1}}}}"
-    )["data"]
+    ).data
     train, val = ids(load_rows(src, "train", None, 0, "t")), ids(load_rows(src, "val", None, 0, "t"))
     assert len(val) == 20 and len(train) == 180 and not train & val
     assert ids(load_rows(src, "eval", None, 0, "t")) == {"held out"}
@@ -63,13 +64,13 @@ def test_val_fraction_with_train_and_eval_files_carves_the_train_file(lines: Pat
 def test_val_file_is_read_as_is(lines: Path, tmp_path: Path) -> None:
     val_file = tmp_path / "val.jsonl"
     val_file.write_text('{"text": "v1"}\n{"text": "v2"}\n', encoding="utf-8")
-    src = task_options(f"{{type: causal-lm, data: {{file: {lines}, val_file: {val_file}}}}}")["data"]
+    src = task_options(f"{{type: causal-lm, data: {{file: {lines}, val_file: {val_file}}}}}").data
     assert ids(load_rows(src, "val", None, 0, "t")) == {"v1", "v2"}
     assert len(load_rows(src, "train", None, 0, "t")) == 160  # the train/test split of `file` is untouched
 
 
 def test_synthetic_validation_has_a_seed_of_its_own() -> None:
-    src = task_options("{type: causal-lm, data: {synthetic: facts, val_fraction: 0.1}}")["data"]
+    src = task_options("{type: causal-lm, data: {synthetic: facts, val_fraction: 0.1}}").data
     train = load_rows(src, "train", 300, 0, "t", n_train=300)
     val = load_rows(src, "val", None, 0, "t", n_train=300)
     test = load_rows(src, "eval", 50, 0, "t")
@@ -79,7 +80,7 @@ def test_synthetic_validation_has_a_seed_of_its_own() -> None:
 
 
 def test_a_suite_without_validation_keys_keeps_its_task_options() -> None:
-    data = task_options("{type: causal-lm, data: {synthetic: facts}}")["data"]
+    data = options_wire(task_options("{type: causal-lm, data: {synthetic: facts}}"))["data"]
     assert "val_fraction" not in data and "val_file" not in data  # so run_ids and recipes do not move
 
 

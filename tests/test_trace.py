@@ -178,10 +178,9 @@ MEASURED_H100_MIB = {
     ("lora", "nf4"): 14_837,
 }
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-INT8_GAP = (
-    "LoRA on int8 traces about 17% below the H100 measurement (18,543 vs 22,481 MiB): something the "
-    "GPU int8 path holds is not reproduced by the trace yet"
-)
+# LoRA on int8 traced 17% low (18,543 MiB) until the trace kept `loss` alive as the run's
+# loop does: bitsandbytes' MatMul8bitLt holds each layer's input as a ctx attribute, released
+# with the graph when the next forward's loss is assigned (+3.7 GiB at this shape).
 
 
 @pytest.mark.slow
@@ -190,7 +189,7 @@ INT8_GAP = (
     [
         ("full", "bf16"),
         ("lora", "bf16"),
-        pytest.param("lora", "int8", marks=pytest.mark.xfail(strict=True, reason=INT8_GAP)),
+        ("lora", "int8"),
         ("lora", "nf4"),
     ],
 )
@@ -329,3 +328,24 @@ def test_a_step_fake_tensors_cannot_follow_is_untraceable_not_a_crash(small_gpt2
     monkeypatch.setattr(trace_mod, "trace_training", boom)
     with pytest.raises(trace_mod.Untraceable, match=r"RuntimeError: aten\._local_scalar_dense: data-dependent\)"):
         trace_model(small_gpt2, "lora", "bf16", 1, 8)
+
+
+@pytest.mark.slow
+def test_lora_dropout_is_in_the_analytic_model(tmp_path: Path) -> None:
+    """LoRA's dropout adds its masks and dropped copies: the analytic term follows the trace's difference."""
+    from lorabench.models.configs import config_dir
+
+    cfg = json.loads((Path(config_dir("llama-1b")) / "config.json").read_text())
+    cfg.update(vocab_size=50_257, num_hidden_layers=2)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    figures = {}
+    for dropout in (0.0, 0.1):
+        opts = METHODS.get("lora").Options(alpha=32, dropout=dropout, target_modules=PROJECTIONS)
+        kw = dict(rank=16, method_opts=opts, target_modules=list(PROJECTIONS))
+        traced = trace_model(str(tmp_path), "lora", "bf16", 4, 256, **kw)
+        analytic = estimate_model(str(tmp_path), "lora", "bf16", 4, 256, **kw)
+        figures[dropout] = (traced.allocated_bytes, analytic.allocated_bytes, analytic.breakdown.get("adapter_dropout"))
+    assert figures[0.0][2] is None and figures[0.1][2] > 0
+    traced_diff = figures[0.1][0] - figures[0.0][0]
+    analytic_diff = figures[0.1][1] - figures[0.0][1]
+    assert traced_diff > 0 and abs(analytic_diff - traced_diff) <= 0.15 * traced_diff, figures

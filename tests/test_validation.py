@@ -530,6 +530,27 @@ def test_builtin_cache_key_hashes_the_pretraining_code(tmp_path: Path) -> None:
     assert key(copy) == before
 
 
+def test_moving_helpers_out_of_the_pretraining_code_kept_the_cache_keys() -> None:
+    """builtin.py and objectives.py hash as the bytes every built-in model was cached under.
+
+    Their helpers moved down (``paths.cache_root``, ``data.batching.pad_batch``) and their
+    imports to the top; ``models.pretrain_key`` undoes exactly that before hashing. A real
+    change to either file changes these digests: bump ``PRETRAIN_VERSION`` with it and
+    empty ``KEY_STABLE_EDITS``.
+    """
+    import hashlib
+
+    from lorabench.models.pretrain_key import keyed_bytes
+
+    cached_as = {
+        "models/builtin.py": "d4eb5c100462ebe0c4f4431d48738bde9ca6581152fc5f1098c9ae2f6a875f88",
+        "models/objectives.py": "4c387161b96c5da74e7167aab3b77f4e9036327d84c811753f516a8ad94aacaa",
+    }
+    for rel, digest in cached_as.items():
+        data = (REPO / "lorabench" / rel).read_bytes()
+        assert hashlib.sha256(keyed_bytes(rel, data)).hexdigest() == digest, rel
+
+
 def test_a_run_checks_positions_again_once_its_model_config_is_known() -> None:
     """A hub model not in the cache at validate time is checked by the run, before training."""
     from lorabench.plan import expand
@@ -549,9 +570,10 @@ def test_a_run_checks_positions_again_once_its_model_config_is_known() -> None:
 # Top-level parts of the package, lowest first: a module may import its own part and any
 # part of a lower rank, never one of a higher rank or another part of the same rank.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "vocab", "stats"),
+    ("errors", "vocab", "stats", "paths"),
     ("registry", "atomic", "quiet", "record_data"),
-    ("suite", "provenance", "metrics"),
+    ("metrics",),
+    ("suite", "provenance"),
     ("data",),
     ("tasks", "models", "methods"),
     ("accounting", "spec", "sanity"),
@@ -569,15 +591,8 @@ def _part(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-# Edges still allowed, each with its reason. Both files are in models/builtin.py's
-# PRETRAIN_SOURCES, whose bytes key every built-in model's cache: editing them makes every
-# user pretrain every built-in model again, so they move with the next recipe change.
-KNOWN_UPWARD = {
-    ("lorabench.models.objectives", "lorabench.tasks.base"),  # pad_batch
-    ("lorabench.models.objectives", "lorabench.tasks"),
-    ("lorabench.tasks.cache", "lorabench.models.builtin"),  # cache_root, defined in builtin.py
-    ("lorabench.tasks.cache", "lorabench.models"),
-}
+# Edges still allowed, each with its reason (none: shared helpers live in the lower part).
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
 def test_parts_import_only_downwards() -> None:
@@ -599,6 +614,90 @@ def test_parts_import_only_downwards() -> None:
     assert not bad, "\n".join(bad)
 
 
+#: Third-party libraries a function may import on use, each with why it is not at the top.
+LAZY_LIBRARIES = {
+    "torch": "1-2 s and GBs of address space: --help, validate, report and config-only answers never pay it",
+    "transformers": "imports torch",
+    "peft": "imports torch and transformers",
+    "bitsandbytes": "k-bit runs only; imports torch's compiler stack (1.2 s)",
+    "safetensors": "its torch API imports torch",
+    "tokenizers": "Rust extension, only when a built-in tokenizer is built",
+    "datasets": "hub data sets only (~1 s of imports)",
+    "huggingface_hub": "hub models only",
+    "pynvml": "CUDA machines only (NVML)",
+    "ray": "optional: the Ray executor",
+    "liger_kernel": "optional: Liger's CUDA kernels",
+    "matplotlib": "static plots only (~0.5 s)",
+    "seaborn": "static plots only; imports matplotlib",
+    "plotly": "report.html only: its inlined JS bundle",
+    "rouge_score": "summarization scoring only (nltk)",
+    "tqdm": "a progress bar only where one is shown (models/builtin.py's bytes also key the model cache)",
+}
+#: lorabench modules that import parts of lorabench inside functions, each with why.
+LAZY_INTERNAL = {
+    "lorabench.cli": "each command imports its stage on use: --help and validate import no torch",
+    "lorabench.bench": "the executor, report and built-in preparation load only for a run that needs them",
+    "lorabench.execute": "only the chosen executor is imported (Ray is optional)",
+    "lorabench.execute.entry": "the run process imports the run stage after it starts, so import_s is measured",
+    "lorabench.execute.ray": "runs in a Ray worker, which imports the run stage itself",
+    "lorabench.execute.ranks": "each rank imports the run stage after its own start-up, as a single run does",
+    "lorabench.accounting.estimate": "models.loading imports torch: config-only estimates must not",
+    "lorabench.accounting.params": "models.loading imports torch: config-only counts must not",
+    "lorabench.accounting.trace": "the tracer's model building imports torch, on use",
+    "lorabench.accounting.fit": "estimate and trace (torch) on use",
+    "lorabench.run.perf": "the estimator only where a run asks for it (accounting imports methods, models)",
+    "lorabench.methods": "peft-type entries (peft) load on use",
+    "lorabench.methods.base": "adapter state I/O (torch, safetensors) on use",
+    "lorabench.methods.lora_ref": "the reference layer (torch modules) on use",
+    "lorabench.models.loading": "bitsandbytes' CPU path and built-in pretraining on use",
+    "lorabench.models.handwritten": "loading (torch) on use",
+    "lorabench.preflight": "model configs are read only for the checks that need them",
+    "lorabench.validate": "preflight (model configs, hub) only when asked",
+    "lorabench.plan": "task and peft-type registries resolve on use",
+    "lorabench.tasks.classification": "scoring on use",
+    "lorabench.tasks.summarization": "scoring (rouge_score) on use",
+    "lorabench.results_dir": "the package version on use",
+}
+
+
+def _function_imports() -> list[tuple[str, int, str]]:
+    """(module, line, imported name) of every import inside a function of the package."""
+    import ast
+
+    out = []
+    for path in sorted((REPO / "lorabench").rglob("*.py")):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        mod = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.Import):
+                        out += [(mod, node.lineno, a.name) for a in node.names]
+                    elif isinstance(node, ast.ImportFrom) and node.module:
+                        out.append((mod, node.lineno, node.module))
+    return out
+
+
+def test_imports_inside_functions_are_only_heavy_or_optional_ones() -> None:
+    """A function-level import needs a reason: a heavy or optional library, or a listed lazy stage.
+
+    Everything else (the standard library, light dependencies, lorabench's own lower
+    parts) is imported at the top, where the import graph test sees it.
+    """
+    bad = []
+    for mod, line, name in _function_imports():
+        top = name.split(".")[0]
+        if top == "lorabench":
+            ok = mod in LAZY_INTERNAL
+        else:
+            ok = top in LAZY_LIBRARIES
+        if not ok:
+            bad.append(f"{mod}:{line} imports {name} inside a function")
+    assert not bad, "\n".join(bad)
+    used = {mod for mod, _, name in _function_imports() if name.startswith("lorabench")}
+    assert not set(LAZY_INTERNAL) - used, f"stale LAZY_INTERNAL entries: {sorted(set(LAZY_INTERNAL) - used)}"
+
+
 def test_no_get_with_a_default_on_a_run_spec() -> None:
     """The schema's defaults are the only defaults: nothing reads ``spec.<section>.get(...)``."""
     import ast
@@ -615,3 +714,54 @@ def test_no_get_with_a_default_on_a_run_spec() -> None:
             if isinstance(target, ast.Name) and target.id == "spec" and isinstance(node.func.value, ast.Attribute):
                 bad.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not bad, bad
+
+
+def test_runs_over_several_processes_are_checked_before_any_work() -> None:
+    base = GOOD.replace("steps: 5", "steps: 5\n  batch_size: 6")
+    several = base + "execution: {processes: 4, strategy: fsdp}\n"
+    (batch,) = issues_of(several)
+    assert "train.batch_size (6) is the global batch and must split evenly over execution.processes (4)" in batch
+    nf4 = base.replace("method: [lora]", "method: [lora]\n  precision: [nf4]")  # QLoRA
+    (refused,) = issues_of(nf4 + "execution: {processes: 2, strategy: fsdp}\n")
+    assert "nf4 under execution.strategy: fsdp is refused" in refused and "s.yaml:" in refused
+    assert "\n" not in refused
+    parse_suite(nf4 + "execution: {processes: 2, strategy: ddp}\n", "s.yaml")  # DDP replicates k-bit bases
+    (adalora,) = issues_of(base.replace("method: [lora]", "method: [adalora]") + "execution: {processes: 2}\n")
+    assert "adalora computes its loss past the model's own forward" in adalora
+    (chunked,) = issues_of(base + "  loss: chunked\nexecution: {processes: 2}\n")
+    assert "train.loss: chunked" in chunked
+    (zero,) = issues_of(base + "execution: {processes: 0}\n")
+    assert "`processes` should be >= 1, got 0" in zero
+    (strategy,) = issues_of(base + "execution: {strategy: zero}\n")
+    assert "execution.strategy: expected one of 'ddp', 'fsdp', got 'zero'" in strategy
+
+
+#: The run spec's typed parts, whichever name holds the spec: none is a dict.
+SPEC_PARTS = ("task_options", "method_options", "quantization", "execution")
+
+
+def test_typed_spec_parts_are_read_as_attributes() -> None:
+    """``.get(`` or ``[...]`` on a typed spec part, or on a task's options, is a dict habit the types removed.
+
+    ``spec.task_options.get("x", default)`` would re-state a default the Options class
+    owns (and fail at run time: the options are a dataclass). A record's ``spec`` is its
+    JSON wire form and stays a dict; this checks the typed objects only.
+    """
+    import ast
+
+    bad = []
+    for path in sorted((REPO / "lorabench").rglob("*.py")):
+        in_tasks = path.parent.name == "tasks"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+                holder = node.func.value
+            elif isinstance(node, ast.Subscript):
+                holder = node.value
+            else:
+                continue
+            if not isinstance(holder, ast.Attribute):
+                continue
+            task_options = in_tasks and holder.attr == "options" and isinstance(holder.value, ast.Name)
+            if holder.attr in SPEC_PARTS or (task_options and holder.value.id == "self"):
+                bad.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)[:60]}")
+    assert not bad, "\n".join(bad)

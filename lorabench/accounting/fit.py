@@ -19,33 +19,16 @@ more with varying sequence lengths).
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from lorabench.errors import UsageError
+from lorabench.vocab import GPU_MEMORY_MIB, card_memory, gpu_budget, memory_size
 
 GiB = 1024**3
 MiB = 1024**2
 FRAGMENTATION = 0.05
 MAX_BATCH = 4096
-
-# Memory as nvidia-smi reports memory.total for each card (MiB): what the driver can hand out.
-GPU_MEMORY_MIB: dict[str, int] = {
-    "H200-141GB": 143771,
-    "H100-80GB": 81559,
-    "A100-80GB": 81920,
-    "A100-40GB": 40960,
-    "L40S": 46068,
-    "A6000": 49140,
-    "A10G": 23028,
-    "L4": 23034,
-    "RTX4090": 24564,
-    "RTX3090": 24576,
-    "T4": 15360,
-    "V100-32GB": 32768,
-    "V100-16GB": 16384,
-}
 
 
 @dataclass
@@ -65,20 +48,26 @@ class FitRow:
 
 def parse_memory(text: str) -> int:
     """'24GiB', '80GB', '40960MiB', '24G' -> bytes (GB and G read as GiB, as cards are sold)."""
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(GiB|GB|G|MiB|MB|M|TiB|TB|T)?\s*", text, re.IGNORECASE)
-    if not m:
+    found = memory_size(text)
+    if found is None:
         raise UsageError(f"--gpu-memory {text!r}: expected a size such as 24GiB, 80GB or 40960MiB")
-    value, unit = float(m.group(1)), (m.group(2) or "GiB").lower()
-    scale = {"t": 1024**4, "g": GiB, "m": MiB}[unit[0]]
-    return int(value * scale)
+    return found
 
 
 def gpu_memory(name: str) -> int:
     """Bytes of a known card; an unknown name lists the known ones."""
-    for key, mib in GPU_MEMORY_MIB.items():
-        if key.lower() == name.lower():
-            return mib * MiB
-    raise UsageError(f"unknown GPU {name!r}; known: {', '.join(GPU_MEMORY_MIB)} (or give --gpu-memory)")
+    found = card_memory(name)
+    if found is None:
+        raise UsageError(f"unknown GPU {name!r}; known: {', '.join(GPU_MEMORY_MIB)} (or give --gpu-memory)")
+    return found
+
+
+def budget_bytes(text: str) -> int:
+    """A card name ("A100-40GB") or a size ("80GiB") -> bytes; a usage error names both forms."""
+    try:
+        return gpu_budget(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_methods(text: str) -> list[tuple[str, str]]:

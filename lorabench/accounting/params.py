@@ -21,6 +21,8 @@ false`` therefore gets a separate ``lm_head`` here, as the loaded model would ha
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import json
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -106,7 +108,6 @@ def read_config(model: str) -> tuple[Any, dict[str, Any]]:
 
 def _check_config_file(path: str) -> None:
     """A local config.json must be a JSON object with no negative size: one clear line, not a traceback."""
-    import json
 
     file = os.path.join(path, "config.json") if os.path.isdir(path) else path
     if not os.path.isfile(file):
@@ -348,7 +349,6 @@ def _count_custom(
     precision: str,
 ) -> ParamCount:
     """Count on a built-in plain-PyTorch model: built by its own loader (milliseconds, seeded) on the CPU."""
-    import importlib
 
     from lorabench.methods.base import method_context
     from lorabench.suite.schema import ModelDef, QuantSettings

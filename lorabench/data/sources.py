@@ -15,9 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from lorabench.data.dialogues import dialogues
 from lorabench.data.files import load_file
+from lorabench.data.grammar import documents
 from lorabench.data.rows import DataError, Rows
+from lorabench.data.sentiment import reviews
 from lorabench.registry import Registry
+from lorabench.suite.typed import check_fields
 
 SYNTHETIC: Registry[Callable[[str, int, int], Rows]] = Registry("synthetic generator")
 
@@ -64,27 +68,37 @@ class DataSource:
     val_file: str | None = None
 
     def __post_init__(self) -> None:
-        for step in self.clean:
-            if step not in CLEANERS:
-                raise ValueError(f"`clean`: unknown step {step!r}; known: {', '.join(CLEANERS)}")
+        # The rules relate fields to each other, so each is stated with the field it is reported at.
+        errors = [
+            ("clean", f"`clean`: unknown step {s!r}; known: {', '.join(CLEANERS)}")
+            for s in self.clean
+            if s not in CLEANERS
+        ]
         given = [k for k in ("synthetic", "hub", "file") if getattr(self, k)] + (
             ["train_file/eval_file"] if self.train_file or self.eval_file else []
         )
         if len(given) != 1:
-            raise ValueError(
-                "data: give exactly one of `synthetic`, `hub`, `file` or `train_file`/`eval_file`, "
-                f"got {given or 'none'}"
+            where = given[-1].split("/")[0] if given else "data"
+            errors.append(
+                (
+                    where,
+                    "data: give exactly one of `synthetic`, `hub`, `file` or `train_file`/`eval_file`, "
+                    f"got {given or 'none'}",
+                )
             )
         if not 0.0 < self.eval_fraction < 1.0:
-            raise ValueError(f"`eval_fraction` should be in (0, 1), got {self.eval_fraction}")
+            errors.append(("eval_fraction", f"`eval_fraction` should be in (0, 1), got {self.eval_fraction}"))
         if self.val_fraction is not None and self.val_file is not None:
-            raise ValueError("data: give `val_fraction` or `val_file`, not both")
+            errors.append(("val_file", "data: give `val_fraction` or `val_file`, not both"))
         if self.val_fraction is not None and not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"`val_fraction` should be in (0, 1), got {self.val_fraction}")
+            errors.append(("val_fraction", f"`val_fraction` should be in (0, 1), got {self.val_fraction}"))
         if self.val_file is not None and self.val_file in (self.file, self.train_file, self.eval_file):
-            raise ValueError(f"`val_file` {self.val_file!r} is also a train or test file: validation would leak")
+            errors.append(
+                ("val_file", f"`val_file` {self.val_file!r} is also a train or test file: validation would leak")
+            )
         if self.synthetic and self.synthetic not in SYNTHETIC:
-            raise ValueError(SYNTHETIC.unknown_message(self.synthetic))
+            errors.append(("synthetic", SYNTHETIC.unknown_message(self.synthetic)))
+        check_fields(self, {}, errors)
 
 
 #: Data keys added after run ids were in use: at their default they stay out of a run's
@@ -99,9 +113,9 @@ def wire_source(source: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in source.items() if not (k in NEW_KEYS_AT_DEFAULT and v == NEW_KEYS_AT_DEFAULT[k])}
 
 
-def has_val(source: dict[str, Any]) -> bool:
+def has_val(source: DataSource) -> bool:
     """Whether the source declares a validation split."""
-    return source.get("val_fraction") is not None or source.get("val_file") is not None
+    return source.val_fraction is not None or source.val_file is not None
 
 
 def subsample(rows: Rows, n: int | None, seed: int) -> Rows:
@@ -117,21 +131,21 @@ def subsample(rows: Rows, n: int | None, seed: int) -> Rows:
     return [rows[i] for i in sorted(idx[:n])]
 
 
-def describe(source: dict[str, Any], split: str) -> str:
+def describe(source: DataSource, split: str) -> str:
     """Where ``split`` of ``source`` comes from, for error messages: a file, a hub id, a generator."""
     if split == "val":
-        if source.get("val_file"):
-            return f"validation file {source['val_file']}"
-        return f"validation share ({source.get('val_fraction')}) of {describe(source, 'train')}"
-    if source.get("synthetic"):
-        return f"synthetic generator {source['synthetic']!r}"
-    if source.get("hub"):
-        name = source["train_split"] if split == "train" else source["eval_split"]
-        config = f", config {source['config']!r}" if source.get("config") else ""
-        return f"hub dataset {source['hub']!r}{config}, split {name!r}"
-    if source.get("file"):
-        return f"file {source['file']} ({split} part of a seeded {source['eval_fraction']:g} eval holdout)"
-    return f"file {source.get('train_file') if split == 'train' else source.get('eval_file')}"
+        if source.val_file:
+            return f"validation file {source.val_file}"
+        return f"validation share ({source.val_fraction}) of {describe(source, 'train')}"
+    if source.synthetic:
+        return f"synthetic generator {source.synthetic!r}"
+    if source.hub:
+        name = source.train_split if split == "train" else source.eval_split
+        config = f", config {source.config!r}" if source.config else ""
+        return f"hub dataset {source.hub!r}{config}, split {name!r}"
+    if source.file:
+        return f"file {source.file} ({split} part of a seeded {source.eval_fraction:g} eval holdout)"
+    return f"file {source.train_file if split == 'train' else source.eval_file}"
 
 
 def holdout(rows: Rows, fraction: float, seed: int, split: str, salt: str = "holdout") -> Rows:
@@ -156,7 +170,7 @@ def expand_path(path: str, task: str) -> str:
 
 
 def load_rows(
-    source: dict[str, Any], split: Split, n: int | None, seed: int, task: str, n_train: int | None = None
+    source: DataSource, split: Split, n: int | None, seed: int, task: str, n_train: int | None = None
 ) -> Rows:
     """Load ``n`` rows of ``split`` for ``task`` from whichever source is configured.
 
@@ -167,45 +181,45 @@ def load_rows(
     synthetic generator it is ``val_fraction`` x the training count, generated from a seed
     of its own (as test is). ``n`` caps it like the test split (the task passes ``n_eval``).
     """
-    if split == "val" and source.get("val_file"):
-        fmt, unit = source.get("format", "auto"), source.get("text_rows", "paragraphs")
-        rows = load_file(expand_path(source["val_file"], task), fmt, task, unit)
+    if split == "val" and source.val_file:
+        fmt, unit = source.format, source.text_rows
+        rows = load_file(expand_path(source.val_file, task), fmt, task, unit)
         if not rows:
             raise DataError(f"task {task!r}: the val split is empty ({describe(source, split)})")
         return subsample(rows, n, seed)
-    if split == "val" and source.get("val_fraction") is None:
+    if split == "val" and source.val_fraction is None:
         raise DataError(f"task {task!r}: no validation split declared (`val_fraction` or `val_file`)")
-    if source.get("synthetic"):
-        generate = SYNTHETIC.get(source["synthetic"])
+    if source.synthetic:
+        generate = SYNTHETIC.get(source.synthetic)
         if split == "val":
             # Its own seed, as for test: no generated example is drawn for train and validation alike.
-            pool = max(1, round(source["val_fraction"] * (n_train if n_train is not None else 2000)))
+            pool = max(1, round(source.val_fraction * (n_train if n_train is not None else 2000)))
             return generate(split, pool if n is None else min(n, pool), seed + 2_000_029)
         # Disjoint seeds per split: train and eval never share generated examples.
         count = n if n is not None else (2000 if split == "train" else 200)
         return generate(split, count, seed + (0 if split == "train" else 1_000_003))
     part = "eval" if split == "eval" else "train"  # validation is carved from the training pool
-    if source.get("hub"):
+    if source.hub:
         rows = _load_hub(source, part, task)
     else:
-        fmt, unit = source.get("format", "auto"), source.get("text_rows", "paragraphs")
-        if source.get("file"):
-            rows = load_file(expand_path(source["file"], task), fmt, task, unit)
-            rows = holdout(rows, source["eval_fraction"], seed, part)
+        fmt, unit = source.format, source.text_rows
+        if source.file:
+            rows = load_file(expand_path(source.file, task), fmt, task, unit)
+            rows = holdout(rows, source.eval_fraction, seed, part)
         else:
-            path = source.get("train_file") if part == "train" else source.get("eval_file")
+            path = source.train_file if part == "train" else source.eval_file
             if not path:
                 raise DataError(f"task {task!r}: no {part}_file given")
             rows = load_file(expand_path(path, task), fmt, task, unit)
-    if part == "train" and source.get("val_fraction") is not None:
-        rows = holdout(rows, source["val_fraction"], seed, "eval" if split == "val" else "train", salt="val")
+    if part == "train" and source.val_fraction is not None:
+        rows = holdout(rows, source.val_fraction, seed, "eval" if split == "val" else "train", salt="val")
     if not rows:
         raise DataError(f"task {task!r}: the {split} split is empty ({describe(source, split)})")
     return subsample(rows, n, seed)
 
 
 def load_columns(
-    source: dict[str, Any],
+    source: DataSource,
     split: Split,
     n: int | None,
     seed: int,
@@ -222,7 +236,7 @@ def load_columns(
     """
     rows = load_rows(source, split, n, seed, task, n_train)
     where = describe(source, split)
-    steps = [CLEANERS[c] for c in source.get("clean") or ()]
+    steps = [CLEANERS[c] for c in source.clean]
     out: Rows = []
     for row in rows:
         lacking = [c for c in columns.values() if c not in row]
@@ -243,17 +257,17 @@ def load_columns(
     return out
 
 
-def _load_hub(source: dict[str, Any], split: str, task: str) -> Rows:
+def _load_hub(source: DataSource, split: str, task: str) -> Rows:
     try:
         import datasets
     except ImportError:  # pragma: no cover - datasets is a dependency
         raise DataError("the `datasets` package is needed for hub data sets") from None
-    name = source["train_split"] if split == "train" else source["eval_split"]
+    name = source.train_split if split == "train" else source.eval_split
     try:
-        ds = datasets.load_dataset(source["hub"], source.get("config"), split=name, revision=source.get("revision"))
+        ds = datasets.load_dataset(source.hub, source.config, split=name, revision=source.revision)
     except Exception as exc:  # datasets raises many types for "not reachable / not cached"
         raise DataError(
-            f"task {task!r}: cannot load hub dataset {source['hub']!r} (config {source.get('config')!r}, split "
+            f"task {task!r}: cannot load hub dataset {source.hub!r} (config {source.config!r}, split "
             f"{name!r}): {type(exc).__name__}: {str(exc).splitlines()[0][:300]}. Without Hub access, use a cached "
             "copy (HF_DATASETS_OFFLINE=1) or local files (`train_file`/`eval_file`)."
         ) from None
@@ -262,7 +276,6 @@ def _load_hub(source: dict[str, Any], split: str, task: str) -> Rows:
 
 def _grammar(kind: str) -> Callable[[str, int, int], Rows]:
     def generate(split: str, n: int, seed: int) -> Rows:
-        from lorabench.data.grammar import documents
 
         return [{"text": t} for t in documents(kind, n, seed)]
 
@@ -270,13 +283,11 @@ def _grammar(kind: str) -> Callable[[str, int, int], Rows]:
 
 
 def _sentiment(split: str, n: int, seed: int) -> Rows:
-    from lorabench.data.sentiment import reviews
 
     return reviews(n, seed)
 
 
 def _dialogues(split: str, n: int, seed: int) -> Rows:
-    from lorabench.data.dialogues import dialogues
 
     return dialogues(n, seed)  # type: ignore[return-value]
 

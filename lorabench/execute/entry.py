@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,24 @@ def run_here(
     ``started()`` is called once the process is ready to run (imports done), so the driver
     can bound start-up apart from the run (``execution.startup_timeout_s``).
     """
+    stages = run_stages(spec_dict, run_dir, device_slot)
+    for msg in stages:
+        if not msg.get(STARTED):
+            return msg
+        if started is not None:
+            try:
+                started()
+            except BaseException as exc:  # the run's own failure, reported as its result
+                return stages.throw(exc)
+    raise AssertionError("run_stages ended without a result")  # pragma: no cover
+
+
+def run_stages(spec_dict: dict[str, Any], run_dir: str, device_slot: str | None = None) -> Iterator[dict[str, Any]]:
+    """:func:`run_here` as steps: ``{STARTED: True}`` once start-up is done, then the result.
+
+    A start-up that fails yields the (failed) result alone. Ray's executor streams these
+    to its driver, which bounds start-up as the local executor does.
+    """
     # Ctrl-C reaches the whole process group; the driver decides what to do with us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     path = Path(run_dir)
@@ -111,10 +130,34 @@ def run_here(
     progress.set_run_dir(path)
     startup: dict[str, float | None] = {"import_s": None, "cuda_init_s": None}
     t0 = time.perf_counter()
+    if spec_dict["execution"]["processes"] > 1:
+        # This process is the ranks' parent (execute/ranks.py); each rank starts itself.
+        from lorabench.execute.ranks import run_ranks
+
+        ranks: dict[str, Any] | None = None
+        steps = run_ranks(spec_dict, path, device_slot, start_run, _redirect_output)
+        try:
+            for msg in steps:
+                if msg is None:  # every rank has started
+                    yield {STARTED: True}
+                else:
+                    ranks = msg
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as exc:  # the run's row; closing run_ranks ends every rank
+            steps.close()
+            traceback.print_exc()
+            ranks = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:4000]}
+        assert ranks is not None
+        ranks.setdefault("wall_s", time.perf_counter() - t0)
+        ranks.setdefault("env", {})["pid"] = os.getpid()
+        sys.stdout.flush()
+        yield ranks
+        return
     try:
         startup = start_run(spec_dict, device_slot)
-        if started is not None:
-            started()
+        yield {STARTED: True}
         from lorabench.run.pipeline import run_point
         from lorabench.spec import RunSpec
 
@@ -122,6 +165,8 @@ def run_here(
         result: dict[str, Any] = run_point(RunSpec.from_dict(spec_dict), path)
         result["status"] = "success"
         result["error"] = None
+    except GeneratorExit:
+        raise
     except BaseException as exc:  # every failure is a result row, never a lost run
         from lorabench.run.outcome import classify
 
@@ -135,7 +180,7 @@ def run_here(
     env["pid"] = os.getpid()
     env["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     sys.stdout.flush()
-    return result
+    yield result
 
 
 class DriverWatch:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,6 @@ class LocalExecutor:
         The server is launched from the calling thread (the driver's main thread in a
         suite): its parent-death signal (see ``preload``) follows the thread that started it.
         """
-        from multiprocessing import forkserver
 
         forkserver.ensure_running()
         failure: list[BaseException] = []
@@ -217,8 +218,6 @@ class LocalExecutor:
 
 def _kill_forkserver() -> None:
     """SIGKILL the forkserver (stuck in its preload); the next process start launches a new one."""
-    import signal
-    from multiprocessing import forkserver
 
     pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
     if pid:

@@ -23,7 +23,10 @@ breaks this rule.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
+import os
+import signal
 import sys
 
 #: Modules the forkserver imports, in order. The CI guard imports this same list.
@@ -158,15 +161,12 @@ def die_with_driver() -> None:
     handler or a Python thread cannot help there (the import holds the GIL), the kernel's
     parent-death signal (Linux ``PR_SET_PDEATHSIG``) can. Elsewhere this does nothing.
     """
-    import os
 
     expected = os.environ.get(DRIVER_PID_ENV)
     # Only in a forkserver the driver launched: the CI guard and Ray workers import this module too.
     server = "multiprocessing.forkserver" in " ".join(getattr(sys, "orig_argv", ()))
     if not expected or not server or not sys.platform.startswith("linux"):
         return
-    import ctypes
-    import signal
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1

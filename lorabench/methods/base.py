@@ -6,9 +6,12 @@ method classes to read their options and rules. Torch is imported inside methods
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -120,8 +123,51 @@ def head_parameter_names(model: torch.nn.Module, task_family: str) -> set[str]:
     return {n for n, _ in model.named_parameters() if any(n.startswith(h + ".") for h in heads)}
 
 
+@contextlib.contextmanager
+def environ_kept() -> Iterator[None]:
+    """Put ``os.environ`` back exactly as it was, whatever the block did to it.
+
+    Why: peft's BOFT builds its CUDA extension inside ``patch_environment(CC="gcc",
+    CXX="gcc")``, which restores nothing when the build fails (every CPU-only machine).
+    The leaked ``CXX=gcc`` then makes torch.compile link its C++ kernels without libstdc++
+    in that process and every child it starts (``undefined symbol: _ZTTNSt7__cxx1119
+    basic_ostringstream...`` at load): a BOFT run with ``compile: true``, or any
+    later compiled run started from the same process.
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        if dict(os.environ) != saved:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def _keeping_environ(fn: Callable[..., Any]) -> Callable[..., Any]:
+    if getattr(fn, "_environ_kept", False):
+        return fn
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with environ_kept():
+            return fn(*args, **kwargs)
+
+    wrapper._environ_kept = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class Method:
-    """Base class. Subclasses set the class attributes and implement :meth:`apply`."""
+    """Base class. Subclasses set the class attributes and implement :meth:`apply`.
+
+    Every subclass's ``apply`` and ``load`` run inside :func:`environ_kept`: they call into
+    libraries (peft) that may change the process environment as a side effect.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("apply", "load"):
+            if name in cls.__dict__:
+                setattr(cls, name, _keeping_environ(cls.__dict__[name]))
 
     name: ClassVar[str]
     description: ClassVar[str]

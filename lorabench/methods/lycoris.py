@@ -71,3 +71,8 @@ class LycorisMethod(PeftMethod):
             target_modules=target_modules(ctx, opts.target_modules),
             task_type=PEFT_TASK_TYPES[ctx.task_family],
         )
+
+    def resolved(self, model: Any, ctx: MethodContext) -> dict[str, Any]:
+        """With the alpha peft was given: ``alpha: 2r`` is only a number once the rank is known."""
+        cfg = model.peft_config["default"]
+        return {**super().resolved(model, ctx), "r": cfg.r, "alpha": cfg.alpha}

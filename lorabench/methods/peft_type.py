@@ -15,12 +15,17 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import importlib.util
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args, get_origin
 
+import yaml
+
+from lorabench.errors import UsageError
 from lorabench.methods.base import MethodContext
 from lorabench.methods.peft_base import PEFT_TASK_TYPES, PeftMethod, target_modules
 from lorabench.suite.typed import MISSING, Collector, _type_name
@@ -95,7 +100,6 @@ def quantized_support(peft_type: str) -> bool:
     Types without them would wrap a ``Linear4bit``/``Linear8bitLt`` as a plain linear and
     compute on its packed weight, so lorabench refuses them on a quantised base.
     """
-    import importlib.util
 
     module = config_class(peft_type).__module__.rsplit(".", 1)[0]  # peft.tuners.<type>
     return importlib.util.find_spec(f"{module}.bnb") is not None
@@ -358,7 +362,6 @@ def _post_init_ok(options: PeftTypeOptions, where: str, col: Collector, line: in
 
 def refusal(options: PeftTypeOptions, rank: int | None = None) -> str | None:
     """peft's ``__post_init__`` message for this config (with ``r`` = ``rank`` when given), else None."""
-    import warnings
 
     kwargs = plain(options.config)
     if rank is not None:
@@ -383,9 +386,6 @@ def from_command_line(method: str, config_text: str | None, target_modules: list
 
     The config is a YAML (or JSON) mapping, checked exactly as a suite's ``config`` is.
     """
-    import yaml
-
-    from lorabench.errors import UsageError
 
     ptype = method.split(":", 1)[1]
     try:

@@ -19,15 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lorabench.data.lexicon import vocabulary
 from lorabench.models import BUILTIN_MODELS, BuiltinModel
+from lorabench.models.objectives import OBJECTIVES
+from lorabench.models.pretrain_key import keyed_bytes
+from lorabench.paths import cache_root
 
 PRETRAIN_VERSION = 2  # bump when the pretraining recipe changes
 N_DOCS = 3000
-
-
-def cache_root() -> Path:
-    """``$LORABENCH_CACHE`` or ``~/.cache/lorabench``."""
-    return Path(os.environ.get("LORABENCH_CACHE") or Path.home() / ".cache" / "lorabench")
 
 
 # Source files whose code shapes a built-in model's weights: the pretraining loop, the
@@ -48,13 +47,11 @@ def _pretrain_code() -> str:
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
     for rel in PRETRAIN_SOURCES:
-        h.update(rel.encode() + b"\0" + (root / rel).read_bytes())
+        h.update(rel.encode() + b"\0" + keyed_bytes(rel, (root / rel).read_bytes()))
     return h.hexdigest()
 
 
 def content_hash(spec: BuiltinModel) -> str:
-    from lorabench.data.lexicon import vocabulary
-
     blob = json.dumps(
         {
             "spec": dataclasses.asdict(spec),
@@ -82,8 +79,6 @@ def build_tokenizer() -> Any:
     """
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
-
-    from lorabench.data.lexicon import vocabulary
 
     vocab = {w: i for i, w in enumerate(vocabulary())}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -154,8 +149,6 @@ def pretrain(spec: BuiltinModel, out: Path, progress: bool = False) -> dict[str,
     """Pretrain ``spec`` from scratch and save it to ``out``; returns a summary for the record."""
     import torch
     from transformers import AutoModelForCausalLM
-
-    from lorabench.models.objectives import OBJECTIVES
 
     torch.manual_seed(spec.seed)
     tokenizer = build_tokenizer()

@@ -6,6 +6,9 @@ revisions behave as users expect. Quantised bases use bitsandbytes via transform
 
 from __future__ import annotations
 
+import gc
+import importlib
+import importlib.util
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -211,8 +214,6 @@ def attn_implementation(model: ModelDef, device: str) -> str | None:
     """The suite's ``attn_implementation``, checked: a clear error where it cannot run."""
     attn = model.attn_implementation
     if attn == "flash_attention_2":
-        import importlib.util
-
         if device != "cuda":
             raise ModelLoadError("attn_implementation flash_attention_2 needs a CUDA device (this run is on cpu)")
         if importlib.util.find_spec("flash_attn") is None:
@@ -237,7 +238,6 @@ def _custom_loader(model: ModelDef) -> Any:
     ref = ModelRef.parse(model.path)
     if ref.kind is not ModelKind.BUILTIN:
         return None
-    import importlib
 
     spec = BUILTIN_MODELS.get(ref.name)
     if spec.loader is None:
@@ -274,8 +274,6 @@ def random_model(auto: Any, path: str, revision: str | None, kwargs: dict[str, A
     quantised = cls.from_pretrained(None, config=config, state_dict=state, **rest)
     del state
     if target.type == "cuda":
-        import gc
-
         gc.collect()
         # Hand the unquantised copy back to the driver: otherwise the caching allocator keeps
         # it reserved and the train phase's reserved/NVML peaks would include it.

@@ -18,6 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lorabench.data.batching import pad_batch
+from lorabench.data.dialogues import dialogues
+from lorabench.data.grammar import documents
+from lorabench.data.sentiment import opinion_text
+
 MLM_RATE = 0.15  # BERT's masking rate and 80/10/10 split
 SPAN_RATE = 0.3  # share of tokens hidden by span corruption
 SPAN_MEAN = 3.0
@@ -32,10 +37,6 @@ class Objective:
 
 def mixed_corpus(n_docs: int, seed: int) -> list[tuple[str, str]]:
     """(domain, document) pairs from every built-in generator, deterministic in ``seed``."""
-    from lorabench.data.dialogues import dialogues
-    from lorabench.data.grammar import documents
-    from lorabench.data.sentiment import opinion_text
-
     n = n_docs // 3
     docs = [("prose", d) for d in documents("prose", n, seed)]
     docs += [("reviews", d) for d in opinion_text(n, seed + 1)]
@@ -52,8 +53,6 @@ def mixed_documents(n_docs: int, seed: int) -> list[str]:
 def _clm_data(spec: Any, tokenizer: Any, n_docs: int) -> Any:
     """Pack prose documents into fixed-length blocks for next-token pretraining."""
     import torch
-
-    from lorabench.data.grammar import documents
 
     ids: list[int] = []
     for doc in documents("prose", n_docs, seed=spec.seed):
@@ -96,8 +95,6 @@ def _mlm_sample(data: Any, batch_size: int, gen: Any, tokenizer: Any) -> dict[st
     (a review's second half shares its opinion), not the domain's vocabulary.
     """
     import torch
-
-    from lorabench.tasks.base import pad_batch
 
     rows, is_random = [], []
     for _ in range(batch_size):
@@ -144,8 +141,6 @@ def corrupt(ids: list[int], draws: list[float], lengths: list[int], mask_id: int
 
 def _span_sample(data: Any, batch_size: int, gen: Any, tokenizer: Any) -> dict[str, Any]:
     import torch
-
-    from lorabench.tasks.base import pad_batch
 
     rows = []
     for j in torch.randint(0, len(data), (batch_size,), generator=gen).tolist():

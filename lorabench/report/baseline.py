@@ -21,7 +21,8 @@ from lorabench import atomic
 from lorabench.errors import UsageError
 from lorabench.record import load_records
 from lorabench.record_data import Record
-from lorabench.results_dir import MARKER
+from lorabench.report.leaderboard import leaderboard
+from lorabench.results_dir import MARKER, _check_out_path
 
 DROP = ("curves", "traceback", "log_tail")
 
@@ -54,8 +55,6 @@ def export_baseline(src: Path, dst: Path) -> int:
     ``dst`` must be absent, empty or a baseline written here: anything else is refused
     (exit 2), never deleted. The new baseline is built beside it and swapped in.
     """
-    from lorabench.report.leaderboard import leaderboard
-    from lorabench.results_dir import _check_out_path
 
     src, dst = Path(src), Path(dst)
     _check_out_path(dst)

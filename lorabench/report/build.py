@@ -24,11 +24,14 @@ from typing import Any
 from lorabench import atomic
 from lorabench.errors import UsageError
 from lorabench.record_data import Record
+from lorabench.report.compare import compare_sets, render
 from lorabench.report.escape import csv_safe_frame, md_text
 from lorabench.report.leaderboard import leaderboard, runs_frame
 from lorabench.report.page import compare_rows as page_compare_rows
 from lorabench.report.page import page_data, render_page
 from lorabench.report.plots import Plot, make_plots
+from lorabench.report.results import load_result_set, run_from_record
+from lorabench.report.select import load_select
 from lorabench.report.target import load_target, target_notes, with_time_to_target
 
 #: lorabench's own plots in ``plots/``: the only PNGs a later report may delete.
@@ -195,7 +198,6 @@ def _build(
     records = with_time_to_target(records, load_target(out_dir))
     runs = runs_frame(records)
     (runs if raw_csv else csv_safe_frame(runs)).to_csv(stage / "runs.csv", index=False)
-    from lorabench.report.select import load_select
 
     select_metric = load_select(out_dir)
     num, board = leaderboard(records, select_metric)
@@ -205,9 +207,6 @@ def _build(
     compare_md = ""
     compare_rows: list[dict[str, Any]] | None = None
     if baseline is not None:
-        from lorabench.report.compare import compare_sets, render
-        from lorabench.report.results import load_result_set, run_from_record
-
         diffs = compare_sets(load_result_set(baseline).runs, [run_from_record(r) for r in records])
         compare_md = render(diffs, "md")
         compare_rows = page_compare_rows(diffs)

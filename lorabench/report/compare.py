@@ -20,6 +20,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tabulate import tabulate
+
 from lorabench.errors import UsageError
 from lorabench.metrics import METRICS
 from lorabench.report.escape import md_cell, md_text
@@ -312,7 +314,6 @@ def render(diffs: list[PointDiff], fmt: str = "md") -> str:
         w.writeheader()
         w.writerows(rows)
         return buf.getvalue()
-    from tabulate import tabulate
 
     out = []
     for task in sorted({p.key[0] for p in diffs}):

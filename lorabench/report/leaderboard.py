@@ -12,12 +12,14 @@ import math
 from typing import Any
 
 import pandas as pd
+from tabulate import tabulate
 
 from lorabench.metrics import METRICS, Metric, peak_memory, record_values, step_time_spread
 from lorabench.record import flat_row
 from lorabench.record_data import Record
 from lorabench.report.escape import md_cell, md_text
 from lorabench.report.results import POINT, REPORT_FLAGS, Point, group, run_from_record, sort_points
+from lorabench.report.select import select, selection_markdown
 from lorabench.sanity import FLAG_MEANINGS
 from lorabench.stats import Agg
 
@@ -154,12 +156,16 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
     primary = metrics[0] if metrics else None
     front = pareto_points(points, primary) if primary else set()
     sources = sorted({p.mem_source for p in points if p.mem_source})
-    mem_header = f"peak train MiB ({', '.join(sources) or '-'})"
+    # A run over several processes records each rank's peak; the column holds the largest rank's.
+    has_ranks = any(p.ranks not in ("1", "-") for p in points)
+    mem_header = f"peak train MiB{' per rank' if has_ranks else ''} ({', '.join(sources) or '-'})"
     flags_used: list[str] = []
     # Device-only figures get a column only where some run has them (null on CPU).
     has_mfu = any("mfu" in p.aggs for p in points)
     has_alpha = any(p.alpha != "-" for p in points)  # the resolved LoRA alpha (alpha_ratio x rank, ...)
     has_estimate = any("estimate_mb" in p.aggs for p in points) and sources != ["rss"]
+    # The prediction beside the measurement where an allocator measured (never beside host RSS).
+    has_predicted = any("mem_vs_predicted" in p.aggs for p in points)
     # Time-to-target (lorabench.report.target): where some run of the task has an eval curve.
     to_target = [n for n in TARGET_COLUMNS if any(n in p.aggs for p in points)]
     rows = []
@@ -171,6 +177,7 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
             "rank": "-" if rank is None else str(rank),
             "precision": precision,
             **({"α": p.alpha} if has_alpha else {}),
+            **({"processes": p.ranks} if has_ranks else {}),
             "n": f"{p.n}/{len(p.runs)}" if p.n != len(p.runs) else str(p.n),
             "status": p.status,
         }
@@ -182,6 +189,9 @@ def task_table(points: list[Point]) -> tuple[pd.DataFrame, list[str]]:
         row[mem_header] = _cell(MEMORY, p, ci=False)
         if has_estimate:
             row["estimate MiB"] = _cell("estimate_mb", p, ci=False)
+        if has_predicted:
+            row["predicted MiB"] = _cell("predicted_mb", p, ci=False)
+            row["measured/predicted"] = _cell("mem_vs_predicted", p, ci=False)
         row["tokens/s"] = _cell("tokens_per_s", p, ci=True)
         if has_mfu:
             row["MFU"] = _cell("mfu", p, ci=False)
@@ -247,7 +257,6 @@ def numeric_frame(points: list[Point]) -> pd.DataFrame:
 
 def leaderboard_markdown(points: list[Point]) -> str:
     """One section per task: heading, table, how to read it, and the legend of its flags."""
-    from tabulate import tabulate
 
     if not points:
         return "_no runs_\n"
@@ -281,7 +290,6 @@ def leaderboard(records: list[dict[str, Any]], select_metric: str | None = None)
     one row: the rate chosen on that validation metric, with its test scores
     (:mod:`lorabench.report.select`); every rate's figures follow the tables.
     """
-    from lorabench.report.select import select, selection_markdown
 
     points = group([run_from_record(r) for r in records])
     if not select_metric:

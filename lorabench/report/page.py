@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import functools
 import gzip
+import html
 import itertools
 import json
+import re
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -32,6 +34,7 @@ from lorabench.report.leaderboard import (
     pareto_points,
 )
 from lorabench.report.results import Point, group, run_from_record
+from lorabench.report.select import select, sweep_rows
 from lorabench.stats import aggregate
 
 # Cost axes of the Pareto chart (the issue's list), in the order the selector offers them.
@@ -43,6 +46,8 @@ TABLE_COSTS = (
     "total_params",
     MEMORY,
     "estimate_mb",
+    "predicted_mb",
+    "mem_vs_predicted",
     "tokens_per_s",
     "step_ms",
     "mfu",
@@ -317,6 +322,8 @@ SHORT = {
     "total_params": "total params",
     MEMORY: "peak train MiB",
     "estimate_mb": "estimate MiB",
+    "predicted_mb": "predicted MiB",
+    "mem_vs_predicted": "measured/predicted",
     "tokens_per_s": "tokens/s",
     "step_ms": "step ms",
     "mfu": "MFU",
@@ -354,7 +361,6 @@ def page_data(
     With ``select_metric`` a learning-rate sweep is one point (the rate chosen on
     validation), and its drill-down lists every rate (:mod:`lorabench.report.select`).
     """
-    from lorabench.report.select import select, sweep_rows
 
     runs = [run_from_record(r) for r in records]
     points = group(runs)
@@ -371,8 +377,9 @@ def page_data(
     for task, pts in tasks.items():
         metrics = _task_metrics(pts)
         costs = [c for c in TABLE_COSTS if any(c in p.aggs for p in pts)]
-        if "estimate_mb" in costs and all(p.mem_source == "rss" for p in pts if p.mem_source):
-            costs.remove("estimate_mb")  # an allocator estimate beside host RSS compares unlike things
+        if all(p.mem_source == "rss" for p in pts if p.mem_source):
+            # an allocator estimate beside host RSS compares unlike things
+            costs = [c for c in costs if c not in ("estimate_mb", "predicted_mb")]
         columns[task] = [{"key": n, **_metric_info(n)} for n in metrics + costs]
         ids = list(range(pid, pid + len(pts)))
         pid += len(pts)
@@ -408,6 +415,10 @@ def page_data(
                     "values": {n: v for n in metrics + costs if (v := _value(METRICS.get(n), p, n)) is not None},
                     "runs": [r.run_id for r in p.runs],
                     "sweep": sweep_rows(p.selection) if p.selection is not None else None,
+                    # The split curves.eval was measured on (resolved.splits): validation where the task has one.
+                    "eval_split": next(
+                        (s for r in ok if (s := (r.resolved.get("splits") or {}).get("curves.eval"))), "test"
+                    ),
                     "loss": _curve(ok, _train_loss),
                     "eval": _curve(
                         ok,
@@ -493,8 +504,6 @@ def _finite(obj: Any) -> Any:
 
 def render_page(data: dict[str, Any]) -> str:
     """The page: template, styles, script, data and the compressed charting library in one file."""
-    import html
-    import re
 
     parts = {
         "TITLE": html.escape(f"lorabench: {data['suite']}"),

@@ -19,9 +19,10 @@ from typing import Any
 
 import pandas as pd
 
-from lorabench.metrics import METRICS
+from lorabench.metrics import METRICS, record_values
 from lorabench.record_data import Record
 from lorabench.report.leaderboard import inside_noise
+from lorabench.report.results import run_from_record
 
 MEM = "peak_mem_train_mb"
 LINESTYLES = ("-", "--", ":", "-.")
@@ -335,8 +336,6 @@ def throughput(records: list[Record], out: Path, num: pd.DataFrame | None = None
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from lorabench.metrics import record_values
-
     ok = [r for r in records if r.status == "success" and r.profile.step_s and r.profile.timed_tokens]
     labels = {}
     for r in ok:
@@ -437,8 +436,6 @@ def learning_curves(records: list[Record], out: Path) -> list[Plot]:
     """Per task: train loss per step, and the primary metric per step where runs set `eval.every`."""
     import matplotlib.pyplot as plt
 
-    from lorabench.report.results import run_from_record
-
     ok = [r for r in records if r.status == "success" and r.curves.get("train_loss")]
     plots = []
     for task in sorted({r.spec["task"] for r in ok}):
@@ -497,8 +494,6 @@ def time_to_quality(records: list[Record], out: Path) -> list[Plot]:
     target ``profile.time_to_target`` names (set by lorabench.report.target).
     """
     import matplotlib.pyplot as plt
-
-    from lorabench.report.results import run_from_record
 
     def curve(r: Record) -> list[dict[str, Any]]:
         return r.curves.get("eval") or []

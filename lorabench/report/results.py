@@ -18,9 +18,10 @@ from typing import Any
 from lorabench.errors import UsageError
 from lorabench.metrics import METRICS, peak_memory, quality_metrics, record_values, step_time_spread
 from lorabench.record import load_records, recipe_hash
-from lorabench.record_data import Record
+from lorabench.record_data import Profile, Record
 from lorabench.report.escape import csv_unneutralise
 from lorabench.stats import Agg, aggregate
+from lorabench.tasks import TASK_TYPES
 
 POINT = ("task", "model", "method", "rank", "precision")
 PointKey = tuple[str, str, str, "int | None", str]
@@ -60,6 +61,7 @@ class Run:
     # Set for a run of a learning-rate sweep: the point without the rate (``key`` names the rate).
     sweep_key: PointKey | None = None
     val_values: dict[str, float] = field(default_factory=dict)  # validation metrics (record.val_metrics)
+    ranks: str | None = None  # "2 fsdp": a run over several processes (its memory figures are per rank)
 
 
 @dataclass
@@ -113,6 +115,12 @@ class Point:
         return next((r.mem_source for r in self.ok if r.mem_source), None)
 
     @property
+    def ranks(self) -> str:
+        """Processes per run and strategy over seeds (``"2 fsdp"``; ``"1"`` for single-process runs)."""
+        seen = sorted({r.ranks or "1" for r in self.ok})
+        return " / ".join(seen) or "-"
+
+    @property
     def timing_spread(self) -> float | None:
         spreads = [r.timing_spread for r in self.ok if r.timing_spread is not None]
         return max(spreads) if spreads else None
@@ -135,7 +143,6 @@ class Point:
 
 def _task_info(rec: Record) -> tuple[str | None, tuple[str, ...]]:
     """(primary metric, the task's metrics in order) from the task type's declaration."""
-    from lorabench.tasks import TASK_TYPES
 
     ttype = (rec.spec.get("task_options") or {}).get("type")
     if ttype in TASK_TYPES:
@@ -227,7 +234,14 @@ def run_from_record(rec: Record, where: str = "") -> Run:
         error=error,
         recipe=rec.recipe or recipe_hash(spec),
         alpha=_alpha(rec),
+        ranks=_ranks(profile),
     )
+
+
+def _ranks(profile: Profile) -> str | None:
+    """``"2 fsdp"`` for a run over several processes (``profile.distributed``), else None."""
+    dist = profile.distributed
+    return None if dist is None else f"{dist.world_size} {dist.strategy}"
 
 
 def _num(text: str | None) -> float | None:

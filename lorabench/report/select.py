@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lorabench.metrics import METRICS
 from lorabench.report.results import Point, PointKey
 from lorabench.stats import aggregate
@@ -187,7 +189,6 @@ def load_select(out_dir: Path) -> str | None:
     suite no longer validates. A copy that cannot be read selects nothing (every rate
     stays a row of its own), never a guess.
     """
-    import yaml
 
     path = Path(out_dir) / "suite.yaml"
     if not path.is_file() or path.is_symlink():

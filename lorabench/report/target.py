@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lorabench.metrics import METRICS
 from lorabench.record_data import Profile, Record
+from lorabench.report.results import run_from_record
 
 DEFAULT_SHARE = 0.95
 
@@ -71,7 +74,6 @@ def time_to_target(curve: list[dict[str, Any]], target: Target) -> dict[str, Any
 
 
 def _primary(rec: Record) -> str | None:
-    from lorabench.report.results import run_from_record
 
     return run_from_record(rec).primary
 
@@ -126,7 +128,6 @@ def load_target(out_dir: Path) -> tuple[str, float] | None:
     Read as :func:`lorabench.report.select.load_select` reads the metric: only these keys, and a
     copy that cannot be read gives the default target, never a guess.
     """
-    import yaml
 
     path = Path(out_dir) / "suite.yaml"
     if not path.is_file() or path.is_symlink():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 
+from lorabench.run.train import Diverged
 from lorabench.vocab import Status
 
 #: OSError codes that are the machine's state, not the run's: out of disk or quota, a
@@ -32,7 +33,6 @@ def environment_fault(exc: BaseException) -> bool:
 
 def classify(exc: BaseException) -> str:
     """Map an exception raised inside a run to a record status."""
-    from lorabench.run.train import Diverged
 
     if isinstance(exc, Diverged):
         return Status.DIVERGED.value

@@ -99,6 +99,8 @@ def estimate_for_spec(spec: Any, method_options: Any, family: str, device: str, 
         task_type=HeadType.of(family).value,
         method_opts=method_options,
         loss=spec.train.loss,
+        processes=spec.execution.processes,
+        strategy=spec.execution.strategy,
     )
     return {"allocated": est.allocated_bytes, "peak": est.peak_bytes, "breakdown": est.breakdown}
 

@@ -12,6 +12,7 @@ Runs inside the isolated child process. It returns plain data (the profile as
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import numpy as np
 import torch
 
 from lorabench.accounting.counting import count_parameters
+from lorabench.accounting.predict import predict_spec
+from lorabench.accounting.predict import profile_fields as prediction_fields
 from lorabench.data.sources import describe
 from lorabench.data.sources import has_val as data_has_val
 from lorabench.errors import UsageError
@@ -31,7 +34,8 @@ from lorabench.models import loading
 from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, is_encoder_decoder
 from lorabench.preflight import positions_error
 from lorabench.provenance import run_environment
-from lorabench.record_data import Profile
+from lorabench.record_data import Distributed, PhaseMemory, Profile, RankMemory
+from lorabench.run.distributed import World, merge_memory, whole_state
 from lorabench.run.energy import EnergyMeter
 from lorabench.run.perf import apply_liger, chunked_ce_forward, compile_model, estimate_for_spec, flops_profile
 from lorabench.run.profile import HostCPU, MemoryMonitor, Stopwatch, dir_bytes
@@ -80,16 +84,21 @@ def amp_dtype(spec: RunSpec, device: str) -> torch.dtype | None:
     return getattr(torch, DTYPES[name]) if name else None
 
 
-def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
-    """Execute one run; returns metrics, profile, curves and predictions as plain data."""
+def run_point(spec: RunSpec, run_dir: Path, world: World | None = None) -> dict[str, Any]:
+    """Execute one run; returns metrics, profile, curves and predictions as plain data.
+
+    With ``world`` this process is one rank of ``execution.processes`` (``run/distributed.py``):
+    every rank runs these same steps, the model wrapped by DDP or sharded by FSDP2, and
+    what it returns is rank 0's, holding every rank's peak memory.
+    """
     if spec.execution.threads:
         torch.set_num_threads(spec.execution.threads)
     device = resolve_device(spec.execution.device)
     seed_everything(spec.seed)
     monitor = MemoryMonitor(device, spec.execution.memory_sample_s)
-    task = TASK_TYPES.get(spec.task_options["type"])(spec.task, spec.task_options)
+    task = TASK_TYPES.get(spec.task_options.type)(spec.task, spec.task_options)
     method = spec.method_cls()
-    has_val = data_has_val(spec.task_options["data"])
+    has_val = data_has_val(spec.task_options.data)
     ctx = RunContext(device=device, amp_dtype=amp_dtype(spec, device), seed=spec.seed)
     try:
         with monitor.track() as load:
@@ -98,11 +107,14 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             reference = forgetting_base(spec, task, model, tokenizer, info, ctx)
             mctx = spec.method_context(task.family, info["model_type"], total_steps(spec.train, len(data.train)))
             model = apply_method(spec, method, model, mctx)
-            trainable, total = count_parameters(model)
+            trainable, total = count_parameters(model)  # before FSDP turns parameters into shards
+            trained = world.wrap(model) if world is not None else model
+        # Between the phases, so neither's time or peaks include it; fake tensors allocate nothing.
+        prediction = predict_spec(spec, mctx.task_family, device, info.get("compute_dtype"), trace=device == "cuda")
         with monitor.track() as training:
             host = HostCPU()
             meter = EnergyMeter(device)
-            stats = train(spec, task, method, model, tokenizer, data, ctx, meter)
+            stats = train(spec, task, method, model, tokenizer, data, ctx, meter, trained, world)
         host_train = host.finish()
         with monitor.track() as evaluation:
             result, eval_s = evaluate(spec, task, model, tokenizer, data, ctx)
@@ -114,12 +126,19 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         if has_val:  # the validation score model selection reads (the final score above is on test)
             val_result, val_eval_s = evaluate(spec, task, model, tokenizer, data.split("val"), ctx)
             check_finite(val_result.metrics)
-        adapter_bytes = save(method, model, run_dir, spec.execution.keep_adapter)
+        adapter_bytes = save(method, model, run_dir, spec.execution.keep_adapter, world)
     finally:
         monitor.close()
     env = run_environment(device)
+    memory_mb = {name: p.memory for name, p in (("load", load), ("train", training), ("eval", evaluation))}
+    ranks: Distributed | None = None
+    if world is not None:
+        ranks = _ranks_profile(world, memory_mb, spec)
+        merged = merge_memory([{k: m.to_dict() for k, m in r.memory_mb.items()} for r in ranks.per_rank])
+        memory_mb = {phase: PhaseMemory.from_dict(m) for phase, m in merged.items()}
     perf, perf_notes = _performance(model, spec, mctx, task, info, stats, device, ctx, env)
-    flags, sanity = compute_flags(spec.task_options["type"], stats.curve, result.predictions)
+    flags, sanity = compute_flags(spec.task_options.type, stats.curve, result.predictions)
+    predicted, predict_notes = prediction_fields(prediction, memory_mb, device)
     profile = Profile(
         trainable_params=trainable,
         total_params=total,
@@ -139,12 +158,14 @@ def run_point(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         eval_tokens=result.tokens,
         load_s=load.seconds,
         adapter_bytes=adapter_bytes,
-        memory_mb={name: p.memory for name, p in (("load", load), ("train", training), ("eval", evaluation))},
+        memory_mb=memory_mb,
+        **({"distributed": ranks} if ranks is not None else {}),
         host_cpu_train=host_train,
         energy=meter.describe(stats.energy_j),
         **perf,
-        notes=monitor.notes + perf_notes,
+        notes=monitor.notes + perf_notes + predict_notes,
         **({"forgetting_s": reference["seconds"]} if reference is not None else {}),
+        **predicted,
     )
     return {
         "metrics": result.metrics,
@@ -225,8 +246,15 @@ def train(
     data: TaskData,
     ctx: RunContext,
     energy: EnergyMeter | None = None,
+    trained: Any = None,
+    world: World | None = None,
 ) -> TrainStats:
-    """The training loop (``run/train.py``), with periodic evaluation and the method's per-step hook."""
+    """The training loop (``run/train.py``), with periodic evaluation and the method's per-step hook.
+
+    ``trained`` is the module the loop calls (DDP's wrapper; otherwise ``model``):
+    evaluation, the method's hook and saving use ``model`` itself.
+    """
+    trained = model if trained is None else trained
 
     # Periodic evaluation reads validation where the task has it, so choosing by the curve never sees test.
     curve_data = data.split("val") if data.val is not None else data
@@ -235,7 +263,7 @@ def train(
         return task.evaluate(model, tokenizer, curve_data, spec.eval, ctx).metrics
 
     return train_loop(
-        compile_model(model) if spec.execution.compile else model,  # the original stays for saving
+        compile_model(trained) if spec.execution.compile else trained,  # the original stays for saving
         task,
         data.train,
         tokenizer,
@@ -248,6 +276,7 @@ def train(
         forward=chunked_ce_forward(model) if spec.train.loss == "chunked" else method.task_forward(model),
         regularisers=(lambda: method.regularisers(model)) if method.regularisers(model) else None,
         energy=energy,
+        world=world,
     )
 
 
@@ -269,11 +298,11 @@ def forgetting_base(
     Measured before the method touches the model, so it is the base as loaded (at the
     run's precision: a quantised run is compared with its quantised base).
     """
-    options = spec.task_options.get("forgetting")  # left out of the spec when the suite sets none
+    options = forgetting.reference_of(spec.task_options)
     if options is None:
         return None
     name = forgetting.measure_name(task.family)
-    where = describe(options["data"], "eval")
+    where = describe(options.data, "eval")
     key = forgetting.base_key(spec, task.family, info.get("resolved_path"), tokenizer_fingerprint(tokenizer))
 
     def compute() -> float:
@@ -290,7 +319,8 @@ def forgetting_after(
     spec: RunSpec, task: Task, model: Any, tokenizer: Any, ctx: RunContext, reference: dict[str, Any]
 ) -> dict[str, Any]:
     """``reference`` completed with the fine-tuned model's score and the change (positive: forgot)."""
-    options = spec.task_options["forgetting"]
+    options = forgetting.reference_of(spec.task_options)
+    assert options is not None  # forgetting_base found one
     with Stopwatch(ctx.sync) as sw:
         after = forgetting.measure(
             model, tokenizer, task.family, options, spec.task, spec.train.max_seq_len, spec.eval, ctx
@@ -299,8 +329,15 @@ def forgetting_after(
     return {**reference, "after": after, "change": change, "seconds": reference["seconds"] + sw.seconds}
 
 
-def save(method: Method, model: Any, run_dir: Path, keep: bool) -> int:
-    """Save what reproduces the fine-tune to ``run_dir/adapter``; its size in bytes (removed unless ``keep``)."""
+def save(method: Method, model: Any, run_dir: Path, keep: bool, world: World | None = None) -> int | None:
+    """Save what reproduces the fine-tune to ``run_dir/adapter``; its size in bytes (removed unless ``keep``).
+
+    Of several ranks, rank 0 alone saves (None elsewhere); FSDP's shards are gathered
+    into whole tensors for it first, by every rank.
+    """
+    if world is not None:
+        with whole_state(model, world):
+            return save(method, model, run_dir, keep) if world.is_main else None
     adapter_dir = run_dir / "adapter"
     shutil.rmtree(adapter_dir, ignore_errors=True)
     method.save(model, adapter_dir)
@@ -343,12 +380,14 @@ def _performance(
     config = getattr(model, "config", None)
     config_d = config.to_dict() if hasattr(config, "to_dict") else None
     try:
+        # MFU is per device: each rank's share of the run's tokens/s against one device's peak.
+        per_device = stats.tokens_per_s / spec.execution.processes if stats.tokens_per_s else None
         out, notes = flops_profile(
             model,
             config_d,
             spec.train.max_seq_len,
             spec.train.grad_checkpointing,
-            stats.tokens_per_s,
+            per_device,
             device,
             env.get("device_name"),
             ctx.amp_dtype in (torch.bfloat16, torch.float16),
@@ -362,6 +401,18 @@ def _performance(
         out["estimate_bytes"] = None
         notes.append(f"memory estimate unavailable: {type(exc).__name__}: {exc}")
     return out, notes
+
+
+def _ranks_profile(world: World, memory_mb: dict[str, PhaseMemory], spec: RunSpec) -> Distributed:
+    """``profile.distributed``: world size, strategy, backend and every rank's peak memory (MiB)."""
+    mine = {"rank": world.rank, "pid": os.getpid(), "memory_mb": {k: m.to_dict() for k, m in memory_mb.items()}}
+    return Distributed(
+        world_size=world.size,
+        strategy=world.strategy,
+        backend=world.backend,
+        batch_per_rank=spec.train.batch_size // world.size,
+        per_rank=[RankMemory.from_dict(r) for r in world.gather(mine)],
+    )
 
 
 def _attn_used(model: Any, info: dict[str, Any]) -> str | None:

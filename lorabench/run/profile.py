@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from lorabench.record_data import PhaseMemory
 from lorabench.vocab import MiB
 
@@ -55,7 +57,6 @@ class MemoryMonitor:
     """Per-phase peak memory from every available source, sampled in a side thread."""
 
     def __init__(self, device: str, interval_s: float = 0.02) -> None:
-        import psutil
 
         self.device = device
         self.interval = interval_s
@@ -196,7 +197,6 @@ class HostCPU:
     """
 
     def __init__(self) -> None:
-        import psutil
 
         self._psutil = psutil
         self._proc = psutil.Process()

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from lorabench.run import progress
+from lorabench.run.distributed import loss_items, slice_for
 from lorabench.run.profile import StepClock
 from lorabench.suite.schema import TrainSettings
 
@@ -79,13 +80,22 @@ def total_steps(cfg: TrainSettings, n_rows: int) -> int:
     return max(1, math.ceil(cfg.epochs * per_epoch))
 
 
-def batches(rows: list[dict[str, Any]], batch_size: int, seed: int, collate: Any) -> Iterator[dict[str, Any]]:
-    """Endless shuffled batches; each epoch is a fresh permutation from a seeded generator."""
+def batches(
+    rows: list[dict[str, Any]], batch_size: int, seed: int, collate: Any, rank: int = 0, world: int = 1
+) -> Iterator[dict[str, Any]]:
+    """Endless shuffled batches; each epoch is a fresh permutation from a seeded generator.
+
+    With ``world`` > 1 every rank draws the same global batches and collates only its
+    own slice of each (``distributed.slice_for``).
+    """
     gen = torch.Generator().manual_seed(seed)
     while True:
         order = torch.randperm(len(rows), generator=gen).tolist()
         for i in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
-            yield collate([rows[j] for j in order[i : i + batch_size]])
+            chosen = order[i : i + batch_size]
+            if world > 1:
+                chosen = slice_for(chosen, rank, world)
+            yield collate([rows[j] for j in chosen])
 
 
 def train(
@@ -101,6 +111,7 @@ def train(
     forward: Callable[[dict[str, Any]], torch.Tensor] | None = None,
     regularisers: Callable[[], dict[str, torch.Tensor]] | None = None,
     energy: Any = None,
+    world: Any = None,
 ) -> TrainStats:
     """Train ``model`` on ``rows`` per ``cfg``; returns timing, throughput and the loss curve.
 
@@ -110,7 +121,10 @@ def train(
     excluded from every training timer. ``forward(batch)``, when given, computes the loss
     instead of ``model(**batch).loss`` (e.g. a chunked cross-entropy); it is the task
     loss. ``regularisers()`` gives a method's extra loss terms: they are optimised with the
-    task loss but logged apart, so ``curve`` is the task loss for every method.
+    task loss but logged apart, so ``curve`` is the task loss for every method. ``world`` (a
+    ``distributed.World``) makes this one rank of several: its slice of each global
+    batch, its loss weighted by its share of the batch's loss items, the logged loss
+    and the token counts summed over the ranks.
 
     Each periodic evaluation point also records what training had cost up to it, warm-up
     included and evaluation excluded: ``train_tokens``, ``train_s`` and, with an
@@ -128,7 +142,12 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.schedule, cfg.lr_warmup_steps, n_steps))
     # fp16 needs loss scaling on CUDA; bf16 and fp32 do not.
     scaler = torch.amp.GradScaler("cuda", enabled=ctx.device == "cuda" and ctx.amp_dtype == torch.float16)
-    stream = batches(rows, cfg.batch_size, ctx.seed, lambda b: task.collate(b, tokenizer))
+    ranks = world.size if world is not None else 1
+    stream = batches(
+        rows, cfg.batch_size, ctx.seed, lambda b: task.collate(b, tokenizer), world.rank if world else 0, ranks
+    )
+    inner = getattr(model, "module", model)  # DDP's wrapper holds the model as .module
+    encoder_decoder = bool(getattr(getattr(inner, "config", None), "is_encoder_decoder", False))
     warmup = min(cfg.warmup_steps, n_steps - 1)
     # Pinned host memory makes the copy truly asynchronous (from pageable memory
     # `non_blocking` is a synchronous copy); on CPU the batch is used as it is.
@@ -151,6 +170,9 @@ def train(
 
     def flush() -> None:
         # One .item() per logged step keeps host-device syncs off the hot path.
+        if world is not None and pending:  # the global batch's loss: one all-reduce per flush
+            means = world.mean_over_ranks(torch.stack([t for _, t, _, _ in pending]))
+            pending[:] = [(s, means[i], lr, regs) for i, (s, _, lr, regs) in enumerate(pending)]
         for step, loss_t, lr, regs in pending:
             loss = float(loss_t)
             if not math.isfinite(loss):
@@ -182,9 +204,18 @@ def train(
                 # CPU-GPU sync every micro-step, stalling the queue while we collate.
                 tokens += n_tok
                 samples += int(host["input_ids"].shape[0])
+            if world is not None:
+                # The ranks average gradients; weighting each rank's mean loss by its share of
+                # the global batch's loss items makes that average the global batch's gradient.
+                mine = loss_items(host, encoder_decoder)
+                (total,) = world.all_sum([float(mine)])
+                share = mine * world.size / total if total else 0.0
             batch = {k: v.pin_memory().to(ctx.device, non_blocking=True) if pin else v for k, v in host.items()}
             with ctx.autocast():
-                loss = (forward(batch) if forward is not None else model(**batch).loss) / cfg.grad_accum
+                loss = forward(batch) if forward is not None else model(**batch).loss
+                if world is not None:
+                    loss = loss * share
+                loss = loss / cfg.grad_accum
                 regs = {k: v / cfg.grad_accum for k, v in (regularisers() if regularisers else {}).items()}
             scaler.scale(loss + sum(regs.values()) if regs else loss).backward()
             step_loss += loss.detach()
@@ -211,7 +242,8 @@ def train(
             ctx.sync()
             t_eval = time.perf_counter()
             joules = energy.joules() if energy is not None else None
-            cost: dict[str, float] = {"train_tokens": all_tokens, "train_s": round(t_eval - t0 - eval_s, 6)}
+            seen = all_tokens if world is None else int(world.all_sum([float(all_tokens)])[0])  # every rank's
+            cost: dict[str, float] = {"train_tokens": seen, "train_s": round(t_eval - t0 - eval_s, 6)}
             if joules is not None:
                 cost["train_j"] = round(joules - eval_j, 3)
             model.eval()
@@ -229,6 +261,8 @@ def train(
     total_j = energy.joules() if energy is not None else None
     flush()
     timed_steps = n_steps - warmup
+    if world is not None:  # throughput is the whole run's: every rank's tokens in rank 0's timed stretch
+        tokens, samples = (int(v) for v in world.all_sum([float(tokens), float(samples)]))
     return TrainStats(
         steps=n_steps,
         train_s=t_end - t0 - eval_s,

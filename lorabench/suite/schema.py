@@ -7,14 +7,16 @@ model is loaded, and raises one :class:`SuiteError` listing every problem.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from lorabench.errors import Issue, SuiteError, UsageError
+from lorabench.metrics import METRICS, quality_metrics
 from lorabench.suite.typed import MISSING, Collector, FieldErrors, build, check_ranges, convert, key_line
 from lorabench.suite.yamlnodes import LDict, LList, decode, load_yaml
-from lorabench.vocab import Device, Precision
+from lorabench.vocab import Device, Precision, gpu_budget
 
 AttnImpl = Literal["eager", "sdpa", "flash_attention_2"]
 LossKernel = Literal["default", "chunked", "liger"]
@@ -137,9 +139,20 @@ class ExecutionSettings:
     compile: bool = False  # torch.compile the model before training
     # Peak dense TFLOP/s for MFU, overriding the built-in datasheet table (needed on CPU).
     peak_tflops: float | None = None
+    # One run as N ranks (torch.distributed): `ddp` replicates the model on each rank,
+    # `fsdp` (FSDP2's fully_shard) shards it. train.batch_size stays the global batch,
+    # split evenly across the ranks, so a point trains on the same data at any N.
+    processes: int = 1
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    # The GPU's memory ("80GiB", "40960MiB" or a card name such as "A100-40GB"): before any
+    # run starts, each point's traced peak is checked against it (lorabench.accounting.predict).
+    gpu_memory: str | None = None
+    # Record points predicted not to fit as `predicted_oom` rows instead of running them.
+    skip_predicted_oom: bool = False
 
     def __post_init__(self) -> None:
         rules = {
+            "processes": ">= 1",
             "threads": ">= 1",
             "timeout_s": "> 0",
             "startup_timeout_s": "> 0",
@@ -147,6 +160,17 @@ class ExecutionSettings:
             "peak_tflops": "> 0",
         }
         errors = check_ranges(self, rules)
+        if self.gpu_memory is not None:
+            try:
+                gpu_budget(self.gpu_memory)
+            except ValueError as exc:
+                errors.append(("gpu_memory", f"`gpu_memory`: {exc}"))
+            if self.device == Device.CPU.value:
+                errors.append(("gpu_memory", "`gpu_memory` is a CUDA budget; `device` is cpu"))
+        elif self.skip_predicted_oom:
+            errors.append(
+                ("skip_predicted_oom", "`skip_predicted_oom` needs `gpu_memory` (the budget to check against)")
+            )
         if errors:
             raise FieldErrors(errors)
 
@@ -202,8 +226,6 @@ class SelectSettings:
     target: float | None = None
 
     def __post_init__(self) -> None:
-        from lorabench.metrics import METRICS, quality_metrics
-
         if self.metric not in quality_metrics():
             known = ", ".join(quality_metrics())
             hint = METRICS.unknown_message(self.metric) if self.metric not in METRICS else "a cost figure"
@@ -343,8 +365,6 @@ def parse_schema(text: str, file: str, default_name: str = "suite") -> tuple[Sui
         raise SuiteError([Issue(file, getattr(raw, "line", 1), "a suite must be a mapping of keys")])
     for key in raw:
         if key not in TOP_KEYS:
-            import difflib
-
             close = difflib.get_close_matches(key, TOP_KEYS, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             col.error(key_line(raw, key), f"unknown top-level key {key!r}{hint}; allowed: {', '.join(TOP_KEYS)}")

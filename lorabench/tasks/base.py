@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from lorabench.data.batching import pad_batch
+from lorabench.data.sources import DataSource, wire_source
 from lorabench.suite.typed import check_fields
 
 if TYPE_CHECKING:
@@ -55,9 +57,9 @@ class Task:
     primary_metric: ClassVar[str]
     Options: ClassVar[type]
 
-    def __init__(self, task_name: str, options: dict[str, Any]) -> None:
+    def __init__(self, task_name: str, options: Any) -> None:
         self.task_name = task_name
-        self.options = options
+        self.options = options  # the task type's ``Options`` dataclass, as the run spec holds it
 
     def resolve_family(self, encoder_decoder: Callable[[], bool]) -> str:
         """The model family this task runs with; ``encoder_decoder()`` asks the model's config, if needed."""
@@ -90,38 +92,37 @@ class Task:
         raise NotImplementedError
 
 
-def check_counts(n_train: int | None, n_eval: int | None) -> None:
-    """Shared option check (in ``Options.__post_init__``): ``n_train``/``n_eval`` are positive."""
-    check_fields(
-        SimpleNamespace(n_train=n_train, n_eval=n_eval), {"n_train": ">= 1", "n_eval": ">= 1"}
-    )  # null: all rows
+@dataclass(frozen=True)
+class ForgettingOptions:
+    """A task's reference evaluation (``lorabench.tasks.forgetting``): text the base model already handles well.
+
+    Here, beside the task base, because two task types' options hold it."""
+
+    data: DataSource
+    text_column: str = "text"
+    n_eval: int | None = None  # null: every row of the eval split (200 for a synthetic source)
+    data_seed: int = 0
+
+    RANGES: ClassVar[dict[str, str]] = {"n_eval": ">= 1"}
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.RANGES)
 
 
-def pad_batch(rows: list[dict[str, Any]], pad_id: int, left: bool = False) -> dict[str, Any]:
-    """Pad ``input_ids``/``labels`` (and any other list fields) to the longest row.
+#: Task options added after run ids were in use: left out of a run's spec while unset, so a
+#: suite that does not use them keeps its run ids and its records stay as they were.
+TASK_KEYS_OMITTED_UNSET = ("forgetting",)
 
-    Right padding for training and scoring; ``left=True`` for decoder-only generation,
-    where every prompt must end at the same position.
+
+def options_wire(options: Any) -> dict[str, Any]:
+    """A task's ``Options`` as a run spec's wire format holds them (``RunSpec.to_dict``, records, run_ids).
+
+    Keys added after run ids were in use are left out while unset or at their default
+    (:data:`TASK_KEYS_OMITTED_UNSET`, ``data.wire_source``), so older suites keep their run ids.
     """
-    import torch
-
-    out: dict[str, Any] = {}
-    keys = rows[0].keys()
-    longest = {k: max(len(r[k]) for r in rows) for k in keys if isinstance(rows[0][k], list)}
-    for k in keys:
-        if k not in longest:
-            out[k] = torch.tensor([r[k] for r in rows])
-            continue
-        fill = -100 if k == "labels" else (0 if k.endswith("attention_mask") else pad_id)
-        out[k] = torch.tensor(
-            [
-                [fill] * (longest[k] - len(r[k])) + r[k] if left else r[k] + [fill] * (longest[k] - len(r[k]))
-                for r in rows
-            ]
-        )
-    if "attention_mask" not in out and "input_ids" in out:
-        lens = torch.tensor([len(r["input_ids"]) for r in rows])
-        pos = torch.arange(longest["input_ids"])[None, :]
-        real = pos >= longest["input_ids"] - lens[:, None] if left else pos < lens[:, None]
-        out["attention_mask"] = real.long()
+    out = dataclasses.asdict(options)
+    out["data"] = wire_source(out["data"])  # suites without validation keep their run ids
+    out = {k: v for k, v in out.items() if not (k in TASK_KEYS_OMITTED_UNSET and v is None)}
+    if out.get("forgetting"):
+        out["forgetting"] = {**out["forgetting"], "data": wire_source(out["forgetting"]["data"])}
     return out

@@ -23,9 +23,9 @@ from typing import Any
 
 import lorabench.data
 import lorabench.tasks
-from lorabench.data.sources import expand_path
-from lorabench.models.builtin import cache_root
-from lorabench.tasks.base import TaskData
+from lorabench.data.sources import DataSource, expand_path
+from lorabench.paths import cache_root
+from lorabench.tasks.base import TaskData, options_wire
 
 CACHE_VERSION = 2  # 2: JSON entries (1 was pickle; those files are ignored, never read)
 
@@ -53,11 +53,11 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256((body + extra).encode()).hexdigest()
 
 
-def _files(source: dict[str, Any], task: str) -> list[Any]:
+def _files(source: DataSource, task: str) -> list[Any]:
     out = []
-    for key in ("file", "train_file", "eval_file", "val_file"):
-        if source.get(key):
-            path = expand_path(source[key], task)
+    for written in (source.file, source.train_file, source.eval_file, source.val_file):
+        if written:
+            path = expand_path(written, task)
             st = os.stat(path) if os.path.isfile(path) else None
             out.append([path, st.st_size if st else None, st.st_mtime_ns if st else None])
     return out
@@ -79,10 +79,10 @@ def cache_key(task: Any, tokenizer: Any, max_seq_len: int) -> str:
             "task": f"{type(task).__module__}.{type(task).__qualname__}",
             "family": task.family,
             # The forgetting reference is evaluated apart; it does not shape the task's own data.
-            "options": {k: v for k, v in task.options.items() if k != "forgetting"},
+            "options": {k: v for k, v in options_wire(task.options).items() if k != "forgetting"},
             "max_seq_len": max_seq_len,
             "tokenizer": tokenizer_fingerprint(tokenizer),
-            "files": _files(task.options["data"], task.task_name),
+            "files": _files(task.options.data, task.task_name),
             "code": _code(),
         },
         sort_keys=True,

@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lorabench.data.sources import DataError, DataSource, describe, has_val, load_columns
-from lorabench.tasks.base import EvalResult, Task, TaskData, check_counts
-from lorabench.tasks.forgetting import ForgettingOptions
+from lorabench.suite.typed import check_fields
+from lorabench.tasks.base import EvalResult, ForgettingOptions, Task, TaskData
 
 if TYPE_CHECKING:
     from lorabench.suite.schema import EvalSettings
@@ -32,10 +32,10 @@ class CausalLMOptions:
     stride: int | None = None
     forgetting: ForgettingOptions | None = None  # a reference the base knew (lorabench.tasks.forgetting)
 
+    RANGES: ClassVar[dict[str, str]] = {"n_train": ">= 1", "n_eval": ">= 1", "stride": ">= 1"}
+
     def __post_init__(self) -> None:
-        check_counts(self.n_train, self.n_eval)
-        if self.stride is not None and self.stride < 1:
-            raise ValueError(f"`stride` should be >= 1, got {self.stride}")
+        check_fields(self, self.RANGES)
 
 
 def windows(ids: list[int], max_len: int, stride: int | None) -> list[tuple[list[int], list[int]]]:
@@ -75,11 +75,11 @@ class CausalLM(Task):
 
     def _texts(self, split: Any, n: int | None) -> list[str]:
         o = self.options
-        cols = {"text": o["text_column"]}
-        rows = load_columns(o["data"], split, n, o["data_seed"], self.task_name, cols, ("text",), o["n_train"])
+        cols = {"text": o.text_column}
+        rows = load_columns(o.data, split, n, o.data_seed, self.task_name, cols, ("text",), o.n_train)
         texts = [r["text"] for r in rows if r["text"].strip()]
         if not texts:
-            raise DataError(f"task {self.task_name!r}: every text of {describe(o['data'], split)} is empty")
+            raise DataError(f"task {self.task_name!r}: every text of {describe(o.data, split)} is empty")
         return texts
 
     def stream(self, texts: list[str], tokenizer: Any) -> list[int]:
@@ -92,22 +92,22 @@ class CausalLM(Task):
     def prepare(self, tokenizer: Any, max_seq_len: int) -> TaskData:
         o = self.options
         max_len = max_seq_len
-        train_ids = self.stream(self._texts("train", o["n_train"]), tokenizer)
+        train_ids = self.stream(self._texts("train", o.n_train), tokenizer)
         # Training packs the stream into full blocks: no padding, every token is a target.
         blocks = [train_ids[i : i + max_len] for i in range(0, len(train_ids) - max_len + 1, max_len)]
         if not blocks:
             raise DataError(
-                f"task {self.task_name!r}: the train text of {describe(o['data'], 'train')} is shorter than one "
+                f"task {self.task_name!r}: the train text of {describe(o.data, 'train')} is shorter than one "
                 f"block of max_seq_len={max_len} tokens"
             )
         rows = [{"input_ids": b, "labels": list(b)} for b in blocks]
-        eval_ids = self.stream(self._texts("eval", o["n_eval"]), tokenizer)
-        wins = windows(eval_ids, max_len, o["stride"])
+        eval_ids = self.stream(self._texts("eval", o.n_eval), tokenizer)
+        wins = windows(eval_ids, max_len, o.stride)
         info = {"train_tokens": len(train_ids), "eval_tokens": len(eval_ids)}
         val = None
-        if has_val(o["data"]):
-            val_ids = self.stream(self._texts("val", o["n_eval"]), tokenizer)
-            val = windows(val_ids, max_len, o["stride"])
+        if has_val(o.data):
+            val_ids = self.stream(self._texts("val", o.n_eval), tokenizer)
+            val = windows(val_ids, max_len, o.stride)
             info["val_tokens"] = len(val_ids)
         return TaskData(train=rows, eval=wins, info=info, val=val)
 

@@ -9,11 +9,12 @@ encoders) or a hand-written PyTorch classifier registered as a built-in model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from lorabench.data.batching import pad_batch
 from lorabench.data.sources import DataError, DataSource, describe, has_val, load_columns
-from lorabench.tasks.base import EvalResult, Task, TaskData, check_counts, pad_batch
-from lorabench.tasks.forgetting import ForgettingOptions
+from lorabench.suite.typed import check_fields
+from lorabench.tasks.base import EvalResult, ForgettingOptions, Task, TaskData
 
 if TYPE_CHECKING:
     from lorabench.suite.schema import EvalSettings
@@ -36,14 +37,12 @@ class ClassificationOptions:
     data_seed: int = 0
     forgetting: ForgettingOptions | None = None  # a reference the base knew (lorabench.tasks.forgetting)
 
+    RANGES: ClassVar[dict[str, str]] = {"n_train": ">= 1", "n_eval": ">= 1", "num_labels": ">= 2"}
+
     def __post_init__(self) -> None:
-        check_counts(self.n_train, self.n_eval)
-        if self.num_labels < 2:
-            raise ValueError(f"`num_labels` should be >= 2, got {self.num_labels}")
-        if self.labels is not None:
-            bad = {k: v for k, v in self.labels.items() if not 0 <= v < self.num_labels}
-            if bad:
-                raise ValueError(f"`labels` maps to ids outside 0..{self.num_labels - 1} (num_labels): {bad}")
+        bad = {k: v for k, v in (self.labels or {}).items() if not 0 <= v < self.num_labels}
+        outside = f"`labels` maps to ids outside 0..{self.num_labels - 1} (num_labels): {bad}"
+        check_fields(self, self.RANGES, [("labels", outside)] if bad else [])
 
 
 class Classification(Task):
@@ -54,22 +53,22 @@ class Classification(Task):
     Options = ClassificationOptions
 
     def model_kwargs(self) -> dict[str, Any]:
-        return {"num_labels": self.options["num_labels"]}
+        return {"num_labels": self.options.num_labels}
 
     def check_model(self, model: Any) -> None:
         config = getattr(model, "config", None)
         head = getattr(config, "num_labels", None)
-        if head is not None and head != self.options["num_labels"]:
+        if head is not None and head != self.options.num_labels:
             raise DataError(
                 f"task {self.task_name!r}: the model's classification head has {head} outputs but the task has "
-                f"num_labels={self.options['num_labels']}"
+                f"num_labels={self.options.num_labels}"
             )
 
     def _examples(self, split: Any, n: int | None) -> list[dict[str, Any]]:
         o = self.options
-        cols = {"text": o["text_column"], "label": o["label_column"]}
-        rows = load_columns(o["data"], split, n, o["data_seed"], self.task_name, cols, ("text",), o["n_train"])
-        where = describe(o["data"], split)
+        cols = {"text": o.text_column, "label": o.label_column}
+        rows = load_columns(o.data, split, n, o.data_seed, self.task_name, cols, ("text",), o.n_train)
+        where = describe(o.data, split)
         for r in rows:
             r["label"] = self._label_id(r["label"], where)
         return rows
@@ -77,8 +76,8 @@ class Classification(Task):
     def _label_id(self, raw: Any, where: str) -> int:
         """Map a raw label to a class id, or say exactly why it does not fit the head."""
         o, task = self.options, self.task_name
-        if o["labels"] is not None:
-            names = {str(k): v for k, v in o["labels"].items()}  # YAML may give int keys
+        if o.labels is not None:
+            names = {str(k): v for k, v in o.labels.items()}  # YAML may give int keys
             if str(raw) not in names:
                 raise DataError(
                     f"task {task!r}: label {raw!r} in {where} is not in `labels` ({', '.join(sorted(names))})"
@@ -93,21 +92,21 @@ class Classification(Task):
                 f"task {task!r}: label {raw!r} in {where} is not a class id; map label names to ids with "
                 "`labels: {name: id, ...}`"
             )
-        if not 0 <= y < o["num_labels"]:
+        if not 0 <= y < o.num_labels:
             raise DataError(
-                f"task {task!r}: label {y} in {where} does not fit a head of num_labels={o['num_labels']} "
-                f"(ids 0..{o['num_labels'] - 1})"
+                f"task {task!r}: label {y} in {where} does not fit a head of num_labels={o.num_labels} "
+                f"(ids 0..{o.num_labels - 1})"
             )
         return y
 
     def prepare(self, tokenizer: Any, max_seq_len: int) -> TaskData:
         o = self.options
         max_len = max_seq_len
-        tr = self._examples("train", o["n_train"])
+        tr = self._examples("train", o.n_train)
         classes = sorted({r["label"] for r in tr})
         if len(classes) < 2:
             raise DataError(
-                f"task {self.task_name!r}: the train data ({describe(o['data'], 'train')}) has only class {classes} "
+                f"task {self.task_name!r}: the train data ({describe(o.data, 'train')}) has only class {classes} "
                 "after label mapping; a classifier needs at least two"
             )
         enc_tr = tokenizer([r["text"] for r in tr], truncation=True, max_length=max_len)["input_ids"]
@@ -116,14 +115,14 @@ class Classification(Task):
         counts = {str(c): sum(r["label"] == c for r in tr) for c in classes}
         info = {"n_train": len(rows), "n_eval": len(evals), "train_label_counts": counts}
         val = None
-        if has_val(o["data"]):
+        if has_val(o.data):
             val = self._eval_rows("val", tokenizer, max_len)
             info["n_val"] = len(val)
         return TaskData(train=rows, eval=evals, info=info, val=val)
 
     def _eval_rows(self, split: str, tokenizer: Any, max_len: int) -> list[dict[str, Any]]:
         """Test or validation examples, tokenised, with their label and text."""
-        ev = self._examples(split, self.options["n_eval"])
+        ev = self._examples(split, self.options.n_eval)
         enc = tokenizer([r["text"] for r in ev], truncation=True, max_length=max_len)["input_ids"]
         return [{"input_ids": ids, "label": r["label"], "text": r["text"]} for ids, r in zip(enc, ev)]
 
@@ -143,10 +142,10 @@ class Classification(Task):
             batch = {k: v.to(ctx.device) for k, v in batch.items()}
             with torch.no_grad(), ctx.autocast():
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            if logits.dim() != 2 or logits.size(-1) != self.options["num_labels"]:
+            if logits.dim() != 2 or logits.size(-1) != self.options.num_labels:
                 raise DataError(
                     f"task {self.task_name!r}: the model returns logits of shape {tuple(logits.shape)}, expected "
-                    f"(batch, num_labels={self.options['num_labels']})"
+                    f"(batch, num_labels={self.options.num_labels})"
                 )
             tokens += int(batch["attention_mask"].sum())
             guess = logits.float().argmax(-1).tolist()

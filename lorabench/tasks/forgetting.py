@@ -34,12 +34,15 @@ import hashlib
 import inspect
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lorabench.data.sources import DataError, DataSource, describe, load_columns
-from lorabench.suite.typed import check_fields
+from lorabench.data.batching import pad_batch
+from lorabench.data.sources import DataError, describe, load_columns
+from lorabench.paths import cache_root
+from lorabench.tasks.base import ForgettingOptions, TaskData, options_wire
+from lorabench.tasks.cache import write_entry
+from lorabench.tasks.causal_lm import CausalLM, CausalLMOptions, windows
 
 if TYPE_CHECKING:
     from lorabench.suite.schema import EvalSettings
@@ -52,17 +55,9 @@ MEASURES: dict[str, tuple[str, bool]] = {
 }
 
 
-@dataclass(frozen=True)
-class ForgettingOptions:
-    """A task's reference evaluation: text the base model already handles well."""
-
-    data: DataSource
-    text_column: str = "text"
-    n_eval: int | None = None  # null: every row of the eval split (200 for a synthetic source)
-    data_seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_fields(self, {"n_eval": ">= 1"})
+def reference_of(options: Any) -> ForgettingOptions | None:
+    """A task's forgetting reference, or None: unset, or a task type without one (summarization)."""
+    return getattr(options, "forgetting", None)
 
 
 def measure_name(family: str) -> str:
@@ -103,30 +98,27 @@ def split_halves(texts: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def _texts(options: dict[str, Any], task: str) -> list[str]:
+def _texts(options: ForgettingOptions, task: str) -> list[str]:
     rows = load_columns(
-        options["data"],
+        options.data,
         "eval",
-        options["n_eval"],
-        options["data_seed"],
+        options.n_eval,
+        options.data_seed,
         task,
-        {"text": options["text_column"]},
+        {"text": options.text_column},
         ("text",),
     )
     texts = [r["text"] for r in rows if r["text"].strip()]
     if not texts:
-        raise DataError(f"task {task!r}: forgetting reference {describe(options['data'], 'eval')} has no text")
+        raise DataError(f"task {task!r}: forgetting reference {describe(options.data, 'eval')} has no text")
     return texts
 
 
 def _perplexity(
-    model: Any, tokenizer: Any, options: dict[str, Any], task: str, max_len: int, eval_cfg: EvalSettings, ctx: Any
+    model: Any, tokenizer: Any, options: ForgettingOptions, task: str, max_len: int, eval_cfg: EvalSettings, ctx: Any
 ) -> float:
     """The reference's perplexity, scored exactly as a causal-LM task scores its eval split."""
-    from lorabench.tasks.base import TaskData
-    from lorabench.tasks.causal_lm import CausalLM, windows
-
-    lm = CausalLM(task, {"data": options["data"], "text_column": options["text_column"], "stride": None})
+    lm = CausalLM(task, CausalLMOptions(type="causal-lm", data=options.data, text_column=options.text_column))
     wins = windows(lm.stream(_texts(options, task), tokenizer), max_len, None)
     return lm.evaluate(model, tokenizer, TaskData(train=[], eval=wins), eval_cfg, ctx).metrics["perplexity"]
 
@@ -134,8 +126,6 @@ def _perplexity(
 def _embed(model: Any, tokenizer: Any, texts: list[str], max_len: int, batch_size: int, ctx: Any) -> Any:
     """Mean-pooled last hidden state of each text (padding excluded)."""
     import torch
-
-    from lorabench.tasks.base import pad_batch
 
     ids = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
     out = []
@@ -158,12 +148,12 @@ def _embed(model: Any, tokenizer: Any, texts: list[str], max_len: int, batch_siz
 
 
 def _pair_retrieval(
-    model: Any, tokenizer: Any, options: dict[str, Any], task: str, max_len: int, eval_cfg: EvalSettings, ctx: Any
+    model: Any, tokenizer: Any, options: ForgettingOptions, task: str, max_len: int, eval_cfg: EvalSettings, ctx: Any
 ) -> float:
     pairs = split_halves(_texts(options, task))
     if len(pairs) < 2:
         raise DataError(
-            f"task {task!r}: forgetting reference {describe(options['data'], 'eval')} has fewer than 2 texts of "
+            f"task {task!r}: forgetting reference {describe(options.data, 'eval')} has fewer than 2 texts of "
             "4 or more words; pair retrieval needs at least 2"
         )
     first = _embed(model, tokenizer, [a for a, _ in pairs], max_len, eval_cfg.batch_size, ctx)
@@ -175,7 +165,7 @@ def measure(
     model: Any,
     tokenizer: Any,
     family: str,
-    options: dict[str, Any],
+    options: ForgettingOptions,
     task: str,
     max_len: int,
     eval_cfg: EvalSettings,
@@ -200,10 +190,8 @@ def measure(
 
 
 def _code() -> str:
-    from lorabench.tasks import causal_lm
-
     h = hashlib.sha256()
-    for mod in (causal_lm, inspect.getmodule(measure)):
+    for mod in (inspect.getmodule(CausalLM), inspect.getmodule(measure)):
         h.update(Path(inspect.getfile(mod)).read_bytes())  # type: ignore[arg-type]
     return h.hexdigest()
 
@@ -229,7 +217,7 @@ def base_key(spec: Any, family: str, resolved_path: str | None, tokenizer_fp: st
             "precision": spec.precision,
             "quantization": spec.quantization if spec.precision not in ("fp32", "fp16", "bf16") else None,
             "family": family,
-            "reference": spec.task_options["forgetting"],
+            "reference": options_wire(spec.task_options)["forgetting"],
             "max_seq_len": spec.train.max_seq_len,
             "eval": [spec.eval.batch_size],
             "tokenizer": tokenizer_fp,
@@ -242,8 +230,6 @@ def base_key(spec: Any, family: str, resolved_path: str | None, tokenizer_fp: st
 
 
 def cache_dir() -> Path:
-    from lorabench.models.builtin import cache_root
-
     return cache_root() / "forgetting"
 
 
@@ -269,8 +255,6 @@ def base_score(key: str, name: str, compute: Any, describe_ref: str) -> tuple[fl
     A lock file makes concurrent runs of one suite compute it once. A cache that cannot
     be written (read-only, full) costs time, never the run.
     """
-    from lorabench.tasks.cache import write_entry
-
     path = cache_dir() / f"{key}.json"
     cached = _read(path, name)
     if cached is not None:

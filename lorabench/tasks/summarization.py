@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from lorabench.data.batching import pad_batch
 from lorabench.data.sources import DataError, DataSource, describe, has_val, load_columns
-from lorabench.tasks.base import EvalResult, Task, TaskData, check_counts, pad_batch
+from lorabench.suite.typed import check_fields
+from lorabench.tasks.base import EvalResult, Task, TaskData
 
 if TYPE_CHECKING:
     from lorabench.suite.schema import EvalSettings
@@ -38,12 +40,13 @@ class SummarizationOptions:
     n_eval: int | None = None
     data_seed: int = 0
 
+    RANGES: ClassVar[dict[str, str]] = {"n_train": ">= 1", "n_eval": ">= 1", "max_target_len": ">= 1"}
+
     def __post_init__(self) -> None:
-        check_counts(self.n_train, self.n_eval)
+        extra = []
         if self.prompt is not None and self.prompt.count("{input}") != 1:
-            raise ValueError(f"`prompt` must contain `{{input}}` exactly once, got {self.prompt!r}")
-        if self.max_target_len < 1:
-            raise ValueError(f"`max_target_len` should be >= 1, got {self.max_target_len}")
+            extra.append(("prompt", f"`prompt` must contain `{{input}}` exactly once, got {self.prompt!r}"))
+        check_fields(self, self.RANGES, extra)
 
 
 def encode_prompt(tokenizer: Any, template: str, text: str, max_len: int) -> list[int]:
@@ -69,7 +72,7 @@ class Summarization(Task):
     Options = SummarizationOptions
 
     def resolve_family(self, encoder_decoder: Callable[[], bool]) -> str:
-        arch = self.options["architecture"]
+        arch = self.options.architecture
         if arch == "auto":
             arch = "seq2seq" if encoder_decoder() else "causal-lm"
         self.family = arch
@@ -77,22 +80,20 @@ class Summarization(Task):
 
     @property
     def template(self) -> str:
-        return self.options["prompt"] or DEFAULT_PROMPTS[self.family]
+        return self.options.prompt or DEFAULT_PROMPTS[self.family]
 
     def _examples(self, split: Any, n: int | None) -> list[dict[str, Any]]:
         o = self.options
-        cols = {"input": o["input_column"], "target": o["target_column"]}
-        rows = load_columns(
-            o["data"], split, n, o["data_seed"], self.task_name, cols, ("input", "target"), o["n_train"]
-        )
+        cols = {"input": o.input_column, "target": o.target_column}
+        rows = load_columns(o.data, split, n, o.data_seed, self.task_name, cols, ("input", "target"), o.n_train)
         rows = [r for r in rows if r["input"].strip() and r["target"].strip()]
         if not rows:
-            raise DataError(f"task {self.task_name!r}: no non-empty examples in {describe(o['data'], split)}")
+            raise DataError(f"task {self.task_name!r}: no non-empty examples in {describe(o.data, split)}")
         return rows
 
     def _target_ids(self, tokenizer: Any, texts: list[str]) -> list[list[int]]:
         """Summary ids ending in EOS (so the model learns to stop), at most ``max_target_len``."""
-        keep = self.options["max_target_len"] - 1
+        keep = self.options.max_target_len - 1
         lead = " " if self.family == "causal-lm" else ""  # BPE: a summary follows the prompt after a space
         enc = tokenizer([lead + t for t in texts], add_special_tokens=False)["input_ids"]
         return [[*ids[:keep], tokenizer.eos_token_id] for ids in enc]
@@ -102,7 +103,7 @@ class Summarization(Task):
         max_len = max_seq_len
         if tokenizer.eos_token_id is None:
             raise DataError(f"task {self.task_name!r}: the tokenizer has no EOS token to end summaries with")
-        tr = self._examples("train", o["n_train"])
+        tr = self._examples("train", o.n_train)
         rows = []
         for r, target in zip(tr, self._target_ids(tokenizer, [r["target"] for r in tr])):
             if self.family == "seq2seq":
@@ -114,14 +115,14 @@ class Summarization(Task):
         evals = self._eval_rows("eval", tokenizer, max_len)
         info = {"n_train": len(rows), "n_eval": len(evals), "family": self.family, "prompt": self.template}
         val = None
-        if has_val(o["data"]):
+        if has_val(o.data):
             val = self._eval_rows("val", tokenizer, max_len)
             info["n_val"] = len(val)
         return TaskData(train=rows, eval=evals, info=info, val=val)
 
     def _eval_rows(self, split: str, tokenizer: Any, max_len: int) -> list[dict[str, Any]]:
         """Test or validation examples: the prompt's ids beside the input and reference texts."""
-        ev = self._examples(split, self.options["n_eval"])
+        ev = self._examples(split, self.options.n_eval)
         return [{"input_ids": self._prompt(tokenizer, r["input"], max_len), **r} for r in ev]
 
     def _prompt(self, tokenizer: Any, text: str, max_len: int) -> list[int]:

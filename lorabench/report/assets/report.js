@@ -262,7 +262,8 @@ function curvesChart() {
   }), CONFIG);
   const q = taskPrimary(task);
   $("eval-chart").hidden = !evals.length;
-  if (evals.length) Plotly.react("eval-chart", evals, layout({ height: 380, xaxis: { title: { text: "optimizer step" } }, yaxis: { title: { text: `eval ${q}` } } }), CONFIG);
+  const split = [...new Set(pts.filter((p) => p.eval).map((p) => p.eval_split || "test"))].join("/") || "test";
+  if (evals.length) Plotly.react("eval-chart", evals, layout({ height: 380, xaxis: { title: { text: "optimizer step" } }, yaxis: { title: { text: `${split} ${q}` } } }), CONFIG);
   ttqChart(task, pts, q);
   $("curves-how").textContent = `One line per grid point: the mean over its seeds; the shaded band is the 95% t interval with 3+ seeds, the min–max range with 2. Smoothing is an exponential moving average (0: none). Click a legend entry to hide it. Compare where curves end, not where they start; a flat curve did not learn.`;
 }
