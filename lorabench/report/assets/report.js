@@ -257,8 +257,11 @@ function curvesChart() {
     traces.push(...bandTraces(p.loss, name, colour, dash, a, String(p.id)));
     if (p.eval) evals.push(...bandTraces(p.eval, name, colour, dash, a, String(p.id)));
   });
+  // Records without curves (a committed baseline keeps none): say so instead of drawing empty axes.
+  const none = traces.length ? [] : [{ text: "no run of this task recorded a training-loss curve", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { size: 14 } }];
   Plotly.react("curves-chart", traces, layout({
     height: window.innerWidth < 700 ? 460 : 440, xaxis: { title: { text: "optimizer step" } }, yaxis: { title: { text: "train loss" } },
+    annotations: none,
   }), CONFIG);
   const q = taskPrimary(task);
   $("eval-chart").hidden = !evals.length;
