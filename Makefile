@@ -20,7 +20,7 @@ WHEELS ?=
 # The committed smoke baseline that `make check` gates against (refresh: `make baseline`).
 BASELINE ?= results/baselines/smoke-cpu
 
-.PHONY: bench test lint validate benchmarks perf clean-results install lock lock-extras lock-check baseline check compare report wheels test-drift
+.PHONY: bench test lint validate benchmarks perf clean-results install lock lock-extras lock-check baseline check compare report wheels test-drift example-fair
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh requirements.lock $(EXTRAS_LIST:%=requirements-%.lock)
 	PYTHON=$(PYTHON) VENV=$(VENV) WHEELS=$(WHEELS) EXTRAS="$(EXTRAS_LIST)" bash scripts/bootstrap.sh
@@ -48,6 +48,12 @@ lock-check: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/lorabench run suites/$(SUITE).yaml --out $(OUT) --strict $(ARGS)
+
+# The real-weights fairness example (issue 18): MiniLM-L6 on IMDb, 5 methods x 3 rates x 3 seeds,
+# rate chosen on validation. Needs LORABENCH_DATA (imdb/imdb_2500.csv, wikitext-2-raw/wiki.test.raw).
+example-fair: $(STAMP)
+	@test -n "$(LORABENCH_DATA)" || { echo "set LORABENCH_DATA to a directory holding imdb/ and wikitext-2-raw/"; exit 2; }
+	$(VENV)/bin/lorabench run suites/examples/real_fair.yaml --out results/examples-real-fair $(ARGS)
 
 # Regression gate: $(OUT) (default results/smoke, from `make bench`) against the baseline.
 check: $(STAMP)

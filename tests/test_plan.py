@@ -89,6 +89,7 @@ SUITE_OF = {
     "real_encoder": REPO / "suites" / "examples" / "real_encoder.yaml",
     "real_encoder_short": REPO / "suites" / "examples" / "real_encoder_short.yaml",
     "examples-peft-zoo": REPO / "suites" / "examples" / "peft_zoo.yaml",
+    "real_fair": REPO / "suites" / "examples" / "real_fair.yaml",
 }
 
 

@@ -76,6 +76,7 @@ def _lm_records(tmp_path: Path) -> tuple[Path, list[Record]]:
     lm = [r for r in records if r["spec"]["task"] == "synthetic-lm" and r["status"] == "success"]
     for i, rec in enumerate(lm):
         final = 4.0 + i  # the best run ends at 4.0: target 4.0 / 0.95 = 4.2105
+        rec["metrics"]["forgetting_perplexity"] = 0.25 * i  # a forgetting reference's change (tasks.forgetting)
         rec["curves"]["eval"] = [
             {"step": 9, "perplexity": final + 2.0, "train_tokens": 640, "train_s": 1.0},
             {"step": 19, "perplexity": final + 0.2, "train_tokens": 1280, "train_s": 2.0},
@@ -127,6 +128,10 @@ def test_leaderboard_report_page_and_plot_show_time_to_target(tmp_path: Path) ->
     assert series and all(s["tokens"] == [640, 1280, 1920] for s in series)
     assert (out / "plots" / "time_to_quality_synthetic-lm.png").is_file()
     assert 'id="ttq-chart"' in html
+    # Forgetting is a registered quality metric: a leaderboard column and a report column, lower is better.
+    assert "forgetting_perplexity" in board
+    cols = {c["key"]: c for c in data["columns"]["synthetic-lm"]}
+    assert "forgetting_perplexity" in cols and "lower" in json.dumps(data["metrics"]["forgetting_perplexity"])
     row = next(r for r in with_time_to_target(records) if (r.profile.time_to_target or {}).get("reached"))
     assert record_values(row)["tokens_to_target"] == 1280
 

@@ -570,10 +570,15 @@ def materialise(net: Any, cfg: TraceConfig, info: dict[str, Any]) -> Any:
     ``Module.to_empty`` is not used: it turns parameter subclasses into plain parameters
     and unties tied ones.
     """
-    import bitsandbytes as bnb
-
     from lorabench.models.loading import DTYPES
+    from lorabench.vocab import QUANTIZED
 
+    if cfg.precision in QUANTIZED:
+        import bitsandbytes as bnb
+
+        params4, int8 = bnb.nn.Params4bit, bnb.nn.Int8Params
+    else:  # no bitsandbytes layer in the model (and bitsandbytes may be hidden: accounting.slim)
+        params4 = int8 = ()
     device = torch.device("cpu")
     compute = getattr(torch, DTYPES[cfg.compute_dtype])
     memo: dict[int, Any] = {}
@@ -584,7 +589,7 @@ def materialise(net: Any, cfg: TraceConfig, info: dict[str, Any]) -> Any:
                 continue
             new = memo.get(id(p))
             if new is None:
-                if isinstance(p, bnb.nn.Params4bit):  # Params4bit._quantize
+                if isinstance(p, params4):  # Params4bit._quantize
                     packed, state = bnb.functional.quantize_4bit(
                         torch.empty(p.shape, dtype=compute, device=device),
                         blocksize=p.blocksize,
@@ -604,7 +609,7 @@ def materialise(net: Any, cfg: TraceConfig, info: dict[str, Any]) -> Any:
                     )
                     mod.quant_state = state
                     quantised += 1
-                elif isinstance(p, bnb.nn.Int8Params):  # Int8Params._quantize
+                elif isinstance(p, int8):  # Int8Params._quantize
                     weight = torch.empty(p.shape, dtype=compute, device=device).contiguous().to(torch.float16)
                     cb, scb, _ = bnb.functional.int8_vectorwise_quant(weight)
                     del weight
@@ -776,9 +781,12 @@ def trace_training(
             policy.follow_checkpointing(net)
     mode: Any = FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_saved_bnb_caches())
+        # bitsandbytes only for k-bit bases: `estimate` hides it from other commands' imports
+        # (accounting.slim), and an unquantised model never calls it.
+        if kbit:
+            stack.enter_context(_saved_bnb_caches())
         stack.enter_context(mode)
-        if cuda:
+        if cuda and kbit:
             stack.enter_context(_bnb_as_on_cuda())
         if policy is not None:
             stack.enter_context(policy)
