@@ -117,6 +117,8 @@ def test_a_committed_record_keeps_its_run_id_and_spec(path: Path) -> None:
             "processes",
             "strategy",
             "startup_timeout_s",
+            "gpu_memory",
+            "skip_predicted_oom",
         }, key
 
 
