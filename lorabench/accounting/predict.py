@@ -58,12 +58,15 @@ def _rng_kept() -> Iterator[None]:
             np.random.set_state(npy)
 
 
-def predict_spec(
-    spec: Any, family: str, device: str, compute_dtype: str | None = None, trace: bool = True
-) -> Prediction:
-    """Trace ``spec``'s training step on fake tensors (analytic fallback, or analytic only); never raises."""
-    t0 = time.perf_counter()
+def spec_estimate_args(
+    spec: Any, family: str, device: str, compute_dtype: str | None, method_opts: Any
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional and keyword arguments ``estimate_model``/``trace_model`` share for a run's spec.
+
+    One place, so the run's recorded estimate and its prediction describe the same configuration.
+    """
     tm = spec.model.target_modules
+    args = (spec.model.path, spec.method, spec.precision, spec.train.batch_size, spec.train.max_seq_len)
     kw: dict[str, Any] = dict(
         rank=spec.rank,
         target_modules=list(tm) if tm else None,
@@ -75,10 +78,18 @@ def predict_spec(
         prepare_kbit=spec.quantization.prepare_kbit,
         double_quant=spec.quantization.double_quant,
         task_type=HeadType.of(family).value,
-        method_opts=spec.method_options,
+        method_opts=method_opts,
         loss=spec.train.loss,
     )
-    args = (spec.model.path, spec.method, spec.precision, spec.train.batch_size, spec.train.max_seq_len)
+    return args, kw
+
+
+def predict_spec(
+    spec: Any, family: str, device: str, compute_dtype: str | None = None, trace: bool = True
+) -> Prediction:
+    """Trace ``spec``'s training step on fake tensors (analytic fallback, or analytic only); never raises."""
+    t0 = time.perf_counter()
+    args, kw = spec_estimate_args(spec, family, device, compute_dtype, spec.method_options)
     notes: list[str] = []
     processes = spec.execution.processes
     with _rng_kept():

@@ -8,7 +8,6 @@ from typing import Any
 
 from lorabench.accounting.flops import attention_shape, flops_per_token, matmul_params, mfu, peak_tflops
 from lorabench.errors import UsageError
-from lorabench.vocab import HeadType
 
 
 def apply_liger(model: Any, device: str) -> str:
@@ -79,29 +78,10 @@ def flops_profile(
 def estimate_for_spec(spec: Any, method_options: Any, family: str, device: str, cdtype: str | None) -> dict[str, Any]:
     """The memory estimate for this run's configuration (``lorabench estimate``'s numbers)."""
     from lorabench.accounting.estimate import estimate_model
+    from lorabench.accounting.predict import spec_estimate_args
 
-    tm = spec.model.target_modules
-    est = estimate_model(
-        spec.model.path,
-        spec.method,
-        spec.precision,
-        spec.train.batch_size,
-        spec.train.max_seq_len,
-        rank=spec.rank,
-        target_modules=list(tm) if tm else None,
-        grad_checkpointing=spec.train.grad_checkpointing,
-        optimizer=spec.train.optimizer,
-        attn=spec.model.attn_implementation,
-        device=device,
-        compute_dtype=cdtype,
-        prepare_kbit=spec.quantization.prepare_kbit,
-        double_quant=spec.quantization.double_quant,
-        task_type=HeadType.of(family).value,
-        method_opts=method_options,
-        loss=spec.train.loss,
-        processes=spec.execution.processes,
-        strategy=spec.execution.strategy,
-    )
+    args, kw = spec_estimate_args(spec, family, device, cdtype, method_options)
+    est = estimate_model(*args, **kw, processes=spec.execution.processes, strategy=spec.execution.strategy)
     return {"allocated": est.allocated_bytes, "peak": est.peak_bytes, "breakdown": est.breakdown}
 
 
