@@ -182,14 +182,12 @@ def sweep_rows(sel: Selection) -> dict[str, Any]:
     return {"metric": sel.metric, "direction": m.direction, "test_metric": primary, "rows": rows, "notes": sel.notes}
 
 
-def load_select(out_dir: Path) -> str | None:
-    """The ``select.metric`` of the suite last run into ``out_dir`` (its ``suite.yaml`` copy), else None.
+def read_select_block(out_dir: Path) -> dict[str, Any] | None:
+    """The raw ``select`` mapping of the suite last run into ``out_dir`` (its ``suite.yaml`` copy), else None.
 
-    Only the ``select`` key is read: a report must not fail because the rest of an old
-    suite no longer validates. A copy that cannot be read selects nothing (every rate
-    stays a row of its own), never a guess.
+    Only that key is read: a report must not fail because the rest of an old suite no
+    longer validates. A copy that cannot be read gives None, never a guess.
     """
-
     path = Path(out_dir) / "suite.yaml"
     if not path.is_file() or path.is_symlink():
         return None
@@ -198,8 +196,23 @@ def load_select(out_dir: Path) -> str | None:
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     sel = raw.get("select") if isinstance(raw, dict) else None
-    metric = sel.get("metric") if isinstance(sel, dict) else None
+    return sel if isinstance(sel, dict) else None
+
+
+def load_select(out_dir: Path) -> str | None:
+    """The ``select.metric`` of the suite last run into ``out_dir``, else None (every rate stays a row of its own)."""
+    sel = read_select_block(out_dir)
+    metric = sel.get("metric") if sel is not None else None
     return metric if isinstance(metric, str) and metric in METRICS else None
 
 
-__all__ = ["Candidate", "Selection", "choose", "load_select", "select", "selection_markdown", "sweep_rows"]
+__all__ = [
+    "Candidate",
+    "Selection",
+    "choose",
+    "load_select",
+    "read_select_block",
+    "select",
+    "selection_markdown",
+    "sweep_rows",
+]

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lorabench.metrics import METRICS
 from lorabench.record_data import Profile, Record
 from lorabench.report.results import run_from_record
+from lorabench.report.select import read_select_block
 
 DEFAULT_SHARE = 0.95
 
@@ -125,19 +124,11 @@ def with_time_to_target(records: list[Record], explicit: tuple[str, float] | Non
 def load_target(out_dir: Path) -> tuple[str, float] | None:
     """``(select.metric, select.target)`` of the suite last run into ``out_dir`` (its ``suite.yaml``), else None.
 
-    Read as :func:`lorabench.report.select.load_select` reads the metric: only these keys, and a
-    copy that cannot be read gives the default target, never a guess.
+    Read by :func:`lorabench.report.select.read_select_block`: only these keys, and a copy
+    that cannot be read gives the default target, never a guess.
     """
-
-    path = Path(out_dir) / "suite.yaml"
-    if not path.is_file() or path.is_symlink():
-        return None
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    sel = raw.get("select") if isinstance(raw, dict) else None
-    if not isinstance(sel, dict):
+    sel = read_select_block(out_dir)
+    if sel is None:
         return None
     metric, value = sel.get("metric"), sel.get("target")
     if not isinstance(metric, str) or metric not in METRICS or isinstance(value, bool):
