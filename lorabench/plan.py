@@ -267,6 +267,8 @@ def expand(suite: Suite) -> list[RunSpec]:
     for name in sorted(peft_entries):
         _method_options(name, suite, col, opt_cache)  # every entry is checked, used or not
     known = set(METHODS.names()) | peft_entries
+    sel = suite.select
+    target = {"metric": sel.metric, "value": sel.target} if sel is not None and sel.target is not None else None
     usable = {n for n in known if n in METHODS or opt_cache.get(n, MISSING) is not MISSING}
     specs: dict[str, RunSpec] = {}
     matched_rules: set[int] = set()
@@ -368,6 +370,7 @@ def expand(suite: Suite) -> list[RunSpec]:
                         eval=suite.eval,
                         execution=exec_s,
                         sweep=sweep,
+                        target=target,
                     )
                     specs.setdefault(spec.run_id, spec)
     for i, (_rule, line) in enumerate(suite.exclude):

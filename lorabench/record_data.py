@@ -235,8 +235,9 @@ class Profile(RecordPart):
     forgetting_s: float | None = optional()  # scoring the forgetting reference, where the task names one
     # Joules over training (eval excluded) and their source, or the reason there are none (run.energy).
     energy: dict[str, Any] | None = optional()
-    # Set by the report (report.target), not the run: the cost until the eval curve first reached
-    # its task's target, with the target (the default one depends on every run of the task).
+    # The cost until the eval curve first reached a quality target, with the target (lorabench.quality).
+    # The run sets it when the suite names `select.target`; the report (re)derives it for every run,
+    # since the default target depends on every run of the task.
     time_to_target: dict[str, Any] | None = optional()
     distributed: Distributed | None = optional(parse=Distributed.from_dict)  # only runs over several processes
     # The run's own memory prediction (accounting.predict): torch allocated bytes, the CUDA

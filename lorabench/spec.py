@@ -88,12 +88,19 @@ class RunSpec:
     # one. Not part of the run_id (the run is the same run either way) and left out of
     # the wire format when empty, so records without sweeps keep their shape.
     sweep: tuple[str, ...] = ()
+    # The suite's ``select.target`` as ``{"metric", "value"}``: the run times its eval curve to
+    # it (``profile.time_to_target``). Not part of the run_id (the run measures the same
+    # either way; the report re-times every record to the suite's current target) and left
+    # out of the wire format when unset.
+    target: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["task_options"] = options_wire(self.task_options)  # late-added keys stay out while unset
         if not d["sweep"]:
             d.pop("sweep")
+        if d["target"] is None:
+            d.pop("target")
         return d
 
     @classmethod
@@ -122,8 +129,12 @@ class RunSpec:
         }
         if col.issues:
             raise ValueError("invalid run spec: " + "; ".join(i.message for i in col.issues))
-        plain = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name not in sections and f.name != "sweep"}
-        return cls(**plain, **sections, sweep=tuple(d.get("sweep") or ()))
+        plain = {
+            f.name: d[f.name]
+            for f in dataclasses.fields(cls)
+            if f.name not in sections and f.name not in ("sweep", "target")
+        }
+        return cls(**plain, **sections, sweep=tuple(d.get("sweep") or ()), target=d.get("target"))
 
     @property
     def method_cls(self) -> type[Method]:
@@ -148,6 +159,7 @@ class RunSpec:
         d = self.to_dict()
         d.pop("suite")
         d.pop("sweep", None)
+        d.pop("target", None)
         d["execution"] = {k: v for k, v in d["execution"].items() if k not in _NOT_HASHED}
         for section, key, default in _HASHED_UNLESS_DEFAULT:
             if key in d[section] and d[section][key] == default:  # method options differ per method

@@ -220,3 +220,17 @@ def test_select_with_only_a_target_needs_no_sweep() -> None:
     """`select.target` (time-to-target) is useful without a sweep; without either, select is a typo."""
     specs = plan(lora_lr="1.0e-3", select="select: {metric: perplexity, target: 6.0}")
     assert all(s.sweep == () for s in specs)
+
+
+def test_a_target_travels_with_each_spec_but_not_into_its_run_id() -> None:
+    """The run records time-to-target against `select.target`; the same run without a target is the same run."""
+    from lorabench.spec import RunSpec
+
+    plain = {s.label: s for s in plan(lora_lr="1.0e-3")}
+    timed = {s.label: s for s in plan(lora_lr="1.0e-3", select="select: {metric: perplexity, target: 6.0}")}
+    assert plain.keys() == timed.keys()
+    for label, spec in timed.items():
+        assert spec.target == {"metric": "perplexity", "value": 6.0}
+        assert spec.run_id == plain[label].run_id  # resume reuses records made before the target was set
+        assert RunSpec.from_dict(spec.to_dict()) == spec  # crosses into the run process as planned
+        assert "target" not in plain[label].to_dict()  # records without a target keep their shape

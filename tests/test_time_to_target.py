@@ -13,15 +13,9 @@ from pathlib import Path
 import pytest
 
 from lorabench.metrics import METRICS, record_values
+from lorabench.quality import Target, default_target, time_to_target
 from lorabench.record_data import Record
-from lorabench.report.target import (
-    Target,
-    default_target,
-    load_target,
-    task_targets,
-    time_to_target,
-    with_time_to_target,
-)
+from lorabench.report.target import load_target, task_targets, with_time_to_target
 from lorabench.run.energy import EnergyMeter
 from tests.report_fixture import build_result_set
 
@@ -166,3 +160,37 @@ def test_no_readable_counter_is_absent_with_the_reason(tmp_path: Path) -> None:
     (zone / "energy_uj").unlink()
     (zone / "energy_uj").mkdir()  # unreadable as a file, like a root-only counter
     assert "not readable" in EnergyMeter("cpu", powercap=tmp_path / "pc").reason
+
+
+@pytest.mark.slow
+def test_a_run_records_time_to_the_suites_explicit_target(tmp_path: Path) -> None:
+    """With `select.target`, record.json carries `profile.time_to_target`; the report's figure is the same."""
+    from tests.conftest import run_cli
+
+    suite = tmp_path / "t.yaml"
+    suite.write_text(
+        """
+name: t
+matrix: {model: [builtin:tiny-gpt2], method: [lora], task: [lm]}
+tasks:
+  lm: {type: causal-lm, data: {synthetic: facts, val_fraction: 0.2}, n_train: 40, n_eval: 16}
+seeds: [0]
+select: {metric: perplexity, target: 1.0e+6}
+train: {steps: 4, batch_size: 4, max_seq_len: 32, warmup_steps: 1}
+eval: {every: 2}
+execution: {threads: 1}
+"""
+    )
+    out = tmp_path / "out"
+    proc = run_cli("run", str(suite), "--out", str(out), "--no-progress", "--strict")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = (out / "runs").glob("*/record.json")
+    rec = Record.from_dict(json.loads(path.read_text()))
+    ttt = rec.profile.time_to_target
+    curve = rec.curves["eval"]
+    # Any perplexity is below 1e6: the first evaluation (after 2 steps) reaches it.
+    assert ttt == time_to_target(curve, Target("perplexity", 1.0e6))
+    assert (ttt["reached"], ttt["steps"], ttt["rule"]) == (True, 2, "select.target")
+    assert ttt["tokens"] == curve[0]["train_tokens"] > 0 and ttt["seconds"] == curve[0]["train_s"] > 0
+    (reported,) = with_time_to_target([rec], load_target(out))
+    assert reported.profile.time_to_target == ttt

@@ -573,7 +573,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "vocab", "stats", "paths"),
     ("registry", "atomic", "quiet", "record_data"),
     ("metrics",),
-    ("suite", "provenance"),
+    ("suite", "provenance", "quality"),
     ("data",),
     ("tasks", "models", "methods"),
     ("accounting", "spec", "sanity"),

@@ -1,75 +1,27 @@
-"""Time-to-target: what a run spent before its quality first reached a target.
+"""Time-to-target in the report: each task's target, and every record timed to it.
 
 MLPerf's training benchmark reports time-to-quality for one fixed model; here every
-method of a task gets it, from its periodic-evaluation curve (``curves.eval``: the
-validation split when the task has one). Each curve point records what training had cost
-up to it (``train_tokens``, ``train_s``, and ``train_j`` where the device has an energy
-counter), warm-up included and evaluation excluded. The first point that reaches the
-target gives the run's ``steps``, ``tokens``, ``seconds`` and ``joules``.
-
-The target of a task is explicit (``select.target`` in the suite) or, by default,
-within 5% of the best run's final curve value on the task's primary metric:
-``0.95 x best`` where higher is better, ``best / 0.95`` where lower is better. The
-default depends on the other runs, so it is computed when the report is built, from the
-records; the result is attached to each record's ``profile.time_to_target`` as the
-report reads it (runs.csv, leaderboard, report.html). Nothing here imports torch.
+method of a task gets it (the curve arithmetic is :mod:`lorabench.quality`'s). The
+target of a task is explicit (``select.target`` in the suite; each run then also records
+its own ``profile.time_to_target``) or, by default, within 5% of the best run's final
+curve value on the task's primary metric: ``0.95 x best`` where higher is better,
+``best / 0.95`` where lower is better. The default depends on the other runs, so it is
+computed when the report is built, from the records; the result is attached to each
+record's ``profile.time_to_target`` as the report reads it (runs.csv, leaderboard,
+report.html), and the records on disk are not changed. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lorabench.metrics import METRICS
+from lorabench.quality import DEFAULT_SHARE, EXPLICIT_RULE, Target, default_target, time_to_target
 from lorabench.record_data import Profile, Record
 from lorabench.report.results import run_from_record
 from lorabench.report.select import read_select_block
-
-DEFAULT_SHARE = 0.95
-
-
-@dataclass(frozen=True)
-class Target:
-    """A task's quality target on one metric, and the rule that set it."""
-
-    metric: str
-    value: float
-    rule: str
-
-
-def reached(value: float, target: float, higher_is_better: bool) -> bool:
-    return value >= target if higher_is_better else value <= target
-
-
-def default_target(finals: list[float], higher_is_better: bool, share: float = DEFAULT_SHARE) -> float | None:
-    """Within ``1 - share`` of the best of ``finals``: ``share x best`` (higher better) or ``best / share``."""
-    finals = [v for v in finals if math.isfinite(v)]
-    if not finals:
-        return None
-    best = max(finals) if higher_is_better else min(finals)
-    return best * share if higher_is_better else best / share
-
-
-def time_to_target(curve: list[dict[str, Any]], target: Target) -> dict[str, Any]:
-    """The cost at the first curve point that reaches ``target``; ``reached: False`` if none does.
-
-    ``steps`` counts optimizer steps done (a point logged after step index 9 is 10 steps).
-    """
-    higher = METRICS.get(target.metric).higher_is_better
-    out: dict[str, Any] = {"metric": target.metric, "target": target.value, "rule": target.rule}
-    for point in curve:
-        value = point.get(target.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value) and reached(value, target.value, higher):
-            out.update(reached=True, value=value, steps=int(point["step"]) + 1)
-            out["tokens"] = point.get("train_tokens")
-            out["seconds"] = point.get("train_s")
-            if point.get("train_j") is not None:
-                out["joules"] = point["train_j"]
-            return out
-    out["reached"] = False
-    return out
 
 
 def _primary(rec: Record) -> str | None:
@@ -93,7 +45,7 @@ def task_targets(records: list[Record], explicit: tuple[str, float] | None = Non
     out: dict[str, Target] = {}
     for task, (metric, values) in finals.items():
         if explicit is not None:
-            out[task] = Target(explicit[0], float(explicit[1]), "select.target")
+            out[task] = Target(explicit[0], float(explicit[1]), EXPLICIT_RULE)
             continue
         value = default_target(values, METRICS.get(metric).higher_is_better)
         if value is not None:

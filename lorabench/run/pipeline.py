@@ -34,6 +34,7 @@ from lorabench.models import loading
 from lorabench.models.loading import DTYPES, ModelLoadError, compute_dtype, is_encoder_decoder
 from lorabench.preflight import positions_error
 from lorabench.provenance import run_environment
+from lorabench.quality import Target, time_to_target
 from lorabench.record_data import Distributed, PhaseMemory, Profile, RankMemory
 from lorabench.run.distributed import World, merge_memory, whole_state
 from lorabench.run.energy import EnergyMeter
@@ -165,6 +166,7 @@ def run_point(spec: RunSpec, run_dir: Path, world: World | None = None) -> dict[
         **perf,
         notes=monitor.notes + perf_notes + predict_notes,
         **({"forgetting_s": reference["seconds"]} if reference is not None else {}),
+        **({"time_to_target": timed} if (timed := _time_to_target(spec, stats.eval_curve)) else {}),
         **predicted,
     )
     return {
@@ -348,6 +350,13 @@ def save(method: Method, model: Any, run_dir: Path, keep: bool, world: World | N
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _time_to_target(spec: RunSpec, curve: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run's cost until its eval curve reached the suite's ``select.target``; None without one or a curve."""
+    if spec.target is None or not curve:
+        return None
+    return time_to_target(curve, Target(spec.target["metric"], float(spec.target["value"])))
 
 
 def splits(has_val: bool, has_curve: bool) -> dict[str, str]:
