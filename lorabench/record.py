@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import re
 from collections.abc import Collection
 from pathlib import Path
@@ -106,10 +107,33 @@ def write_record(
     """
     root = run_dir.parent.parent if root is None else root
     if predictions is not None:
-        atomic.write_text(
-            run_dir / "predictions.jsonl", "".join(json.dumps(p, default=str) + "\n" for p in predictions), root
-        )
-    atomic.write_text(run_dir / "record.json", json.dumps(record.to_dict(), indent=2, default=str) + "\n", root)
+        lines = (json.dumps(finite_json(p)[0], default=str, allow_nan=False) + "\n" for p in predictions)
+        atomic.write_text(run_dir / "predictions.jsonl", "".join(lines), root)
+    data, replaced = finite_json(record.to_dict())
+    if replaced:  # said in the record, never dropped silently
+        notes = data.setdefault("profile", {}).setdefault("notes", [])
+        notes.append("non-finite values written as null (JSON has no NaN or Infinity): " + ", ".join(replaced[:8]))
+    atomic.write_text(run_dir / "record.json", json.dumps(data, indent=2, default=str, allow_nan=False) + "\n", root)
+
+
+def finite_json(value: Any, path: str = "") -> tuple[Any, list[str]]:
+    """``value`` with every NaN or infinite float replaced by None, and the paths replaced.
+
+    Python's json writes them as ``NaN``/``Infinity``, which is not JSON: browsers, jq and
+    most other languages refuse the whole file. A record keeps the rest and names the places.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [f"{path or '.'} ({value})"]
+    if isinstance(value, dict):
+        out, found = {}, []
+        for k, v in value.items():
+            out[k], sub = finite_json(v, f"{path}.{k}" if path else str(k))
+            found += sub
+        return out, found
+    if isinstance(value, (list, tuple)):
+        items = [finite_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [v for v, _ in items], [p for _, sub in items for p in sub]
+    return value, []
 
 
 #: Largest integer a record's number may hold: beyond it float() overflows or loses the value.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,3 +120,28 @@ def test_a_spec_crosses_into_the_run_process_as_sent_and_as_json() -> None:
     for wire in (spec.to_dict(), json.loads(json.dumps(spec.to_dict()))):
         again = RunSpec.from_dict(wire)
         assert again.run_id == spec.run_id and again.task_options == spec.task_options
+
+
+def test_non_finite_numbers_are_written_as_null_and_named_in_the_record(tmp_path: Path) -> None:
+    """Python's json would write NaN/Infinity, which browsers and jq refuse: the file stays JSON."""
+    spec = _spec()
+    result = {
+        "status": "success",
+        "metrics": {"perplexity": 3.0},
+        "profile": {"mfu": float("nan")},
+        "curves": {"eval": [{"step": 0, "perplexity": float("inf")}, {"step": 1, "perplexity": 4.0}]},
+    }
+    rec = make_record(spec, result, {})
+    run_dir = tmp_path / "runs" / spec.run_id
+    write_record(run_dir, rec, predictions=[{"loss": float("-inf")}])
+
+    def strict(text: str) -> Any:
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the file"))
+
+    data = strict((run_dir / "record.json").read_text())
+    assert data["curves"]["eval"] == [{"step": 0, "perplexity": None}, {"step": 1, "perplexity": 4.0}]
+    assert data["profile"]["mfu"] is None
+    (note,) = data["profile"]["notes"]
+    assert "curves.eval[0].perplexity (inf)" in note and "profile.mfu (nan)" in note
+    assert strict((run_dir / "predictions.jsonl").read_text()) == {"loss": None}
+    assert read_record(run_dir / "record.json").profile.notes == [note]  # and it reads back as a record
