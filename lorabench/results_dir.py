@@ -6,7 +6,8 @@ are never overwritten; ``report`` likewise refuses a directory that is not lorab
 ``.lock`` holds the pid, host and start time of the command writing into it (``run``,
 ``report``); a second ``run`` is refused, a second ``report`` waits for it, and a lock
 left by a process that no longer exists on this host, or one that cannot be read, is
-taken over with a message. The lock is created whole (written under a temporary name,
+taken over with a message (under a guard, so two commands finding the same stale lock do
+not both take it). The lock is created whole (written under a temporary name,
 then hard-linked into place), so a full disk cannot leave an empty lock behind.
 """
 
@@ -28,6 +29,8 @@ from lorabench.suite.yamlnodes import load_yaml
 
 MARKER = ".lorabench"
 LOCK = ".lock"
+#: A takeover guard older than this was left by a command that died while taking over a stale lock.
+TAKEOVER_STALE_S = 30.0
 
 
 def _now() -> str:
@@ -189,6 +192,33 @@ def _holder(held: dict[str, Any]) -> str:
     return f"pid {held.get('pid')} on {held.get('host')} since {held.get('since')}"
 
 
+def _remove_stale(out_dir: Path, path: Path, stale: dict[str, Any] | None) -> bool:
+    """Remove the lock if it still holds ``stale``; True if this process removed it.
+
+    Two commands finding the same stale lock must not both take it over: the second would
+    otherwise delete the lock the first had just created. Removal happens under a takeover
+    guard (``.lock.takeover``, created whole like the lock), after re-reading the lock: a
+    lock that changed since it was judged stale is left alone, and the caller tries again.
+    A guard left by a command that died mid-takeover (older than ``TAKEOVER_STALE_S``) is removed.
+    """
+    guard = path.with_name(path.name + ".takeover")
+    if not _try_create(out_dir, guard, {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}):
+        try:
+            if time.time() - guard.stat().st_mtime > TAKEOVER_STALE_S:
+                guard.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+        time.sleep(0.05)
+        return False
+    try:
+        if _read_lock(path) != stale:
+            return False  # released, or taken by another command since we read it
+        path.unlink(missing_ok=True)
+        return True
+    finally:
+        guard.unlink(missing_ok=True)
+
+
 @contextmanager
 def locked(out_dir: Path, log: Any = None, wait_s: float = 0.0, command: str = "run") -> Iterator[None]:
     """Hold ``out_dir/.lock`` while ``command`` writes there.
@@ -224,9 +254,8 @@ def locked(out_dir: Path, log: Any = None, wait_s: float = 0.0, command: str = "
                     "process is gone."
                 )
             reason = f"{_holder(held)} is gone"
-        if log is not None:
+        if _remove_stale(out_dir, path, held) and log is not None:
             print(f"lorabench: taking over a stale lock on {out_dir} ({reason})", file=log)
-        path.unlink(missing_ok=True)
     try:
         yield
     finally:

@@ -234,6 +234,47 @@ def test_report_waits_for_a_live_lock_then_exits_2(tmp_path, capsys) -> None:
     assert json.loads((out / ".lock").read_text()) == lock
 
 
+_HOLDER = """
+import random, sys, time
+from pathlib import Path
+import lorabench.results_dir as rd
+read = rd._read_lock
+rd._read_lock = lambda path: (read(path), time.sleep(random.random() / 10))[0]  # the race's window, widened
+out, go, log = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+while not go.exists():
+    time.sleep(0.001)
+with rd.locked(out, wait_s=30.0):
+    with open(log, "a") as fh:
+        fh.write(f"{time.monotonic()} +\\n")
+    time.sleep(0.2)
+    with open(log, "a") as fh:
+        fh.write(f"{time.monotonic()} -\\n")
+"""
+
+
+def test_commands_finding_the_same_stale_lock_take_it_over_one_at_a_time(tmp_path) -> None:
+    """Each used to delete the stale lock, including the fresh one another had just created."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = {"pid": int(dead.stdout), "host": socket.gethostname(), "since": "2026-01-01T00:00:00+00:00"}
+    (out / ".lock").write_text(json.dumps(stale))
+    go, log = tmp_path / "go", tmp_path / "held.log"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _HOLDER, str(out), str(go), str(log)], env=cli_env(), cwd=REPO)
+        for _ in range(4)
+    ]
+    time.sleep(1.0)  # all four waiting on `go` (they import nothing heavy)
+    go.touch()
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
+    events = [line.split() for line in log.read_text().splitlines()]
+    depth = 0
+    for _t, sign in sorted(events, key=lambda e: float(e[0])):
+        depth += 1 if sign == "+" else -1
+        assert depth <= 1, "two commands held the lock at once"
+    assert len(events) == 8 and not (out / ".lock").exists() and not (out / ".lock.takeover").exists()
+
+
 def _report_proc(out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "lorabench", "report", str(out)],
