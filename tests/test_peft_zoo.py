@@ -46,6 +46,7 @@ def test_case(peft_type: str, family: str, tmp_path: Path) -> None:
     elif case.outcome == "fails":
         with pytest.raises(Exception, match=re.escape(case.reason)):
             run_case(peft_type, family, case.config, tmp_path)
+        _refused_at_validate(peft_type, family, case.config)
     elif case.outcome == "curated":
         from lorabench.methods import METHODS
 
@@ -60,6 +61,32 @@ def test_case(peft_type: str, family: str, tmp_path: Path) -> None:
             assert NOT_APPLICABLE[peft_type] in col.issues[0].message
         else:
             pytest.skip(f"{peft_type} on {family}: {case.reason}")
+
+
+def _refused_at_validate(peft_type: str, family: str, config: dict) -> None:
+    """A row that fails in peft is refused when the suite is planned, before any run, with the reason."""
+    import yaml
+
+    from lorabench.errors import SuiteError
+    from lorabench.methods.peft_zoo import MODELS
+    from lorabench.plan import expand
+    from lorabench.validate import parse_suite
+
+    task = {"causal-lm": "{type: causal-lm, data: {synthetic: facts}}"}[family]
+    entry = yaml.safe_dump({"peft_type": peft_type, "config": config}, default_flow_style=True).strip()
+    text = f"matrix: {{model: [{MODELS[family]}], method: [x], task: [t]}}\ntasks: {{t: {task}}}\nmethods: {{x: {entry}}}\n"
+    with pytest.raises(SuiteError) as info:
+        expand(parse_suite(text, "s.yaml"))
+    assert any("are transformers Conv1D modules" in i.message for i in info.value.issues), info.value
+
+
+def test_the_types_refused_on_gpt2_are_the_zoos_failing_gpt2_rows() -> None:
+    from lorabench.methods.peft_type import CONV1D_UNSUPPORTED
+
+    failing = {t for t, row in CASES.items() if row["causal-lm"].outcome == "fails"}
+    assert failing == CONV1D_UNSUPPORTED
+    for peft_type in sorted(failing):
+        _refused_at_validate(peft_type, "causal-lm", CASES[peft_type]["causal-lm"].config)
 
 
 def test_readme_table_is_generated_from_the_cases() -> None:

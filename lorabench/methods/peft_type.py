@@ -49,6 +49,16 @@ NOT_APPLICABLE = {
     "CARTRIDGE": "a Cartridge is a KV-cache prefix trained by self-study distillation, not by a task's loss",
 }
 
+# Types whose layers wrap torch.nn.Linear (and Conv2d/Embedding) but not transformers' Conv1D,
+# which is every projection of GPT-2: peft raises (or, for OSF, wraps nothing and trains
+# nothing), so validate refuses them on GPT-2 before a run. tests/test_peft_zoo.py keeps
+# this set equal to the zoo's failing GPT-2 rows, each of which it runs.
+CONV1D_UNSUPPORTED = frozenset(
+    {"LOHA", "LOKR", "DELORA", "GLORA", "LILY", "PEANUT", "ADAMSS", "OFT", "BOFT", "HRA", "PSOFT", "ROAD", "MISS"}
+    | {"C3A", "SHIRA", "SUPERTUNING", "BEFT", "OSF"}
+)
+CONV1D_MODEL_TYPES = ("gpt2",)
+
 # Types whose training loop needs more than get_peft_model: lorabench's curated method drives it.
 CURATED_ONLY = {
     "ADALORA": (
@@ -120,6 +130,11 @@ class PeftTypeMethod(PeftMethod):
                 f"peft has no bitsandbytes layers for {cls.peft_type} (it would adapt the packed {precision} "
                 "weight as if it were a plain linear); peft's k-bit types are "
                 + ", ".join(t for t in peft_types() if _safe_quantized(t))
+            )
+        if model_type in CONV1D_MODEL_TYPES and cls.peft_type in CONV1D_UNSUPPORTED:
+            return (
+                f"peft's {cls.peft_type} adapts torch.nn.Linear layers only, and {model_type}'s projections "
+                "(c_attn, c_proj, c_fc) are transformers Conv1D modules"
             )
         return None
 

@@ -33,7 +33,7 @@ class Case:
 
     outcome: Literal["works", "n/a", "fails", "curated"]
     config: dict[str, Any] = field(default_factory=dict)
-    reason: str = ""  # n/a: why the type does not apply; fails: a substring of the error peft raises
+    reason: str = ""  # n/a: why the type does not apply; fails: a substring of the error raised (by peft, or lorabench's refusal)
     note: str = ""  # what a reader of the table should know about a working case
 
 
@@ -126,8 +126,8 @@ CASES: dict[str, dict[str, Case]] = {
     "BEFT": _conv1d("BEFT"),
     "OSF": {
         "causal-lm": fails(
-            "empty parameter list",
-            note="peft wraps no GPT-2 Conv1D and says nothing, so no parameter trains",
+            "Conv1D",
+            note="peft wraps no GPT-2 Conv1D and says nothing (no parameter would train); lorabench refuses it",
             target_modules=ATTN["causal-lm"],
         ),
         "classification": works(target_modules=ATTN["classification"]),
@@ -168,7 +168,7 @@ def _cell(case: Case) -> str:
         return f"works as lorabench's `{case.reason}`"
     if case.outcome == "fails":
         if "Conv1D" in case.reason:
-            return "fails: Linear layers only (GPT-2 is Conv1D)"
+            return "refused by validate: Linear layers only (GPT-2 is Conv1D)"
         return f"fails: `{case.reason}`" + (f" ({case.note})" if case.note else "")
     return f"n/a: {case.reason}"
 
