@@ -294,6 +294,10 @@ def flat_row(rec: Record) -> dict[str, Any]:
     # The learning rate, and whether it is one of a sweep's (`select` chooses among those on val_*).
     row["lr"] = (spec.get("train") or {}).get("lr")
     row["sweep"] = ";".join(spec.get("sweep") or ())
+    # One run over N processes (torch.distributed): its figures are the ranks' (memory: the largest).
+    execution = spec.get("execution") or {}
+    row["processes"] = execution.get("processes", 1)
+    row["strategy"] = execution.get("strategy", "ddp") if row["processes"] > 1 else None
     for name, value in sorted((rec.val_metrics or {}).items()):
         row[f"val_{name}"] = value
     row["device"] = rec.env.get("device_name")

@@ -135,6 +135,13 @@ def test_two_ranks_train_as_one_process_at_the_same_global_batch(tmp_path: Path)
     records = [make_record(point, res, {}) for point, res in results.values()]
     table = leaderboard_markdown(group([run_from_record(r) for r in records]))
     assert "peak train MiB per rank" in table and "1 / 2 ddp / 2 fsdp" in table
+    # runs.csv names each run's spread too.
+    from lorabench.report.leaderboard import runs_frame
+
+    frame = runs_frame(records)
+    assert [(p, s if isinstance(s, str) else None) for p, s in zip(frame["processes"], frame["strategy"])] == [
+        (1, None), (2, "ddp"), (2, "fsdp")
+    ]  # fmt: skip
 
 
 def _ours(marker: str) -> list[int]:
