@@ -254,6 +254,32 @@ def test_axis_selector_redraws_and_drill_down_opens(browser: Any, report: tuple[
     assert problems == []
 
 
+def test_summary_bar_labels_sit_inside_their_bars_clear_of_the_whiskers(
+    browser: Any, report: tuple[Path, list[dict[str, Any]]]
+) -> None:
+    """Labels at a bar's end ran into its whisker and off the plot; at its base they do neither."""
+    out, _ = report
+    page, problems, _ = open_page(browser, out)
+    boxes = page.evaluate(
+        """() => {
+            const whiskers = [...document.querySelectorAll("#summary-chart .errorbar path")];
+            return [...document.querySelectorAll("#summary-chart .bars .point")].map((g, i) => {
+                const bar = g.querySelector("path").getBoundingClientRect(), t = g.querySelector("text");
+                const text = t ? t.getBoundingClientRect() : null, w = whiskers[i] && whiskers[i].getBoundingClientRect();
+                return {bar: [bar.left, bar.right], text: text ? [text.left, text.right] : null,
+                        whisker: w ? [w.left, w.right] : null};
+            });
+        }"""
+    )
+    assert boxes and all(b["text"] for b in boxes)
+    assert any(b["whisker"] and b["whisker"][1] - b["whisker"][0] > 2 for b in boxes)  # the fixture has bands
+    for b in boxes:
+        assert b["bar"][0] - 0.5 <= b["text"][0] and b["text"][1] <= b["bar"][1] + 0.5, b
+        if b["whisker"]:
+            assert b["text"][1] <= b["whisker"][0] + 0.5, b  # the label ends before the band begins
+    assert problems == []
+
+
 # -- one derivation per figure ---------------------------------------------------------------
 
 

@@ -33,7 +33,8 @@ class Case:
 
     outcome: Literal["works", "n/a", "fails", "curated"]
     config: dict[str, Any] = field(default_factory=dict)
-    reason: str = ""  # n/a: why the type does not apply; fails: a substring of the error raised (by peft, or lorabench's refusal)
+    # n/a: why the type does not apply; fails: a substring of the error raised (peft's, or lorabench's refusal)
+    reason: str = ""
     note: str = ""  # what a reader of the table should know about a working case
 
 

@@ -173,7 +173,7 @@ function summaryChart() {
     type: "bar", orientation: "h", y: pts.map((p) => p.label), x: pts.map((p) => p.values[q].v),
     error_x: errorBar(pts, q).array ? { type: "data", symmetric: false, array: errorBar(pts, q).array, arrayminus: errorBar(pts, q).arrayminus } : undefined,
     marker: { color: pts.map((p) => (p.pareto ? "#b0306a" : p.flags.includes("did_not_learn") ? "#e0b000" : "#6b8fb8")) },
-    text: pts.map((p) => p.values[q].t), textposition: "auto", hovertemplate: "%{y}: %{text}<extra></extra>",
+    text: pts.map((p) => p.values[q].t), textposition: "inside", insidetextanchor: "start", hovertemplate: "%{y}: %{text}<extra></extra>",
   }];
   const h = Math.max(260, 26 * pts.length + 90);
   Plotly.react("summary-chart", traces, layout({
