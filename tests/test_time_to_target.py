@@ -194,3 +194,26 @@ execution: {threads: 1}
     assert ttt["tokens"] == curve[0]["train_tokens"] > 0 and ttt["seconds"] == curve[0]["train_s"] > 0
     (reported,) = with_time_to_target([rec], load_target(out))
     assert reported.profile.time_to_target == ttt
+
+
+def test_curves_draw_one_line_per_point_at_its_selected_rate_over_its_seeds() -> None:
+    """The committed real-weights sweep: 45 runs (5 points x 3 rates x 3 seeds) are 5 lines, each the
+    leaderboard's selected rate, each the mean of its 3 seeds with their range as the band."""
+    from lorabench.record import load_records
+    from lorabench.report.plots import curve_series, mean_curve
+
+    out = Path(__file__).resolve().parents[1] / "results" / "examples-real-fair"
+    records = load_records(out)
+    assert len(records) == 45
+    series = curve_series(records, "accuracy")
+    board = (out / "leaderboard.md").read_text()
+    assert len(series) == 5 and all(len(s.runs) == 3 for s in series)
+    for s in series:
+        (lr,) = {r.spec["train"]["lr"] for r in s.runs}
+        assert f"lr={lr:g} selected" in s.label and f"(lr={lr:g} selected)" in board
+        assert sorted(r.spec["seed"] for r in s.runs) == [0, 1, 2]
+    # The band: the mean and the range of the seeds at each step, hand-checked on two seeds.
+    xs, mean, lo, hi = mean_curve([[(0, 0.5, 10.0), (1, 0.7, 20.0)], [(0, 0.6, 12.0), (1, None, 22.0)]])
+    assert (xs, mean, lo, hi) == ([11.0, 20.0], [pytest.approx(0.55), 0.7], [0.5, 0.7], [0.6, 0.7])
+    # Without `select`, every rate is its own line.
+    assert len(curve_series(records)) == 15

@@ -203,7 +203,7 @@ def _build(
     num, board = leaderboard(records, select_metric)
     (num if raw_csv else csv_safe_frame(num)).to_csv(stage / "leaderboard.csv", index=False)
     (stage / "leaderboard.md").write_text(board + target_notes(records), encoding="utf-8")
-    plots = make_plots(num, stage / "plots", records)
+    plots = make_plots(num, stage / "plots", records, select_metric)
     compare_md = ""
     compare_rows: list[dict[str, Any]] | None = None
     if baseline is not None:

@@ -4,7 +4,8 @@
 - quality and memory vs rank per method and precision, only where a rank sweep exists;
 - throughput per method and precision, with the per-step spread;
 - trainable share (log axis) vs quality per task;
-- training loss and periodic eval curves, with colours and line styles that keep 13+ series apart.
+- training loss and periodic eval curves, one line per grid point (its seeds' mean and range; a
+  sweep's selected rate), with colours and line styles that keep 13+ series apart.
 
 Directions and axis names come from the metric registry. Labels are placed by a small
 deterministic scheme that tries offsets around each point until none overlap.
@@ -12,6 +13,7 @@ deterministic scheme that tries offsets around each point until none overlap.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,8 @@ import pandas as pd
 from lorabench.metrics import METRICS, record_values
 from lorabench.record_data import Record
 from lorabench.report.leaderboard import inside_noise
-from lorabench.report.results import run_from_record
+from lorabench.report.results import group, run_from_record
+from lorabench.report.select import select
 
 MEM = "peak_mem_train_mb"
 LINESTYLES = ("-", "--", ":", "-.")
@@ -425,42 +428,96 @@ def trainable_vs_quality(num: pd.DataFrame, out: Path) -> list[Plot]:
     return plots
 
 
-def _curve_label(rec: Record, seeds: int) -> str:
-    spec = rec.spec
-    method = spec["method"] if spec["rank"] is None else f"{spec['method']}-r{spec['rank']}"
-    seed = f" s{spec['seed']}" if seeds > 1 else ""
-    return f"{spec['model']['name']} {method}@{spec['precision']}{seed}"
+@dataclass(frozen=True)
+class CurveSeries:
+    """One line of a curve plot: a leaderboard point (a swept point at its selected rate) over its seeds."""
+
+    label: str
+    runs: list[Record]
 
 
-def learning_curves(records: list[Record], out: Path) -> list[Plot]:
+def curve_series(records: list[Record], select_metric: str | None = None) -> list[CurveSeries]:
+    """The successful runs as the leaderboard groups them, one series per point, in legend order.
+
+    Seeds of a point share a line (their mean), and a learning-rate sweep shows the rate
+    ``select`` chose (lorabench.report.select): 45 runs of 5 methods x 3 rates x 3 seeds are
+    5 lines, not 45 that no legend can tell apart.
+    """
+    ok = sorted((r for r in records if r.ok), key=_run_order)
+    by_id = {r.run_id: r for r in ok}
+    points = group([run_from_record(r) for r in ok])
+    if select_metric is not None:
+        points, _ = select(points, select_metric)
+    out = []
+    for p in points:
+        runs = [by_id[r.run_id] for r in p.runs if r.run_id in by_id]
+        if not runs:
+            continue
+        _task, model, method, rank, precision = p.key
+        head, _, tail = method.partition(" ")  # "lora (lr=0.003 selected)": the rank goes after the name
+        name = head if rank is None else f"{head}-r{rank}"
+        notes = ", ".join(x for x in (tail.strip("()"), f"{len(runs)} seeds" if len(runs) > 1 else "") if x)
+        out.append(CurveSeries(f"{model} {name}@{precision}" + (f" ({notes})" if notes else ""), runs))
+    return out
+
+
+def mean_curve(curves: list[list[tuple[float, float | None, float | None]]]) -> tuple[list[float], ...]:
+    """(x, mean, low, high) over seeds at each step any seed logged: ``curves`` hold (step, value, x) rows.
+
+    ``x`` is the step itself where None (a loss or eval curve by step), else the cost axis
+    (tokens, seconds), averaged like the value. The band is the seeds' min-max.
+    """
+    at: dict[float, list[tuple[float, float]]] = {}
+    for curve in curves:
+        for step, value, x in curve:
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                at.setdefault(step, []).append((step if x is None else x, value))
+    xs, mean, lo, hi = [], [], [], []
+    for step in sorted(at):
+        pts = at[step]
+        vals = [v for _, v in pts]
+        xs.append(sum(x for x, _ in pts) / len(pts))
+        mean.append(sum(vals) / len(vals))
+        lo.append(min(vals))
+        hi.append(max(vals))
+    return xs, mean, lo, hi
+
+
+def _draw(
+    ax: Any, curves: list[list[tuple[float, float | None, float | None]]], style: tuple[Any, str], **kw: Any
+) -> None:
+    xs, mean, lo, hi = mean_curve(curves)
+    colour, ls = style
+    ax.plot(xs, mean, lw=1.3, color=colour, ls=ls, **kw)
+    if len(curves) > 1:
+        ax.fill_between(xs, lo, hi, color=colour, alpha=0.12, lw=0)
+
+
+def learning_curves(records: list[Record], out: Path, select_metric: str | None = None) -> list[Plot]:
     """Per task: train loss per step, and the primary metric per step where runs set `eval.every`."""
     import matplotlib.pyplot as plt
 
-    ok = [r for r in records if r.status == "success" and r.curves.get("train_loss")]
+    ok = [r for r in records if r.ok and r.curves.get("train_loss")]
     plots = []
     for task in sorted({r.spec["task"] for r in ok}):
-        runs = sorted((r for r in ok if r.spec["task"] == task), key=_run_order)
+        series = curve_series([r for r in ok if r.spec["task"] == task], select_metric)
+        runs = [r for s in series for r in s.runs]
         metric = run_from_record(runs[0]).primary
         with_eval = [r for r in runs if r.curves.get("eval") and metric in r.curves["eval"][0]]
-        seeds = len({r.spec["seed"] for r in runs})
         fig, axes = plt.subplots(1, 2 if with_eval else 1, figsize=(13 if with_eval else 8, 4.5), squeeze=False)
-        styles = dict(zip([r.run_id for r in runs], series_styles(len(runs))))
-        for r in runs:
-            steps, losses = zip(*[(c[0], c[1]) for c in r.curves["train_loss"]])
-            colour, ls = styles[r.run_id]
-            axes[0][0].plot(steps, losses, label=_curve_label(r, seeds), lw=1.3, color=colour, ls=ls)
+        for s, style in zip(series, series_styles(len(series))):
+            _draw(
+                axes[0][0], [[(c[0], c[1], None) for c in r.curves["train_loss"]] for r in s.runs], style, label=s.label
+            )
+            evals = [[(p["step"], p.get(metric), None) for p in r.curves["eval"]] for r in s.runs if r in with_eval]
+            if evals:
+                _draw(axes[0][1], evals, style, marker="o", ms=3)
         axes[0][0].set(xlabel="optimizer step", ylabel="train loss", title=f"{task}: training loss")
         # Which split the curves were measured on (`resolved.splits`): validation where the task has one.
         on = {(r.resolved.get("splits") or {}).get("curves.eval", "test") for r in with_eval}
         split = "/".join(sorted(on)) if on else "test"
         if with_eval and metric:
             m = METRICS.get(metric)
-            for r in with_eval:
-                pts = r.curves["eval"]
-                colour, ls = styles[r.run_id]
-                axes[0][1].plot(
-                    [p["step"] for p in pts], [p[metric] for p in pts], marker="o", ms=3, lw=1.3, color=colour, ls=ls
-                )
             axes[0][1].set(
                 xlabel="optimizer step",
                 ylabel=f"{split} {metric} ({m.direction})",
@@ -473,22 +530,26 @@ def learning_curves(records: list[Record], out: Path) -> list[Plot]:
             bbox_to_anchor=(1.01, 1.0),
             frameon=False,
         )
+        fig.set_figheight(max(4.5, 0.22 * len(series) + 1.0))
         fig.tight_layout()
+        seeds = any(len(s.runs) > 1 for s in series)
         plots.append(
             Plot(
                 _save(fig, out / f"curves_{_slug(task)}.png"),
                 f"{task}: learning curves",
-                "Training loss per optimizer step for every successful run (colour and line style together identify a "
-                "run; the legend lists them)"
-                + (f"; right: {metric} on the {split} split every `eval.every` steps." if with_eval else ".")
+                "Training loss per optimizer step, one line per grid point (colour and line style together identify "
+                "it; the legend lists them)"
+                + (": the mean over its seeds, shaded between the lowest and highest seed" if seeds else "")
+                + ("; a learning-rate sweep shows its selected rate" if select_metric else "")
+                + (f". Right: {metric} on the {split} split every `eval.every` steps." if with_eval else ".")
                 + " A curve that stays flat did not learn; compare where curves end, not where they start.",
             )
         )
     return plots
 
 
-def time_to_quality(records: list[Record], out: Path) -> list[Plot]:
-    """Per task: the eval curve against training tokens and seconds, one line per run, the target dotted.
+def time_to_quality(records: list[Record], out: Path, select_metric: str | None = None) -> list[Plot]:
+    """Per task: the eval curve against training tokens and seconds, one line per grid point, the target dotted.
 
     Reads the cost each curve point recorded (``train_tokens``, ``train_s``) and the
     target ``profile.time_to_target`` names (set by lorabench.report.target).
@@ -501,30 +562,20 @@ def time_to_quality(records: list[Record], out: Path) -> list[Plot]:
     ok = [r for r in records if r.ok and curve(r) and "train_tokens" in curve(r)[0]]
     plots = []
     for task in sorted({r.spec["task"] for r in ok}):
-        runs = sorted((r for r in ok if r.spec["task"] == task), key=_run_order)
-        metric = run_from_record(runs[0]).primary
-        runs = [r for r in runs if metric and metric in curve(r)[0]]
-        if not runs:
+        metric = run_from_record(next(r for r in ok if r.spec["task"] == task)).primary
+        runs = [r for r in ok if r.spec["task"] == task and metric and metric in curve(r)[0]]
+        series = curve_series(runs, select_metric)
+        if not series:
             continue
-        seeds = len({r.spec["seed"] for r in runs})
         target = next((r.profile.time_to_target for r in runs if r.profile.time_to_target), None)
         fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), squeeze=False)
-        styles = dict(zip([r.run_id for r in runs], series_styles(len(runs))))
         for col, (key, label) in enumerate((("train_tokens", "training tokens"), ("train_s", "training seconds"))):
             ax = axes[0][col]
-            for r in runs:
-                colour, ls = styles[r.run_id]
-                pts = [p for p in curve(r) if p.get(key) is not None]
-                ax.plot(
-                    [p[key] for p in pts],
-                    [p[metric] for p in pts],
-                    marker="o",
-                    ms=3,
-                    lw=1.3,
-                    color=colour,
-                    ls=ls,
-                    label=_curve_label(r, seeds),
-                )
+            for s, style in zip(series, series_styles(len(series))):
+                curves = [
+                    [(p["step"], p.get(metric), p.get(key)) for p in curve(r) if p.get(key) is not None] for r in s.runs
+                ]
+                _draw(ax, curves, style, marker="o", ms=3, label=s.label)
             if target and target.get("metric") == metric:
                 ax.axhline(target["target"], color="0.5", ls=":", lw=1)
             ax.set(
@@ -533,20 +584,27 @@ def time_to_quality(records: list[Record], out: Path) -> list[Plot]:
             )
         axes[0][0].set_title(f"{task}: quality against training cost")
         axes[0][-1].legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        fig.set_figheight(max(4.5, 0.22 * len(series) + 1.0))
         fig.tight_layout()
         rule = f" Dotted: the target, {metric} {target['target']:.4g} ({target['rule']})." if target else ""
+        seeds = any(len(s.runs) > 1 for s in series)
         plots.append(
             Plot(
                 _save(fig, out / f"time_to_quality_{_slug(task)}.png"),
                 f"{task}: time to quality",
-                f"The periodic-evaluation {metric} of every successful run against the training tokens (left) and "
-                f"seconds (right) spent to reach it.{rule} Where a line first crosses the target is its time to target.",
+                f"The periodic-evaluation {metric} of each grid point against the training tokens (left) and "
+                f"seconds (right) spent to reach it"
+                + (" (the mean over its seeds, shaded between the lowest and highest seed)" if seeds else "")
+                + ("; a learning-rate sweep shows its selected rate" if select_metric else "")
+                + f".{rule} Where a line first crosses the target is its time to target.",
             )
         )
     return plots
 
 
-def make_plots(num: pd.DataFrame, out: Path, records: list[Record] | None = None) -> list[Plot]:
+def make_plots(
+    num: pd.DataFrame, out: Path, records: list[Record] | None = None, select_metric: str | None = None
+) -> list[Plot]:
     """Every plot the data supports (an empty series is never drawn)."""
     if num.empty:
         return []
@@ -558,6 +616,6 @@ def make_plots(num: pd.DataFrame, out: Path, records: list[Record] | None = None
         *trainable_vs_quality(num, out),
         *rank_sweep(num, out),
         *throughput(records, out, num),
-        *learning_curves(records, out),
-        *time_to_quality(records, out),
+        *learning_curves(records, out, select_metric),
+        *time_to_quality(records, out, select_metric),
     ]
