@@ -197,6 +197,27 @@ def test_tables_fit_at_1400_and_the_primary_metric_shows_at_420(
     page.close()
 
 
+def test_a_sweep_with_forgetting_and_time_to_target_fits_at_1400(browser: Any, tmp_path: Path) -> None:
+    """The committed real-weights sweep (selected-rate labels, forgetting and to-target columns) at 1400 px:
+    no table scrolls sideways, and each row names its rank beside its method, before the selected rate."""
+    from lorabench.record import load_records
+    from lorabench.report import build_report
+
+    src = Path(__file__).resolve().parents[1] / "results" / "examples-real-fair"
+    out = tmp_path / "fair"
+    (out / "runs").mkdir(parents=True)
+    (out / "suite.yaml").write_text((src / "suite.yaml").read_text())  # the select block the report reads
+    build_report(out, load_records(src))
+    page, problems, _ = open_page(browser, out, 1400)
+    assert page.evaluate(OVERFLOW, "#leaderboards, #leaderboards .wrap, body") == []
+    points = page.locator('.board[data-task="imdb"] tbody tr').evaluate_all(
+        "rows => rows.map(r => r.children[0].textContent)"
+    )
+    assert "minilm lora-r8 @nf4 (lr=0.003 selected)" in points and len(points) == 5
+    assert problems == []
+    page.close()
+
+
 def _column(page: Any, task: str, index: int) -> list[str]:
     return page.locator(f'.board[data-task="{task}"] tbody tr').evaluate_all(
         f"rows => rows.map(r => r.children[{index}].textContent)"

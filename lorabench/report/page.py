@@ -76,7 +76,9 @@ TRAIN_FIELDS = (
 
 def _label(p: Point) -> str:
     _task, model, method, rank, precision = p.key
-    return f"{model} {method if rank is None else f'{method}-r{rank}'} @{precision}"
+    head, _, tail = method.partition(" ")  # "lora (lr=0.003 selected)": the rank belongs to the name
+    name = head if rank is None else f"{head}-r{rank}"
+    return f"{model} {name} @{precision}" + (f" {tail}" if tail else "")
 
 
 def _value(m: Metric, p: Point, name: str) -> dict[str, Any] | None:

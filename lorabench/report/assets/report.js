@@ -25,6 +25,8 @@ function options(select, values, all) {
 }
 const uniq = (xs) => [...new Set(xs)].sort((a, b) => String(a).localeCompare(String(b), undefined, { numeric: true }));
 const metricName = (k) => (D.metrics[k] ? D.metrics[k].header : k);
+// A header may break after an underscore (forgetting_pair_retrieval, tokens_to_target): a zero-width space.
+const wrappable = (s) => s.replace(/_/g, "_\u200b");
 const shortLabel = (p) => `${p.method}${p.rank === null ? "" : "-r" + p.rank} @${p.precision}`;
 
 // ---------- header, configuration, summary words ----------
@@ -92,7 +94,7 @@ function renderBoards() {
     const ths = cols.map((c) => {
       const src = c.key === "peak_mem_train_mb" ? uniq(pts.map((p) => p.mem_source).filter((x) => x)).join(", ") : "";
       const tip = c.description ? `${c.description} (${c.direction})` : "";
-      const th = el("th", { class: "sortable" + (c.l ? " l" : ""), "data-key": c.key, title: tip, text: src ? `${c.header} (${src})` : c.header });
+      const th = el("th", { class: "sortable" + (c.l ? " l" : ""), "data-key": c.key, title: tip, text: wrappable(src ? `${c.header} (${src})` : c.header) });
       if (st && st.key === c.key) th.setAttribute("aria-sort", st.dir);
       th.addEventListener("click", () => {
         const cur = sortState[task];
