@@ -64,6 +64,8 @@ def test_page_is_self_contained_small_and_escaped(report: tuple[Path, list[dict[
     assert data["baseline"] == str(BASELINE) and data["compare"]
     cfg = {row["task"]: row for row in data["config"]}
     assert cfg["synthetic-lm"]["lr"] == "0.003" and cfg["synthetic-lm"]["seeds"] == "0, 1"
+    # The learning-rate warm-up and the untimed first steps are different settings, each named.
+    assert cfg["synthetic-lm"]["lr warm-up"] == "0" and cfg["synthetic-lm"]["untimed steps"] == "5"
     assert data["created"] and data["generated"]
 
 

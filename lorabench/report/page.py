@@ -68,7 +68,8 @@ TRAIN_FIELDS = (
     ("grad_accum", "grad accum"),
     ("max_seq_len", "seq len"),
     ("schedule", "schedule"),
-    ("warmup_steps", "warmup"),
+    ("lr_warmup_steps", "lr warm-up"),
+    ("warmup_steps", "untimed steps"),  # run, but left out of throughput (not the lr warm-up)
     ("optimizer", "optimizer"),
     ("weight_decay", "weight decay"),
 )
