@@ -22,7 +22,7 @@ from lorabench import atomic
 from lorabench.errors import UsageError
 from lorabench.metrics import record_values, step_time_spread
 from lorabench.record_data import Profile, Record, RecordError
-from lorabench.spec import RunSpec
+from lorabench.spec import RunSpec, without_late_defaults
 from lorabench.vocab import STATUSES, MiB, Status
 
 SCHEMA_VERSION = 1
@@ -48,6 +48,7 @@ def recipe_hash(spec: dict[str, Any]) -> str:
     matched points' recipes differ. Kept apart from run_id, which stays as it was.
     """
 
+    spec = without_late_defaults(spec)  # a setting added since, at its default, is the same recipe
     blob = json.dumps({k: spec.get(k) for k in RECIPE_SECTIONS}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -45,6 +45,20 @@ _HASHED_UNLESS_DEFAULT = (
 )
 
 
+def without_late_defaults(d: dict[str, Any]) -> dict[str, Any]:
+    """A spec's wire form without the settings added after run ids were in use, where they hold their default.
+
+    A record written before ``alpha_ratio`` existed and one written since, at its default,
+    describe the same run: the run_id and the recipe hash both read them through this.
+    """
+    out = dict(d)
+    for section, key, default in _HASHED_UNLESS_DEFAULT:
+        part = out.get(section)
+        if isinstance(part, dict) and key in part and part[key] == default:  # method options differ per method
+            out[section] = {k: v for k, v in part.items() if k != key}
+    return out
+
+
 def _no_empty_lists(d: dict[str, Any]) -> dict[str, Any]:
     """``d`` without keys holding an empty list or tuple (``data.clean``: ``()`` from the planner,
     ``[]`` once through JSON), which a suite may not write but which is its field's default."""
@@ -161,9 +175,7 @@ class RunSpec:
         d.pop("sweep", None)
         d.pop("target", None)
         d["execution"] = {k: v for k, v in d["execution"].items() if k not in _NOT_HASHED}
-        for section, key, default in _HASHED_UNLESS_DEFAULT:
-            if key in d[section] and d[section][key] == default:  # method options differ per method
-                d[section] = {k: v for k, v in d[section].items() if k != key}
+        d = without_late_defaults(d)
         if self.precision not in QUANTIZED:
             d.pop("quantization")  # bnb settings cannot affect an unquantised run
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)

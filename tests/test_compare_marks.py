@@ -135,3 +135,26 @@ def test_cli_check_on_busy_host_runs_names_them(tmp_path: Path, capsys: pytest.C
     assert len(regressions) == 16 and all("[timed on a busy host: unreliable]" in r for r in regressions)
     assert main(["check", "--baseline", str(BASELINE), "--current", str(busy)]) == 0  # quality only: passes
     assert "busy host" in capsys.readouterr().out  # ... and still names them
+
+
+def test_a_setting_added_since_at_its_default_is_the_same_recipe(tmp_path: Path) -> None:
+    """Records written before `alpha_ratio` existed and fresh ones (`alpha_ratio: null`) were 10 of the 16
+    smoke points "trained with a different recipe" in every `make check`; a real change still counts."""
+    path = next(p for p in BASELINE.glob("runs/*/record.json") if '"lora"' in p.read_text())
+    spec = json.loads(path.read_text())["spec"]
+    assert "alpha_ratio" not in spec["method_options"]
+    fresh = json.loads(json.dumps(spec))
+    fresh["method_options"]["alpha_ratio"] = None
+    assert recipe_hash(fresh) == recipe_hash(spec)
+    fresh["method_options"]["alpha_ratio"] = 2.0
+    assert recipe_hash(fresh) != recipe_hash(spec)
+    # Through the gate: a copy whose records gained the key at its default, and stored recipes that disagree.
+    other = tmp_path / "other"
+    shutil.copytree(BASELINE, other)
+    for p in other.glob("runs/*/record.json"):
+        rec = json.loads(p.read_text())
+        rec["spec"]["method_options"].setdefault("alpha_ratio", None)
+        rec["recipe"] = "stale0000000"  # as written by an older version: the reader hashes the spec itself
+        p.write_text(json.dumps(rec))
+    proc = run_cli("check", "--baseline", str(BASELINE), "--current", str(other))
+    assert proc.returncode == 0 and "different recipe" not in proc.stderr, proc.stderr[-2000:]

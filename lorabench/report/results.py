@@ -232,7 +232,7 @@ def run_from_record(rec: Record, where: str = "") -> Run:
         mem_source=peak_memory(profile, "train")[1],
         timing_spread=spread,
         error=error,
-        recipe=rec.recipe or recipe_hash(spec),
+        recipe=recipe_hash(spec),  # from the spec, not the stored field: records of older versions compare alike
         alpha=_alpha(rec),
         ranks=_ranks(profile),
     )
