@@ -34,35 +34,42 @@ def _open(browser: object, page_file: Path, width: int, height: int) -> object:
     return page
 
 
-def shoot(results: Path, out: Path, task: str | None = None) -> list[Path]:
-    """Both screenshots of ``results/report.html`` into ``out``; returns their paths."""
-    from playwright.sync_api import sync_playwright
+def shoot(results: Path, out: Path, task: str | None = None, browser: object | None = None) -> list[Path]:
+    """Both screenshots of ``results/report.html`` into ``out``; returns their paths.
 
+    ``browser``: a Playwright browser already launched (the tests'), else one is started here.
+    """
     page_file = results / "report.html"
     if not page_file.is_file():
         raise SystemExit(f"report_shots: no report.html in {results} (run `lorabench report {results}` first)")
-    if not Path(CHROMIUM).exists():
-        raise SystemExit(f"report_shots: no chromium at {CHROMIUM} (apt-get install chromium)")
+    if browser is None:
+        from playwright.sync_api import sync_playwright
+
+        if not Path(CHROMIUM).exists():
+            raise SystemExit(f"report_shots: no chromium at {CHROMIUM} (apt-get install chromium)")
+        with sync_playwright() as pw:
+            launched = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            try:
+                return shoot(results, out, task, launched)
+            finally:
+                launched.close()
     out.mkdir(parents=True, exist_ok=True)
     desktop, phone = out / "report-desktop.png", out / "report-phone-drilldown.png"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = _open(browser, page_file, 1400, 900)
-        bottom = page.evaluate(
-            "(() => { const r = document.querySelector('#pareto-chart').getBoundingClientRect();"
-            " return r.bottom + window.scrollY + 16; })()"
-        )
-        page.screenshot(path=str(desktop), full_page=True, clip={"x": 0, "y": 0, "width": 1400, "height": bottom})
-        page.close()
-        page = _open(browser, page_file, 420, 2400)  # tall enough for the whole dialog
-        row = f'.board[data-task="{task}"] tbody tr' if task else ".board tbody tr"
-        if task:
-            page.select_option("#f-task", task)
-        page.locator(row).first.click()
-        page.locator("#drill").wait_for(state="visible")
-        page.wait_for_timeout(500)  # Plotly draws the dialog's charts after it opens
-        page.locator("#drill").screenshot(path=str(phone))
-        browser.close()
+    page = _open(browser, page_file, 1400, 900)
+    bottom = page.evaluate(
+        "(() => { const r = document.querySelector('#pareto-chart').getBoundingClientRect();"
+        " return r.bottom + window.scrollY + 16; })()"
+    )
+    page.screenshot(path=str(desktop), full_page=True, clip={"x": 0, "y": 0, "width": 1400, "height": bottom})
+    page.close()
+    page = _open(browser, page_file, 420, 2400)  # tall enough for the whole dialog
+    if task:
+        page.select_option("#f-task", task)
+    page.locator(f'.board[data-task="{task}"] tbody tr' if task else ".board tbody tr").first.click()
+    page.locator("#drill").wait_for(state="visible")
+    page.wait_for_timeout(500)  # Plotly draws the dialog's charts after it opens
+    page.locator("#drill").screenshot(path=str(phone))
+    page.close()
     return [desktop, phone]
 
 

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,8 @@ from lorabench.record_data import Profile, Record
 from lorabench.stats import aggregate
 from tests.report_fixture import BASELINE, build_result_set, typed
 
-CHROMIUM = os.environ.get("LORABENCH_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from report_shots import ARGS, CHROMIUM, shoot  # the README's screenshots use the same browser
 
 
 @pytest.fixture(scope="module")
@@ -478,3 +472,16 @@ def test_static_plots_order_ranks_as_numbers_and_label_log_axes_plainly() -> Non
     labels = [t.get_text() for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True) if t.get_text()]
     plt.close(fig)
     assert labels and all(re.fullmatch(r"[0-9.]+", t) for t in labels), labels
+
+
+def test_the_readme_screenshots_script_shoots_both_views(
+    browser: Any, report: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """scripts/report_shots.py: the page at 1400 px down to the Pareto chart, a drill-down at 420 px."""
+    import struct
+
+    out, _ = report
+    desktop, phone = shoot(out, tmp_path / "shots", "synthetic-dialogsum", browser)
+    width = {p.name: struct.unpack(">II", p.read_bytes()[16:24]) for p in (desktop, phone)}
+    assert width["report-desktop.png"][0] == 1400 and width["report-desktop.png"][1] > 900
+    assert width["report-phone-drilldown.png"][0] <= 420 and width["report-phone-drilldown.png"][1] > 300
