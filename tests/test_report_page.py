@@ -205,11 +205,15 @@ def test_a_sweep_with_forgetting_and_time_to_target_fits_at_1400(browser: Any, t
     (out / "suite.yaml").write_text((src / "suite.yaml").read_text())  # the select block the report reads
     build_report(out, load_records(src))
     page, problems, _ = open_page(browser, out, 1400)
-    assert page.evaluate(OVERFLOW, "#leaderboards, #leaderboards .wrap, body") == []
+    assert page.evaluate(OVERFLOW, "#leaderboards, #leaderboards .wrap, #config-table, body") == []
     points = page.locator('.board[data-task="imdb"] tbody tr').evaluate_all(
         "rows => rows.map(r => r.children[0].textContent)"
     )
     assert "minilm lora-r8 @nf4 (lr=0.003 selected)" in points and len(points) == 5
+    (cfg,) = page_data(out)["config"]
+    assert cfg["lr"] == (
+        "dora: 0.001 / 0.003 / 0.01; full: 3e-05 / 0.0001 / 0.0003; ia3: 0.01 / 0.03 / 0.1; lora: 0.001 / 0.003 / 0.01"
+    )  # each method's rates, not one list of every rate
     assert problems == []
     page.close()
 

@@ -113,6 +113,10 @@ def _alpha(rec: Record) -> Any:
     return resolved if resolved is not None else (rec.spec.get("method_options") or {}).get("alpha")
 
 
+def _lr_key(lr: Any) -> tuple[bool, float]:
+    return (not isinstance(lr, (int, float)), lr if isinstance(lr, (int, float)) else 0.0)
+
+
 def config_rows(records: list[Record]) -> list[dict[str, str]]:
     """Per task: the training recipe (distinct values joined by " / " where runs differ)."""
     rows = []
@@ -121,6 +125,15 @@ def config_rows(records: list[Record]) -> list[dict[str, str]]:
         row = {"task": task}
         for key, label in TRAIN_FIELDS:
             row[label] = _distinct([r.spec.get("train", {}).get(key) for r in recs])
+        # Rates differ per method (a sweep each, or one hand-picked rate each): say whose is whose.
+        by_method = {
+            m: _distinct(
+                sorted(((r.spec.get("train") or {}).get("lr") for r in recs if r.spec["method"] == m), key=_lr_key)
+            )
+            for m in sorted({r.spec["method"] for r in recs})
+        }
+        if len(set(by_method.values())) > 1:
+            row["lr"] = "; ".join(f"{m}: {v}" for m, v in by_method.items())
         row["steps run"] = _distinct([r.profile.train_steps for r in recs])
         row["alpha"] = _distinct([_alpha(r) for r in recs])
         row["seeds"] = ", ".join(str(s) for s in sorted({r.spec.get("seed") for r in recs}, key=str))
