@@ -33,7 +33,7 @@ from lorabench.report.leaderboard import (
     flag_meanings,
     pareto_points,
 )
-from lorabench.report.results import Point, group, run_from_record
+from lorabench.report.results import Point, group, point_label, run_from_record
 from lorabench.report.select import select, sweep_rows
 from lorabench.stats import aggregate
 
@@ -76,10 +76,7 @@ TRAIN_FIELDS = (
 
 
 def _label(p: Point) -> str:
-    _task, model, method, rank, precision = p.key
-    head, _, tail = method.partition(" ")  # "lora (lr=0.003 selected)": the rank belongs to the name
-    name = head if rank is None else f"{head}-r{rank}"
-    return f"{model} {name} @{precision}" + (f" {tail}" if tail else "")
+    return point_label(p.key)
 
 
 def _value(m: Metric, p: Point, name: str) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ import pandas as pd
 from lorabench.metrics import METRICS, record_values
 from lorabench.record_data import Record
 from lorabench.report.leaderboard import inside_noise
-from lorabench.report.results import group, run_from_record
+from lorabench.report.results import group, point_label, run_from_record
 from lorabench.report.select import select
 
 MEM = "peak_mem_train_mb"
@@ -453,11 +453,8 @@ def curve_series(records: list[Record], select_metric: str | None = None) -> lis
         runs = [by_id[r.run_id] for r in p.runs if r.run_id in by_id]
         if not runs:
             continue
-        _task, model, method, rank, precision = p.key
-        head, _, tail = method.partition(" ")  # "lora (lr=0.003 selected)": the rank goes after the name
-        name = head if rank is None else f"{head}-r{rank}"
-        notes = ", ".join(x for x in (tail.strip("()"), f"{len(runs)} seeds" if len(runs) > 1 else "") if x)
-        out.append(CurveSeries(f"{model} {name}@{precision}" + (f" ({notes})" if notes else ""), runs))
+        seeds = f", {len(runs)} seeds" if len(runs) > 1 else ""
+        out.append(CurveSeries(point_label(p.key) + seeds, runs))
     return out
 
 
@@ -503,18 +500,20 @@ def learning_curves(records: list[Record], out: Path, select_metric: str | None 
         series = curve_series([r for r in ok if r.spec["task"] == task], select_metric)
         runs = [r for s in series for r in s.runs]
         metric = run_from_record(runs[0]).primary
-        with_eval = [r for r in runs if r.curves.get("eval") and metric in r.curves["eval"][0]]
+        with_eval = {r.run_id for r in runs if r.curves.get("eval") and metric in r.curves["eval"][0]}
         fig, axes = plt.subplots(1, 2 if with_eval else 1, figsize=(13 if with_eval else 8, 4.5), squeeze=False)
         for s, style in zip(series, series_styles(len(series))):
             _draw(
                 axes[0][0], [[(c[0], c[1], None) for c in r.curves["train_loss"]] for r in s.runs], style, label=s.label
             )
-            evals = [[(p["step"], p.get(metric), None) for p in r.curves["eval"]] for r in s.runs if r in with_eval]
+            evals = [
+                [(p["step"], p.get(metric), None) for p in r.curves["eval"]] for r in s.runs if r.run_id in with_eval
+            ]
             if evals:
                 _draw(axes[0][1], evals, style, marker="o", ms=3)
         axes[0][0].set(xlabel="optimizer step", ylabel="train loss", title=f"{task}: training loss")
         # Which split the curves were measured on (`resolved.splits`): validation where the task has one.
-        on = {(r.resolved.get("splits") or {}).get("curves.eval", "test") for r in with_eval}
+        on = {(r.resolved.get("splits") or {}).get("curves.eval", "test") for r in runs if r.run_id in with_eval}
         split = "/".join(sorted(on)) if on else "test"
         if with_eval and metric:
             m = METRICS.get(metric)

@@ -64,6 +64,18 @@ class Run:
     ranks: str | None = None  # "2 fsdp": a run over several processes (its memory figures are per rank)
 
 
+def point_label(key: PointKey) -> str:
+    """A point's display name, e.g. ``minilm lora-r8 @nf4 (lr=0.003 selected)``.
+
+    A swept point's method cell carries its rate (``lora (lr=0.003 selected)``); the rank
+    belongs beside the method's name, before that note.
+    """
+    _task, model, method, rank, precision = key
+    head, _, tail = method.partition(" ")
+    name = head if rank is None else f"{head}-r{rank}"
+    return f"{model} {name} @{precision}" + (f" {tail}" if tail else "")
+
+
 @dataclass
 class Point:
     """One grid point over its seeds."""
